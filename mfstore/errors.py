@@ -1,0 +1,35 @@
+"""The exceptions mfstore raises. Each message says what is wrong and what to do.
+
+`cli/` maps them to exit codes and `serving/` to HTTP statuses; the library never prints
+or exits.
+"""
+
+from __future__ import annotations
+
+
+class MFStoreError(Exception):
+    """Base class of every error mfstore raises on purpose."""
+
+
+class DataSourceError(MFStoreError):
+    """A data URL cannot be reached or opened."""
+
+
+class DataFormatError(MFStoreError):
+    """A file is not in the format it claims (bad magic number, truncated, unknown format)."""
+
+
+class DataValidationError(MFStoreError):
+    """The examples are unusable: count mismatch, NaN or infinite values, bad labels."""
+
+
+class SpecError(MFStoreError):
+    """A layer specification or architecture is invalid or does not fit its input."""
+
+
+class ConfigError(MFStoreError):
+    """A training or command option is out of range."""
+
+
+class DeviceError(MFStoreError):
+    """The requested compute device is not available."""
