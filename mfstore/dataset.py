@@ -1,0 +1,214 @@
+"""Datasets: validated examples split into train / validation / test, normalised on train only.
+
+Validation is carved from train with a fixed seed (never select epochs on test); a source
+without a test split gets one carved the same way. The fingerprint is the sha256 of the
+examples and of the options, so the same data read the same way always has the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from mfstore.errors import ConfigError, DataValidationError
+from mfstore.readers import RawData, read_source
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How a source becomes a dataset. Part of the fingerprint."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2  # used only when the source has no test split
+    seed: int = 0
+    normalize: str = "standard"  # "standard" (mean/std fitted on train) or "none"
+    label_column: str = "label"
+    format: str | None = None
+    classes: int | None = None  # None: fixed by the format, else max label + 1
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
+        if self.normalize not in ("standard", "none"):
+            raise ConfigError(f"normalize must be 'standard' or 'none', got {self.normalize!r}")
+
+
+@dataclass
+class Normalizer:
+    """`(x - mean) / std`, with statistics per channel (images) or per feature (vectors)."""
+
+    mean: torch.Tensor  # broadcastable to one example: (C, 1, 1) or (F,)
+    std: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    @classmethod
+    def identity(cls, shape: tuple[int, ...]) -> Normalizer:
+        stat_shape = (shape[0],) + (1,) * (len(shape) - 1)
+        return cls(torch.zeros(stat_shape), torch.ones(stat_shape))
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Normalizer:
+        """Fit on `x` (N, *shape): per channel for (C, H, W) examples, per feature otherwise."""
+        axes = (0, *range(2, x.ndim))  # every axis but the channel / feature axis
+        mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
+        std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
+        std = np.where(std < 1e-6, 1.0, std)  # constant features pass through centred
+        return cls(torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32))
+
+    def to_dict(self) -> dict[str, list]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> Normalizer:
+        return cls(torch.tensor(data["mean"], dtype=torch.float32),
+                   torch.tensor(data["std"], dtype=torch.float32))
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (N, *input_shape) float32, normalised
+    y: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class Dataset:
+    source: str
+    format: str
+    train: Split
+    val: Split
+    test: Split
+    input_shape: tuple[int, ...]
+    classes: int
+    normalizer: Normalizer
+    fingerprint: str  # sha256 of the examples and the options
+    content_sha256: str  # sha256 of the examples alone
+    options: DatasetOptions = field(default_factory=DatasetOptions)
+    class_names: list[str] | None = None
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, split: str) -> None:
+    if len(x) != len(y):
+        raise DataValidationError(
+            f"{split}: {len(x)} examples but {len(y)} labels; give one label per example"
+        )
+    if len(x) == 0:
+        raise DataValidationError(f"{split}: no examples")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataValidationError(f"{split}: features must be real numbers, found {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise DataValidationError(
+                f"{split}: {int(bad.sum())} examples hold NaN or infinite features (first at "
+                f"example {int(np.flatnonzero(bad)[0])}); clean or impute them before import"
+            )
+
+
+def _labels(y: np.ndarray, split: str) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or not np.equal(np.mod(y, 1), 0).all():
+            raise DataValidationError(f"{split}: labels must be whole numbers 0..C-1")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DataValidationError(f"{split}: labels must be integers 0..C-1, found {y.dtype}")
+    return y.astype(np.int64).reshape(-1)
+
+
+def _check_range(labels: list[np.ndarray], classes: int | None) -> int:
+    low = min(int(y.min()) for y in labels)
+    high = max(int(y.max()) for y in labels)
+    count = classes if classes is not None else high + 1
+    if low < 0 or high >= count:
+        raise DataValidationError(
+            f"labels must lie in 0..{count - 1} ({count} classes); found labels from {low} "
+            f"to {high}; relabel them or set the number of classes"
+        )
+    if count < 2:
+        raise DataValidationError(f"a classifier needs at least 2 classes, found {count}")
+    return count
+
+
+def _digest(arrays: list[np.ndarray | None]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out), holding out `fraction` of every class, both in source order."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        held.append(idx[: round(len(idx) * fraction)])
+    held_idx = np.sort(np.concatenate(held))
+    kept = np.ones(len(y), dtype=bool)
+    kept[held_idx] = False
+    return np.flatnonzero(kept), held_idx
+
+
+def _split(x: np.ndarray, y: np.ndarray, norm: Normalizer) -> Split:
+    tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return Split(norm(tensor).contiguous(), torch.from_numpy(y))
+
+
+def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset:
+    """Validate, split, normalise and fingerprint examples that a reader returned."""
+    _check_pair(raw.x_train, raw.y_train, "train")
+    labels = [_labels(raw.y_train, "train")]
+    if raw.x_test is not None and raw.y_test is not None:
+        _check_pair(raw.x_test, raw.y_test, "test")
+        labels.append(_labels(raw.y_test, "test"))
+        if raw.x_test.shape[1:] != raw.x_train.shape[1:]:
+            raise DataValidationError(
+                f"test examples have shape {raw.x_test.shape[1:]}, train examples "
+                f"{raw.x_train.shape[1:]}; both splits need the same shape"
+            )
+    classes = _check_range(labels, options.classes or raw.classes)
+    content = _digest([raw.x_train, labels[0], raw.x_test, labels[1] if len(labels) > 1 else None])
+    seeds = np.random.SeedSequence(options.seed).generate_state(2)
+    x_pool, y_pool = raw.x_train, labels[0]
+    if len(labels) > 1:
+        x_test, y_test = raw.x_test, labels[1]
+    else:
+        keep, held = stratified_split(y_pool, options.test_fraction, int(seeds[0]))
+        x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[keep], y_pool[keep]
+    keep, held = stratified_split(y_pool, options.val_fraction, int(seeds[1]))
+    shape = tuple(int(d) for d in raw.x_train.shape[1:])
+    x_train = np.asarray(x_pool[keep], dtype=np.float32)
+    norm = Normalizer.fit(x_train) if options.normalize == "standard" else (
+        Normalizer.identity(shape))
+    opts = json.dumps(asdict(options), sort_keys=True)
+    return Dataset(
+        source=source, format=raw.format,
+        train=_split(x_train, y_pool[keep], norm),
+        val=_split(x_pool[held], y_pool[held], norm),
+        test=_split(x_test, y_test, norm),
+        input_shape=shape, classes=classes, normalizer=norm,
+        fingerprint=hashlib.sha256(f"{content}:{opts}".encode()).hexdigest(),
+        content_sha256=content, options=options, class_names=raw.class_names,
+    )
+
+
+def load_dataset(url: str, options: DatasetOptions | None = None) -> Dataset:
+    """Read `url` (any fsspec URL, or `sklearn:NAME`) into a split, normalised dataset."""
+    options = options or DatasetOptions()
+    raw = read_source(url, options.format, label_column=options.label_column)
+    return build_dataset(raw, url, options)

@@ -1,0 +1,84 @@
+"""`.npz` arrays and CSV / Parquet tables with a label column."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from mfstore.errors import DataFormatError
+from mfstore.readers import fs
+from mfstore.readers.raw import RawData
+
+
+def read_npz(url: str) -> RawData:
+    """Arrays `x` and `y` (and optionally `x_test`, `y_test`)."""
+    try:
+        with np.load(io.BytesIO(fs.read_bytes(url)), allow_pickle=False) as arrays:
+            found = {name: arrays[name] for name in arrays.files}
+    except ValueError as err:  # object arrays, or not a zip archive
+        raise DataFormatError(f"{url}: not a readable .npz of numeric arrays ({err})") from err
+    except Exception as err:
+        raise DataFormatError(f"{url}: not a readable .npz file ({err})") from err
+    if "x" not in found or "y" not in found:
+        raise DataFormatError(f"{url}: a .npz must hold arrays 'x' and 'y'; found {sorted(found)}")
+    has_test = "x_test" in found and "y_test" in found
+    return RawData(
+        found["x"], found["y"],
+        found["x_test"] if has_test else None, found["y_test"] if has_test else None,
+        format="npz",
+    )
+
+
+def _encode_labels(column: pa.ChunkedArray, url: str) -> tuple[np.ndarray, list[str] | None]:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        values = np.asarray(column.to_pylist(), dtype=object)
+        names = sorted({str(v) for v in values})
+        lookup = {name: i for i, name in enumerate(names)}
+        return np.array([lookup[str(v)] for v in values], dtype=np.int64), names
+    if column.null_count:
+        raise DataFormatError(f"{url}: the label column has {column.null_count} empty values")
+    return column.to_numpy(), None
+
+
+def table_to_raw(table: pa.Table, url: str, label_column: str, fmt: str) -> RawData:
+    if label_column not in table.column_names:
+        raise DataFormatError(
+            f"{url}: no label column {label_column!r}; columns are {table.column_names[:12]}; "
+            "name the label column with --label-column"
+        )
+    features = [c for c in table.column_names if c != label_column]
+    for name in features:
+        kind = table.schema.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_null(kind)):
+            raise DataFormatError(
+                f"{url}: feature column {name!r} is {kind}, not numeric; drop or encode it"
+            )
+    if not features:
+        raise DataFormatError(f"{url}: no feature columns beside the label column")
+    x = np.stack(
+        [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in features],
+        axis=1,
+    )  # (N, F); empty cells become NaN and are refused by validation
+    y, names = _encode_labels(table.column(label_column), url)
+    return RawData(x, y, None, None, format=fmt, class_names=names)
+
+
+def read_csv(url: str, label_column: str = "label") -> RawData:
+    try:
+        table = pa_csv.read_csv(io.BytesIO(fs.read_bytes(url)))
+    except pa.ArrowInvalid as err:
+        raise DataFormatError(f"{url}: not a readable CSV file with a header row ({err})") from err
+    return table_to_raw(table, url, label_column, "csv")
+
+
+def read_parquet(url: str, label_column: str = "label") -> RawData:
+    try:
+        table = pq.read_table(io.BytesIO(fs.read_bytes(url)))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataFormatError(f"{url}: not a readable Parquet file ({err})") from err
+    return table_to_raw(table, url, label_column, "parquet")
