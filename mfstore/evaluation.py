@@ -1,0 +1,69 @@
+"""Accuracy of every layer on its own, of FF mode (sum of goodness) and BP mode (last layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mfstore.batches import BatchSource
+from mfstore.modules import MFLayer
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    per_layer: list[float]  # layer k mode: argmax of G_k
+    ff: float  # argmax of sum_k G_k
+    bp: float  # argmax of G_L (equals per_layer[-1])
+    examples: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"per_layer": self.per_layer, "ff": self.ff, "bp": self.bp,
+                "examples": self.examples}
+
+
+@dataclass(frozen=True)
+class StackMetrics:
+    """Per-layer mean cross-entropy and accuracy, and FF-mode accuracy, over one source."""
+
+    losses: list[float]
+    accuracies: list[float]
+    ff_accuracy: float
+    examples: int
+
+
+@torch.no_grad()
+def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
+                  device: torch.device) -> StackMetrics:
+    """One pass through every layer; sums stay on the device until the end (one sync)."""
+    count = len(layers)
+    loss_sum = torch.zeros(count, device=device, dtype=torch.float64)
+    correct = torch.zeros(count + 1, device=device, dtype=torch.int64)  # layers..., ff
+    n = 0
+    for x, y in source.ordered():
+        a, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        total = None
+        for k, layer in enumerate(layers):
+            a = layer(a)
+            g = layer.goodness(a)  # (B, classes)
+            loss_sum[k] += F.cross_entropy(g, y, reduction="sum").double()
+            correct[k] += (g.argmax(1) == y).sum()
+            total = g if total is None else total + g
+        correct[count] += (total.argmax(1) == y).sum()
+        n += int(y.shape[0])
+    losses = (loss_sum / max(n, 1)).tolist()
+    acc = (correct.double() / max(n, 1)).tolist()
+    return StackMetrics(losses, acc[:count], acc[count], n)
+
+
+def evaluate(layers: Sequence[MFLayer], source: BatchSource, device: torch.device) -> Accuracy:
+    """Accuracy in layer-k, FF and BP mode, from one pass."""
+    was_training = [layer.training for layer in layers]
+    for layer in layers:
+        layer.eval()
+    m = stack_metrics(layers, source, device)
+    for layer, mode in zip(layers, was_training, strict=True):
+        layer.train(mode)
+    return Accuracy(m.accuracies, m.ff_accuracy, m.accuracies[-1], m.examples)

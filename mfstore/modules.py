@@ -1,0 +1,119 @@
+"""PyTorch modules: one Mono-Forward layer (`MFLayer`) and a stack of them (`MFNet`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mfstore.errors import SpecError
+from mfstore.spec import LayerSpec
+
+ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda z: z,
+}
+MODES = ("bp", "ff")
+
+
+def layer_generator(seed: int, index: int) -> torch.Generator:
+    """The init RNG of layer `index`: depends on (seed, index) only, so adding layers after it
+    never changes it (hot-plugging)."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _uniform(shape: Sequence[int], fan_in: int, gen: torch.Generator) -> nn.Parameter:
+    bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default (kaiming_uniform, a=sqrt(5))
+    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=gen))
+
+
+class MFLayer(nn.Module):
+    """`a = act(a_in W^T + b)` (conv: 3x3 pad 1, act, 2x2 pool) and goodness `G = a M^T`."""
+
+    def __init__(self, spec: LayerSpec, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        gen = generator or torch.Generator().manual_seed(0)
+        if spec.kind == "dense":
+            fan_in = spec.in_features
+            self.weight = _uniform((spec.width, fan_in), fan_in, gen)  # (n_i, n_{i-1})
+        else:
+            fan_in = spec.in_shape[0] * 9
+            self.weight = _uniform((spec.width, spec.in_shape[0], 3, 3), fan_in, gen)
+        self.bias = _uniform((spec.width,), fan_in, gen) if spec.bias else None
+        self.projection = _uniform((spec.classes, spec.out_features), spec.out_features, gen)
+        self._act = ACTIVATION_FNS[spec.activation]
+
+    def forward(self, a_in: torch.Tensor) -> torch.Tensor:
+        """Activations of this layer: (B, *spec.out_shape)."""
+        if self.spec.kind == "dense":
+            return self._act(F.linear(a_in.flatten(1), self.weight, self.bias))  # (B, n_i)
+        a = self._act(F.conv2d(a_in, self.weight, self.bias, padding=1))  # (B, C, H, W)
+        if self.spec.pool == "avg":
+            return F.avg_pool2d(a, 2)  # (B, C, H/2, W/2)
+        if self.spec.pool == "max":
+            return F.max_pool2d(a, 2)
+        return a
+
+    def goodness(self, a: torch.Tensor) -> torch.Tensor:
+        """`G = a M^T`: (B, classes)."""
+        return a.flatten(1) @ self.projection.t()
+
+
+def build_layers(specs: Sequence[LayerSpec], seed: int, first_index: int = 0) -> list[MFLayer]:
+    """Fresh layers; layer i is initialised from `layer_generator(seed, first_index + i)`."""
+    return [MFLayer(s, layer_generator(seed, first_index + i)) for i, s in enumerate(specs)]
+
+
+def check_chain(specs: Sequence[LayerSpec]) -> None:
+    for i in range(1, len(specs)):
+        if specs[i].in_shape != specs[i - 1].out_shape:
+            raise SpecError(
+                f"layer {i + 1} expects input {specs[i].in_shape} but layer {i} produces "
+                f"{specs[i - 1].out_shape}"
+            )
+
+
+class MFNet(nn.Module):
+    """A stack of MF layers that predicts in bp mode (last layer's goodness) or ff mode (sum of
+    every layer's goodness). `upto=k` uses only the first k layers (degraded mode)."""
+
+    def __init__(self, layers: Sequence[MFLayer], mode: str = "bp", upto: int | None = None):
+        super().__init__()
+        check_chain([layer.spec for layer in layers])
+        if mode not in MODES:
+            raise SpecError(f"unknown prediction mode {mode!r}; choose bp or ff")
+        upto = len(layers) if upto is None else upto
+        if not 1 <= upto <= len(layers):
+            raise SpecError(f"upto must lie in 1..{len(layers)}, got {upto}")
+        self.layers = nn.ModuleList(layers[:upto])
+        self.mode = mode
+
+    def goodness_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's goodness, each (B, classes)."""
+        out = []
+        for layer in self.layers:
+            x = layer(x)
+            out.append(layer.goodness(x))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Goodness used for prediction in this net's mode: (B, classes)."""
+        if self.mode == "bp":
+            for layer in self.layers:
+                x = layer(x)
+            return self.layers[-1].goodness(x)
+        total = None
+        for layer in self.layers:
+            x = layer(x)
+            g = layer.goodness(x)  # (B, classes)
+            total = g if total is None else total + g
+        return total

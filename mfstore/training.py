@@ -1,0 +1,216 @@
+"""Mono-Forward training: one layer at a time (`sequential`) or all layers per batch
+(`simultaneous`, the paper's Algorithm 1).
+
+Each layer's loss is the cross-entropy of its own goodness `G = a M^T`; its input is
+detached, so no gradient crosses a layer boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mfstore.batches import BatchSource, TensorBatches
+from mfstore.config import (
+    TrainConfig,
+    deterministic_mode,
+    make_optimizer,
+    make_schedule,
+    resolve_device,
+)
+from mfstore.evaluation import stack_metrics
+from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback
+from mfstore.modules import MFLayer
+
+SCHEDULES = ("sequential", "simultaneous")
+
+# (trained layer, its train input, its validation input) -> the next layer's inputs
+NextInputs = Callable[[MFLayer, BatchSource, BatchSource | None],
+                      tuple[BatchSource, BatchSource | None]]
+
+
+def local_loss(layer: MFLayer, a_in: torch.Tensor,
+               y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations, loss) of one layer on a detached input: the whole of Mono-Forward."""
+    a = layer(a_in.detach())  # (B, *out_shape)
+    return a, F.cross_entropy(layer.goodness(a), y)  # goodness (B, classes)
+
+
+def _report(callback: ProgressCallback | None, history: LayerHistory, report: EpochReport) -> None:
+    history.add(report)
+    if callback is not None:
+        callback(report)
+
+
+def _validate(layers: Sequence[MFLayer], val: BatchSource | None,
+              device: torch.device) -> tuple[list[float | None], list[float | None]]:
+    if val is None:
+        return [None] * len(layers), [None] * len(layers)
+    for layer in layers:
+        layer.eval()
+    m = stack_metrics(layers, val, device)
+    for layer in layers:
+        layer.train()
+    return list(m.losses), list(m.accuracies)
+
+
+def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, config: TrainConfig,
+                *, index: int = 0, callback: ProgressCallback | None = None) -> LayerHistory:
+    """Train one layer on `(x, y)` batches of its input; keep the weights of its best
+    validation epoch. `train` may come from memory or from a stream on disk."""
+    device = resolve_device(config.device)
+    layer.to(device).train()
+    history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
+    start = time.perf_counter()
+    with deterministic_mode(config.deterministic):
+        opt = make_optimizer(list(layer.parameters()), config, device)
+        schedule = make_schedule(opt, config)
+        for epoch in range(config.epochs):
+            loss_sum, n = torch.zeros((), device=device), 0
+            for x, y in train.batches(epoch):
+                y = y.to(device, non_blocking=True)
+                _, loss = local_loss(layer, x.to(device, non_blocking=True), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * y.shape[0]
+                n += int(y.shape[0])
+            if schedule is not None:
+                schedule.step()
+            (val_loss,), (val_acc,) = _validate([layer], val, device)
+            improved = val_loss is not None and stopper.update(epoch + 1, val_loss, layer)
+            stop = stopper.should_stop
+            _report(callback, history, EpochReport(
+                "mf", index, epoch + 1, config.epochs, float(loss_sum) / max(n, 1),
+                val_loss, val_acc, improved, stop))
+            if stop:
+                break
+    stopper.restore(layer)
+    layer.eval()
+    history.best_epoch, history.best_val_loss = stopper.best_epoch, (
+        stopper.best_loss if stopper.best_epoch else None)
+    history.stopped_early = stopper.should_stop
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def layer_outputs(layer: MFLayer, source: BatchSource,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every example of `source` through a trained layer, in order: (N, *out_shape), (N,)."""
+    layer.eval()
+    xs, ys = [], []
+    for x, y in source.ordered():
+        xs.append(layer(x.to(device, non_blocking=True)))
+        ys.append(y.to(device, non_blocking=True))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def in_memory_next(config: TrainConfig) -> NextInputs:
+    """The next layer's inputs held in memory, batched and shuffled like the first layer's."""
+    device = resolve_device(config.device)
+
+    def next_inputs(layer: MFLayer, train: BatchSource,
+                    val: BatchSource | None) -> tuple[BatchSource, BatchSource | None]:
+        nxt = TensorBatches(*layer_outputs(layer, train, device), config.batch_size,
+                            config.seed, config.eval_batch_size)
+        nxt_val = None if val is None else TensorBatches(
+            *layer_outputs(layer, val, device), config.batch_size, config.seed,
+            config.eval_batch_size)
+        return nxt, nxt_val
+
+    return next_inputs
+
+
+def train_sequential(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                     config: TrainConfig, *, callback: ProgressCallback | None = None,
+                     next_inputs: NextInputs | None = None) -> list[LayerHistory]:
+    """Train layer 1 to the end, freeze it, feed its outputs to layer 2, and so on."""
+    next_inputs = next_inputs or in_memory_next(config)
+    histories = []
+    for index, layer in enumerate(layers):
+        histories.append(train_layer(layer, train, val, config, index=index, callback=callback))
+        if index + 1 < len(layers):
+            train, val = next_inputs(layer, train, val)
+    return histories
+
+
+def _simultaneous_epoch(layers: Sequence[MFLayer], first_active: int, train: BatchSource,
+                        epoch: int, opt: torch.optim.Optimizer,
+                        device: torch.device) -> torch.Tensor:
+    """One pass of Algorithm 1 over the data: every batch goes through all layers, the active
+    ones (a suffix: frozen layers form a prefix) each step on their own loss. The losses are
+    summed so one backward call serves every layer; gradients stay layer-local because every
+    input is detached. Returns the summed per-layer losses, kept on the device."""
+    loss_sums = torch.zeros(len(layers), device=device)
+    for x, y in train.batches(epoch):
+        a, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.no_grad():
+            for layer in layers[:first_active]:
+                a = layer(a)
+        losses = []
+        for layer in layers[first_active:]:
+            a, loss = local_loss(layer, a, y)
+            losses.append(loss)
+        step_losses = torch.stack(losses)  # (active layers,)
+        opt.zero_grad(set_to_none=True)
+        step_losses.sum().backward()
+        opt.step()
+        loss_sums[first_active:] += step_losses.detach() * y.shape[0]
+    return loss_sums
+
+
+def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                       config: TrainConfig, *,
+                       callback: ProgressCallback | None = None) -> list[LayerHistory]:
+    """The paper's Algorithm 1, with per-layer early stopping.
+
+    A layer may stop only once every layer before it has stopped; it is then restored to its
+    best epoch and frozen, and the layers after it start their patience afresh on its restored
+    outputs. Layers still training when the epochs run out keep their last weights (restoring
+    them would invalidate the layers trained on top). A layer's fate therefore never depends on
+    the layers after it, which keeps hot-plugging exact."""
+    device = resolve_device(config.device)
+    for layer in layers:
+        layer.to(device).train()
+    histories = [LayerHistory() for _ in layers]
+    stoppers = [EarlyStopping(config.patience, config.min_delta) for _ in layers]
+    first_active, start, n = 0, time.perf_counter(), len(train)
+    with deterministic_mode(config.deterministic):
+        opt = make_optimizer([p for layer in layers for p in layer.parameters()], config, device)
+        schedule = make_schedule(opt, config)
+        for epoch in range(config.epochs):
+            if first_active == len(layers):
+                break
+            train_losses = (_simultaneous_epoch(layers, first_active, train, epoch, opt, device)
+                            / n).tolist()
+            if schedule is not None:
+                schedule.step()
+            val_losses, val_accs = _validate(layers, val, device)
+            was_active = first_active
+            improved = [k >= first_active and val_losses[k] is not None
+                        and stoppers[k].update(epoch + 1, val_losses[k], layers[k])
+                        for k in range(len(layers))]
+            if stoppers[first_active].should_stop:
+                stoppers[first_active].restore(layers[first_active])
+                histories[first_active].best_epoch = stoppers[first_active].best_epoch
+                histories[first_active].stopped_early = True
+                first_active += 1
+                for stopper in stoppers[first_active:]:
+                    stopper.reset()
+            for k in range(was_active, len(layers)):
+                _report(callback, histories[k], EpochReport(
+                    "mf", k, epoch + 1, config.epochs, train_losses[k], val_losses[k],
+                    val_accs[k], improved[k], k < first_active))
+    seconds = time.perf_counter() - start
+    for k, history in enumerate(histories):
+        history.seconds = seconds
+        if history.best_epoch is None:  # still active at the end: last weights kept
+            history.best_epoch = len(history.epochs)
+        history.best_val_loss = next((e["val_loss"] for e in history.epochs
+                                      if e["epoch"] == history.best_epoch), None)
+        layers[k].eval()
+    return histories
