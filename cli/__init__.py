@@ -1,0 +1,1 @@
+"""The `mfstore` command line: thin Typer commands over the `mfstore` library."""

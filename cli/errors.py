@@ -1,0 +1,37 @@
+"""One table from library exceptions to exit codes, and the group that applies it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from mfstore import errors
+
+# Most specific first; 2 is click's own usage error.
+EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
+    (errors.ConfigError, 2),
+    (errors.SpecError, 2),
+    (errors.DataSourceError, 3),
+    (errors.DataFormatError, 4),
+    (errors.DataValidationError, 4),
+    (errors.DeviceError, 5),
+    (errors.MFStoreError, 1),
+]
+
+
+def exit_code(err: errors.MFStoreError) -> int:
+    return next(code for cls, code in EXIT_CODES if isinstance(err, cls))
+
+
+class MFStoreGroup(TyperGroup):
+    """Turns every `MFStoreError` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.MFStoreError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(exit_code(err)) from err

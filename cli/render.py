@@ -1,0 +1,72 @@
+"""Rich rendering: progress bars fed by the library's callbacks, and result tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mfstore.experiment import ExperimentResult
+from mfstore.history import EpochReport
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+class TrainingProgress:
+    """A bar per MF layer and one for the BP baseline; use as the training callback."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=stderr, disable=not enabled, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> TrainingProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, report: EpochReport) -> None:
+        key = "BP" if report.algorithm == "bp" else f"MF layer {report.layer + 1}"
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(key, total=report.epochs, status="")
+        status = f"loss {report.train_loss:.4f}"
+        if report.val_accuracy is not None:
+            status += f"  val acc {report.val_accuracy:.2%}"
+        if report.stopped:
+            status += "  (early stop)"
+        total = report.epoch if report.stopped else report.epochs
+        self.progress.update(self.tasks[key], completed=report.epoch, total=total, status=status)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def accuracy_table(result: ExperimentResult, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("prediction")
+    table.add_column("test accuracy", justify="right")
+    table.add_column("val accuracy", justify="right")
+    table.add_column("best epoch", justify="right")
+    for k, (test, val) in enumerate(zip(result.test.per_layer, result.val.per_layer, strict=True)):
+        table.add_row(f"MF layer {k + 1}", _pct(test), _pct(val),
+                      str(result.histories[k].best_epoch))
+    table.add_row("MF FF mode (Σ G)", _pct(result.test.ff), _pct(result.val.ff), "")
+    table.add_row("MF BP mode (last G)", _pct(result.test.bp), _pct(result.val.bp), "")
+    if result.baseline is not None:
+        table.add_row("BP baseline", _pct(result.baseline.test.bp), _pct(result.baseline.val.bp),
+                      str(result.baseline.history.best_epoch))
+    return table
+
+
+def print_json(data: Any) -> None:
+    stdout.out(json.dumps(data, indent=2), highlight=False)

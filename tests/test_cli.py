@@ -1,0 +1,95 @@
+"""The command line through its console entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cli_run import mfstore
+
+
+def test_train_json_reports_every_layer_ff_bp_and_baseline(tmp_path):
+    out = mfstore("train", "--data", "sklearn:digits", "--arch", "dense:64,dense:64",
+                  "--epochs", "8", "--batch-size", "64", "--seed", "1", "--device", "cpu",
+                  "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert len(report["test"]["per_layer"]) == 2
+    assert report["test"]["ff"] > 0.9 and report["test"]["bp"] > 0.9
+    assert report["baseline"]["test"] > 0.9
+    assert report["config"]["seed"] == 1 and report["schedule"] == "sequential"
+    assert len(report["fingerprint"]) == 64
+    assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
+
+
+def test_train_table_and_progress(tmp_path):
+    out = mfstore("train", "--data", "sklearn:breast_cancer", "--arch", "dense:32",
+                  "--epochs", "3", "--schedule", "simultaneous", "--baseline", "none",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for row in ("MF layer 1", "MF FF mode", "MF BP mode"):
+        assert row in out.stdout
+    assert "BP baseline" not in out.stdout
+    assert "MF layer 1" in out.stderr  # the progress bar
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--data", "sklearn:digits", "--arch", "dense:x"], 2,
+     "error: cannot read layer 'dense:x'; write KIND:WIDTH[:key=value…], e.g. dense:1000 or "
+     "conv:64:pool=max"),
+    (["--data", "missing.npz", "--arch", "dense:8"], 3,
+     "error: cannot reach 'missing.npz': no such file or folder; check the path"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--schedule", "async"], 2,
+     "error: unknown schedule 'async'; choose sequential or simultaneous"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--epochs", "0"], 2,
+     "error: epochs must be at least 1, got 0"),
+])
+def test_train_errors_are_one_line_with_an_exit_code(tmp_path, args, code, message):
+    out = mfstore("train", *args, cwd=tmp_path)
+    assert out.returncode == code
+    assert out.stderr.strip() == message
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_data_file_exit_code(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    out = mfstore("train", "--data", str(tmp_path / "x.csv"), "--arch", "dense:8", cwd=tmp_path)
+    assert out.returncode == 4
+    assert out.stderr.strip().startswith(f"error: {tmp_path}/x.csv: no label column 'label'")
+
+
+def test_cuda_without_a_gpu_is_refused(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = mfstore("train", "--data", "sklearn:digits", "--arch", "dense:8", "--device", "cuda",
+                  cwd=tmp_path)
+    assert out.returncode == 5
+    assert out.stderr.strip() == (
+        "error: CUDA was requested but no CUDA device is available; use --device cpu")
+
+
+def test_every_command_has_help_with_an_example():
+    from typer.main import get_command
+
+    from cli.main import app
+
+    def walk(group, prefix):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from walk(command, [*prefix, name])
+            else:
+                yield [*prefix, name]
+
+    for path in walk(get_command(app), []):
+        out = mfstore(*path, "--help")
+        assert out.returncode == 0, path
+        assert "Example:" in out.stdout, path
+
+
+def test_demo_runs(tmp_path):
+    out = mfstore("demo", "--epochs", "5", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MF layer 2" in out.stdout and "BP baseline" in out.stdout
