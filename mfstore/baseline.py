@@ -31,6 +31,16 @@ def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
     return [*params, net.layers[-1].projection]
 
 
+def bp_step(net: MFNet, x: torch.Tensor, y: torch.Tensor,
+            opt: torch.optim.Optimizer) -> torch.Tensor:
+    """One backprop step through the whole net; no host sync (capturable as a CUDA graph)."""
+    loss = F.cross_entropy(net(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def _val_metrics(net: MFNet, val: BatchSource, device: torch.device) -> tuple[float, float]:
     net.eval()
     m = stack_metrics(list(net.layers), val, device)
@@ -53,11 +63,8 @@ def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSour
             loss_sum, n = torch.zeros((), device=device), 0
             for x, y in train.batches(epoch):
                 y = y.to(device, non_blocking=True)
-                loss = F.cross_entropy(net(x.to(device, non_blocking=True)), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach() * y.shape[0]
+                loss = bp_step(net, x.to(device, non_blocking=True), y, opt)
+                loss_sum += loss * y.shape[0]
                 n += int(y.shape[0])
             if schedule is not None:
                 schedule.step()

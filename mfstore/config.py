@@ -97,10 +97,13 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 
 
 def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig,
-                   device: torch.device) -> torch.optim.Optimizer:
-    """Adam or AdamW: fused kernels on CUDA, multi-tensor (foreach) on CPU, for MF and BP alike."""
+                   device: torch.device, capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam or AdamW: fused kernels on CUDA, multi-tensor (foreach) on CPU, for MF and BP alike.
+    `capturable` keeps the step count on the device so a CUDA graph can replay the step."""
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    fast: dict[str, bool] = {"foreach": True}
+    if device.type == "cuda":
+        fast = {"fused": True, "capturable": True} if capturable else {"fused": True}
     return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, **fast)
 
 

@@ -138,28 +138,36 @@ def train_sequential(layers: Sequence[MFLayer], train: BatchSource, val: BatchSo
     return histories
 
 
+def mf_step(layers: Sequence[MFLayer], x: torch.Tensor, y: torch.Tensor,
+            opt: torch.optim.Optimizer, first_active: int = 0) -> torch.Tensor:
+    """One batch of Algorithm 1: through every layer, the active ones (a suffix: frozen layers
+    form a prefix) each stepping on its own loss. The losses are summed so one backward call
+    serves every layer; gradients stay layer-local because every input is detached. No host
+    sync, so the step can be captured as a CUDA graph. Returns the losses (active layers,)."""
+    a = x
+    with torch.no_grad():
+        for layer in layers[:first_active]:
+            a = layer(a)
+    losses = []
+    for layer in layers[first_active:]:
+        a, loss = local_loss(layer, a, y)
+        losses.append(loss)
+    step_losses = torch.stack(losses)  # (active layers,)
+    opt.zero_grad(set_to_none=True)
+    step_losses.sum().backward()
+    opt.step()
+    return step_losses.detach()
+
+
 def _simultaneous_epoch(layers: Sequence[MFLayer], first_active: int, train: BatchSource,
                         epoch: int, opt: torch.optim.Optimizer,
                         device: torch.device) -> torch.Tensor:
-    """One pass of Algorithm 1 over the data: every batch goes through all layers, the active
-    ones (a suffix: frozen layers form a prefix) each step on their own loss. The losses are
-    summed so one backward call serves every layer; gradients stay layer-local because every
-    input is detached. Returns the summed per-layer losses, kept on the device."""
+    """One pass over the data; the summed per-layer losses, kept on the device."""
     loss_sums = torch.zeros(len(layers), device=device)
     for x, y in train.batches(epoch):
-        a, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.no_grad():
-            for layer in layers[:first_active]:
-                a = layer(a)
-        losses = []
-        for layer in layers[first_active:]:
-            a, loss = local_loss(layer, a, y)
-            losses.append(loss)
-        step_losses = torch.stack(losses)  # (active layers,)
-        opt.zero_grad(set_to_none=True)
-        step_losses.sum().backward()
-        opt.step()
-        loss_sums[first_active:] += step_losses.detach() * y.shape[0]
+        y = y.to(device, non_blocking=True)
+        step_losses = mf_step(layers, x.to(device, non_blocking=True), y, opt, first_active)
+        loss_sums[first_active:] += step_losses * y.shape[0]
     return loss_sums
 
 
