@@ -33,3 +33,27 @@ class ConfigError(MFStoreError):
 
 class DeviceError(MFStoreError):
     """The requested compute device is not available."""
+
+
+class NotFoundError(MFStoreError):
+    """A dataset, layer, network, version or alias does not exist."""
+
+
+class ConflictError(MFStoreError):
+    """The name is taken by something different."""
+
+
+class IntegrityError(MFStoreError):
+    """A stored file is missing, truncated or does not match its sha256."""
+
+
+class StoreError(MFStoreError):
+    """The store URL cannot be reached or written."""
+
+
+class RegistryError(MFStoreError):
+    """The registry cannot be opened, or its schema is not the one this mfstore expects."""
+
+
+class LineageError(MFStoreError):
+    """A layer was trained on the outputs of a different upstream chain."""
