@@ -1,0 +1,71 @@
+"""Does a chain of layer versions fit together? Shapes must (always); lineage should: a layer
+trained on the outputs of another upstream chain computes something else on this one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mfstore.errors import LineageError, SpecError
+from mfstore.registry import DatasetRecord, LayerVersion, Registry
+
+
+def check_shapes(dataset: DatasetRecord, layers: Sequence[LayerVersion]) -> None:
+    shape = tuple(dataset.input_shape)
+    where = f"dataset {dataset.name!r}"
+    for layer in layers:
+        if layer.spec.in_shape != shape:
+            hint = "" if layer.signature.chain else "; check the chain's order"
+            if where.startswith("dataset") and layer.signature.chain:
+                hint = "; give its whole upstream chain, input side first"
+            raise SpecError(f"{layer.ref} takes input of shape {layer.spec.in_shape} but "
+                            f"{where} produces {shape}{hint}")
+        if layer.spec.classes != dataset.classes:
+            raise SpecError(f"{layer.ref} predicts {layer.spec.classes} classes but dataset "
+                            f"{dataset.name!r} has {dataset.classes}")
+        shape, where = layer.spec.out_shape, layer.ref
+    return None
+
+
+def describe_chain(registry: Registry, digests: Sequence[str]) -> str:
+    """`[l1@1 → l2@1]` for a chain of weights digests (refs where the registry knows them)."""
+    if not digests:
+        return "[the raw dataset]"
+    by_digest: dict[str, str] = {}
+    for layer in registry.layers():
+        by_digest.setdefault(layer.digest, layer.ref)
+    return "[" + " → ".join(by_digest.get(d, d[:12]) for d in digests) + "]"
+
+
+def retrain_command(layer: LayerVersion, dataset: str, upstream: Sequence[LayerVersion]) -> str:
+    spec = layer.spec
+    on = "".join(f" --on {u.ref}" for u in upstream)
+    return (f"mfstore train-layer {layer.name} --data {dataset}{on} --kind {spec.kind} "
+            f"--width {spec.width}")
+
+
+def lineage_problems(registry: Registry, dataset: DatasetRecord,
+                     layers: Sequence[LayerVersion]) -> list[str]:
+    """One message per layer whose recorded input differs from what this chain feeds it."""
+    problems = []
+    for k, layer in enumerate(layers):
+        actual = tuple(u.digest for u in layers[:k])
+        sig = layer.signature
+        if sig.chain == actual and sig.dataset_fingerprint == dataset.fingerprint:
+            continue
+        trained = describe_chain(registry, sig.chain)
+        here = describe_chain(registry, actual)
+        data_note = "" if sig.dataset_fingerprint == dataset.fingerprint else (
+            f" of another dataset (fingerprint {sig.dataset_fingerprint[:12]})")
+        problems.append(
+            f"{layer.ref} was trained on the outputs of {trained}{data_note} but here follows "
+            f"{here} of dataset {dataset.name!r}; retrain it with "
+            f"`{retrain_command(layer, dataset.name, layers[:k])}`")
+    return problems
+
+
+def check_lineage(registry: Registry, dataset: DatasetRecord, layers: Sequence[LayerVersion],
+                  force_hint: bool = True) -> None:
+    problems = lineage_problems(registry, dataset, layers)
+    if problems:
+        hint = " (or pass --force to use it anyway)" if force_hint else ""
+        raise LineageError(problems[0] + hint)

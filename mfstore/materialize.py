@@ -1,0 +1,72 @@
+"""Streams on demand: the dataset seen through a chain of layers, written once and reused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import torch
+
+from mfstore.batches import Batch
+from mfstore.config import TrainConfig, resolve_device
+from mfstore.errors import IntegrityError
+from mfstore.modules import MFLayer
+from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
+from mfstore.store import VERIFY_HINT
+from mfstore.stream import SPLITS, Manifest, StreamBatches, StreamWriter, read_manifest, stream_id
+from mfstore.workspace import Workspace
+
+
+def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
+    manifest = read_manifest(ws.store, dataset.stream_id)
+    if manifest is None:
+        raise IntegrityError(f"the imported examples of dataset {dataset.name!r} are missing "
+                             f"from the store; import it again with `mfstore data add "
+                             f"{dataset.name} {dataset.source}`; {VERIFY_HINT}")
+    return manifest
+
+
+@torch.no_grad()
+def _through(layer: MFLayer, source: StreamBatches, device: torch.device) -> Iterator[Batch]:
+    for x, y in source.ordered():
+        yield layer(x.to(device, non_blocking=True)), y
+
+
+def write_outputs(ws: Workspace, layer: MFLayer, source: Manifest, sid: str, dataset_fp: str,
+                  chain: Sequence[str], device: torch.device) -> Manifest:
+    """Every split of `source` through `layer`, written as stream `sid` (bounded memory)."""
+    layer.to(device).eval()
+    writer = StreamWriter(ws.store, sid, dataset_fp, chain, ws.stream_options.shard_bytes)
+    for split in SPLITS:
+        reader = StreamBatches(ws.store, source, split, 1, options=ws.stream_options)
+        writer.write_split(split, _through(layer, reader, device))
+    return writer.finish()
+
+
+def chain_stream(ws: Workspace, dataset: DatasetRecord, upstream: Sequence[LayerVersion],
+                 device: str = "auto") -> Manifest:
+    """The stream of `dataset` through `upstream`; missing prefixes are computed and kept."""
+    manifest = dataset_stream(ws, dataset)
+    chain: list[str] = []
+    for layer in upstream:
+        chain.append(layer.digest)
+        sid = stream_id(dataset.fingerprint, chain)
+        found = read_manifest(ws.store, sid)
+        if found is None:
+            block = ws.load_block(layer)
+            found = write_outputs(ws, block.to_layer(), manifest, sid, dataset.fingerprint,
+                                  chain, resolve_device(device))
+        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain), found.bytes))
+        manifest = found
+    return manifest
+
+
+def split_sources(ws: Workspace, manifest: Manifest,
+                  config: TrainConfig) -> dict[str, StreamBatches]:
+    """Readers of every split; shards are page-locked when training on CUDA."""
+    options = ws.stream_options
+    if resolve_device(config.device).type == "cuda":
+        options = replace(options, pin_memory=True)
+    return {split: StreamBatches(ws.store, manifest, split, config.batch_size, config.seed,
+                                 options, config.eval_batch_size)
+            for split in SPLITS}

@@ -1,0 +1,50 @@
+"""Networks from registered layer versions: load, evaluate, predict."""
+
+from __future__ import annotations
+
+from mfstore.config import resolve_device
+from mfstore.errors import SpecError
+from mfstore.evaluation import Accuracy, evaluate
+from mfstore.lineage import check_shapes
+from mfstore.materialize import dataset_stream
+from mfstore.modules import MFLayer, MFNet
+from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
+from mfstore.stream import StreamBatches
+from mfstore.workspace import Workspace
+
+
+def network_layers(ws: Workspace, network: NetworkVersion) -> list[LayerVersion]:
+    return [ws.registry.layer(name, str(version)) for name, version in network.layers]
+
+
+def load_layers(ws: Workspace, layers: list[LayerVersion]) -> list[MFLayer]:
+    """Every layer rebuilt from its verified block."""
+    return [ws.load_block(layer).to_layer() for layer in layers]
+
+
+def resolve_network(ws: Workspace, ref: str) -> NetworkVersion:
+    return ws.registry.network(*parse_ref(ref))
+
+
+def evaluate_network(ws: Workspace, ref: str, dataset_name: str | None = None,
+                     upto: int | None = None, device: str = "auto",
+                     split: str = "test") -> tuple[NetworkVersion, Accuracy]:
+    """Per-layer, FF and BP accuracy of a network (or of its first `upto` layers)."""
+    network = resolve_network(ws, ref)
+    dataset = ws.registry.dataset(dataset_name or network.dataset)
+    versions = network_layers(ws, network)
+    if upto is not None and not 1 <= upto <= len(versions):
+        raise SpecError(f"--upto must lie in 1..{len(versions)} for {network.ref}")
+    versions = versions[:upto] if upto else versions
+    check_shapes(dataset, versions)
+    layers = load_layers(ws, versions)
+    source = StreamBatches(ws.store, dataset_stream(ws, dataset), split, 1,
+                           options=ws.stream_options)
+    return network, evaluate(layers, source, resolve_device(device))
+
+
+def materialize(ws: Workspace, ref: str, mode: str | None = None,
+                upto: int | None = None) -> MFNet:
+    """A network as a `torch.nn.Module` (goodness in its prediction mode)."""
+    network = resolve_network(ws, ref)
+    return MFNet(load_layers(ws, network_layers(ws, network)), mode or network.mode, upto)

@@ -1,0 +1,245 @@
+"""Activation streams: ordered safetensors shards (`x`, `y`) plus a `manifest.json`.
+
+A stream holds the train, validation and test splits of one dataset as seen through one
+chain of layers; its id is a digest of (dataset fingerprint, chain). Shards are written
+atomically and the manifest last, so a stream without a manifest is incomplete and is never
+read. Readers verify every shard's sha256, prefetch the next shard in the background,
+shuffle the shard order and a bounded buffer, and hold memory to a few shards whatever the
+dataset size or the depth; a stream under the RAM budget is held in memory instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from mfstore.batches import Batch, TensorBatches, epoch_generator
+from mfstore.errors import IntegrityError
+from mfstore.store import VERIFY_HINT, Store, sha256
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    shard_bytes: int = 64 << 20  # target size of one shard
+    ram_budget: int = 1 << 30  # a split up to this size is held in memory
+    shuffle_buffer: int = 16384  # examples kept for shuffling across shards
+    prefetch: int = 2  # shards read ahead in the background
+    pin_memory: bool = False  # page-locked shards for fast, asynchronous copies to CUDA
+
+
+def stream_id(dataset_fingerprint: str, chain: Iterable[str]) -> str:
+    key = json.dumps({"dataset": dataset_fingerprint, "chain": list(chain)}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class Shard:
+    path: str  # relative to the store root
+    count: int
+    sha256: str
+    bytes: int
+
+
+@dataclass
+class SplitInfo:
+    count: int = 0
+    example_shape: list[int] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+
+@dataclass
+class Manifest:
+    id: str
+    dataset_fingerprint: str
+    chain: list[str]
+    splits: dict[str, SplitInfo]
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.splits.values())
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        raw = json.loads(data)
+        splits = {name: SplitInfo(s["count"], s["example_shape"],
+                                  [Shard(**shard) for shard in s["shards"]])
+                  for name, s in raw["splits"].items()}
+        return cls(raw["id"], raw["dataset_fingerprint"], raw["chain"], splits)
+
+
+def manifest_path(sid: str) -> str:
+    return f"streams/{sid}/manifest.json"
+
+
+def read_manifest(store: Store, sid: str) -> Manifest | None:
+    """The manifest of a complete stream, or None when the stream is absent or incomplete."""
+    if not store.exists(manifest_path(sid)):
+        return None
+    try:
+        return Manifest.from_json(store.get(manifest_path(sid)))
+    except (ValueError, KeyError, TypeError) as err:
+        raise IntegrityError(f"{store.url_of(manifest_path(sid))} is damaged ({err}); "
+                             f"{VERIFY_HINT}") from err
+
+
+class StreamWriter:
+    """Write splits shard by shard; `finish()` writes the manifest that completes the stream."""
+
+    def __init__(self, store: Store, sid: str, dataset_fingerprint: str, chain: Iterable[str],
+                 shard_bytes: int = StreamOptions.shard_bytes) -> None:
+        self.store, self.shard_bytes = store, shard_bytes
+        self.manifest = Manifest(sid, dataset_fingerprint, list(chain), {})
+
+    def write_split(self, split: str, batches: Iterable[Batch]) -> SplitInfo:
+        """Cut the batches into shards of about `shard_bytes` (whole examples)."""
+        info = self.manifest.splits[split] = SplitInfo()
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        pending = 0
+        for x, y in batches:
+            x, y = x.detach().to("cpu", torch.float32), y.detach().to("cpu", torch.int64)
+            info.example_shape = list(x.shape[1:])
+            per_shard = max(1, self.shard_bytes // max(1, x[0].numel() * 4))
+            while len(y):
+                take = per_shard - pending
+                xs.append(x[:take])
+                ys.append(y[:take])
+                pending += len(ys[-1])
+                x, y = x[take:], y[take:]
+                if pending >= per_shard:
+                    self._flush(split, info, xs, ys)
+                    pending = 0
+        if xs or not info.shards:
+            self._flush(split, info, xs, ys)
+        return info
+
+    def _flush(self, split: str, info: SplitInfo, xs: list[torch.Tensor],
+               ys: list[torch.Tensor]) -> None:
+        x = torch.cat(xs) if xs else torch.zeros(0, *info.example_shape)
+        y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.int64)
+        data = st_save({"x": x.contiguous(), "y": y.contiguous()})
+        path = f"streams/{self.manifest.id}/{split}-{len(info.shards):05d}.safetensors"
+        self.store.put(path, data)
+        info.shards.append(Shard(path, int(y.shape[0]), sha256(data), len(data)))
+        info.count += int(y.shape[0])
+        xs.clear()
+        ys.clear()
+
+    def finish(self) -> Manifest:
+        self.store.put(manifest_path(self.manifest.id), self.manifest.to_json())
+        return self.manifest
+
+
+def load_shard(store: Store, shard: Shard, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    tensors = st_load(store.get(shard.path, expected_sha256=shard.sha256))
+    x, y = tensors["x"], tensors["y"]  # (n, *example_shape), (n,)
+    return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+
+
+def _prefetched(store: Store, shards: list[Shard], depth: int, pin: bool) -> Iterator[Batch]:
+    """Shards loaded (and verified) by a background thread, `depth` ahead of the consumer."""
+    out: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for shard in shards:
+                item: object = load_shard(store, shard, pin)
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(None)
+        except BaseException as err:  # handed to the consumer, raised there
+            out.put(err)
+
+    thread = threading.Thread(target=produce, daemon=True, name="mfstore-prefetch")
+    thread.start()
+    try:
+        while (item := out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+class StreamBatches:
+    """A `BatchSource` over one split of a stream."""
+
+    def __init__(self, store: Store, manifest: Manifest, split: str, batch_size: int,
+                 seed: int = 0, options: StreamOptions | None = None,
+                 eval_batch_size: int = 4096) -> None:
+        self.store, self.info = store, manifest.splits[split]
+        self.batch_size, self.seed, self.eval_batch_size = batch_size, seed, eval_batch_size
+        self.options = options or StreamOptions()
+        self._memory: TensorBatches | None = None
+
+    def __len__(self) -> int:
+        return self.info.count
+
+    @property
+    def in_memory(self) -> bool:
+        return self.info.bytes <= self.options.ram_budget
+
+    def _held(self) -> TensorBatches:
+        if self._memory is None:
+            parts = [load_shard(self.store, s, self.options.pin_memory) for s in self.info.shards]
+            self._memory = TensorBatches(torch.cat([p[0] for p in parts]),
+                                         torch.cat([p[1] for p in parts]), self.batch_size,
+                                         self.seed, self.eval_batch_size)
+        return self._memory
+
+    def ordered(self) -> Iterator[Batch]:
+        if self.in_memory:
+            yield from self._held().ordered()
+            return
+        for x, y in _prefetched(self.store, self.info.shards, self.options.prefetch,
+                                self.options.pin_memory):
+            for start in range(0, len(y), self.eval_batch_size):
+                yield x[start:start + self.eval_batch_size], y[start:start + self.eval_batch_size]
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        if self.in_memory:  # the very order TensorBatches gives: streamed == in memory
+            yield from self._held().batches(epoch)
+            return
+        gen = epoch_generator(self.seed, epoch)
+        order = torch.randperm(len(self.info.shards), generator=gen).tolist()
+        pool_x: torch.Tensor | None = None
+        pool_y: torch.Tensor | None = None
+        limit, b = self.options.shuffle_buffer, self.batch_size
+        for x, y in _prefetched(self.store, [self.info.shards[i] for i in order],
+                                self.options.prefetch, self.options.pin_memory):
+            pool_x = x if pool_x is None else torch.cat([pool_x, x])
+            pool_y = y if pool_y is None else torch.cat([pool_y, y])
+            perm = torch.randperm(len(pool_y), generator=gen)
+            pool_x, pool_y = pool_x[perm], pool_y[perm]
+            ready = max(len(pool_y) - limit, 0) // b * b  # keep at most `limit` for mixing
+            for start in range(0, ready, b):
+                yield pool_x[start:start + b], pool_y[start:start + b]
+            pool_x, pool_y = pool_x[ready:], pool_y[ready:]
+        if pool_y is not None:
+            for start in range(0, len(pool_y), b):
+                yield pool_x[start:start + b], pool_y[start:start + b]

@@ -1,0 +1,71 @@
+"""Training through the store equals training in memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mfstore.config import TrainConfig
+from mfstore.evaluation import evaluate
+from mfstore.experiment import split_batches
+from mfstore.importing import import_dataset
+from mfstore.layer_training import train_network
+from mfstore.modules import build_layers
+from mfstore.network import evaluate_network, load_layers, network_layers
+from mfstore.spec import build_specs, parse_arch
+from mfstore.stream import StreamOptions
+from mfstore.training import train_sequential, train_simultaneous
+from mfstore.workspace import Workspace
+
+ARCH = "dense:64,dense:48,dense:32"
+CONFIG = TrainConfig(epochs=6, batch_size=64, patience=2, seed=4, device="cpu")
+
+
+def _in_memory(digits, trainer, config=CONFIG):
+    specs = build_specs(parse_arch(ARCH), digits.input_shape, digits.classes)
+    layers = build_layers(specs, config.seed)
+    train, val, test = (split_batches(s, config) for s in (digits.train, digits.val, digits.test))
+    trainer(layers, train, val, config)
+    return layers, evaluate(layers, test, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("schedule,trainer", [("sequential", train_sequential),
+                                              ("simultaneous", train_simultaneous)])
+def test_store_training_matches_in_memory_bit_for_bit(tmp_path, digits, schedule, trainer):
+    ws = Workspace.open(home=str(tmp_path))
+    import_dataset(ws, "digits", "sklearn:digits")
+    result = train_network(ws, "n", "digits", ARCH, CONFIG, schedule)
+    stored = load_layers(ws, network_layers(ws, result.network))
+    memory, accuracy = _in_memory(digits, trainer)
+    for a, b in zip(stored, memory, strict=True):
+        for name, tensor in a.state_dict().items():
+            assert torch.equal(tensor, b.state_dict()[name]), name
+    _, stored_accuracy = evaluate_network(ws, "n@1")
+    assert stored_accuracy == accuracy
+
+
+def test_streamed_from_shards_with_a_bounded_buffer_reaches_the_same_accuracy(tmp_path, digits):
+    options = StreamOptions(shard_bytes=64 << 10, ram_budget=0, shuffle_buffer=256)
+    ws = Workspace.open(home=str(tmp_path), stream_options=options)
+    import_dataset(ws, "digits", "sklearn:digits")
+    config = TrainConfig(epochs=20, batch_size=64, seed=4, device="cpu")
+    result = train_network(ws, "n", "digits", ARCH, config, "sequential")
+    manifest_shards = [s for s in ws.store.list("streams") if s.endswith(".safetensors")]
+    assert len(manifest_shards) > 4 * 3  # several shards per split, 4 streams
+    _, streamed = evaluate_network(ws, result.network.ref)
+    _, accuracy = _in_memory(digits, train_sequential, config)
+    assert streamed.bp >= 0.95 and abs(streamed.bp - accuracy.bp) < 0.03
+    assert abs(streamed.ff - accuracy.ff) < 0.03
+
+
+def test_output_streams_are_reused(tmp_path):
+    ws = Workspace.open(home=str(tmp_path))
+    import_dataset(ws, "digits", "sklearn:digits")
+    train_network(ws, "n", "digits", "dense:16", CONFIG)
+    files = {p: ws.store.fs.modified(ws.store.path(p)) for p in ws.store.list("streams")}
+    from mfstore.materialize import chain_stream
+
+    layer = ws.registry.layer("n.l1")
+    chain_stream(ws, ws.registry.dataset("digits"), [layer])
+    assert {p: ws.store.fs.modified(ws.store.path(p)) for p in ws.store.list("streams")} == files
+    assert len(ws.registry.streams()) == 2
