@@ -1,4 +1,4 @@
-"""`mfstore demo`: the whole path on scikit-learn's digits."""
+"""`mfstore demo`: the whole path on scikit-learn's digits, through the store."""
 
 from __future__ import annotations
 
@@ -6,32 +6,45 @@ from typing import Annotated
 
 import typer
 
-from cli.render import TrainingProgress, accuracy_table, stdout
+from cli.context import workspace
+from cli.render import TrainingProgress, network_accuracy_table, stdout
 from mfstore.config import TrainConfig
-from mfstore.dataset import load_dataset
-from mfstore.experiment import run_experiment
+from mfstore.importing import import_dataset
+from mfstore.layer_training import train_network
+from mfstore.network import evaluate_network
 
 DEMO_DATA = "sklearn:digits"
 DEMO_ARCH = "dense:256,dense:256"
 
 
 def demo(
+    ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Most epochs per layer.")] = 30,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """Import digits, train a 2x256 MLP layer by layer with Mono-Forward and with backprop,
-    and show the accuracy of every layer, FF and BP mode, and the baseline.
+    """Import digits, train a 2x256 MLP layer by layer through the store (and BP beside it),
+    then evaluate every layer, FF and BP mode.
 
-    Example: mfstore demo
+    Example: mfstore --home /tmp/mf demo
     """
-    stdout.print(f"[bold]1. import[/] {DEMO_DATA}")
-    dataset = load_dataset(DEMO_DATA)
-    stdout.print(f"   {len(dataset.train)} train / {len(dataset.val)} validation / "
-                 f"{len(dataset.test)} test examples of shape {dataset.input_shape}, "
-                 f"{dataset.classes} classes, fingerprint {dataset.fingerprint[:12]}")
-    stdout.print(f"[bold]2. train[/] {DEMO_ARCH}, sequential Mono-Forward and backprop")
+    ws = workspace(ctx)
+    stdout.print(f"[bold]1. import[/] {DEMO_DATA} into {ws.store.url}")
+    record = import_dataset(ws, "digits", DEMO_DATA)
+    stdout.print(f"   {record.counts['train']} train / {record.counts['val']} validation / "
+                 f"{record.counts['test']} test examples of shape {tuple(record.input_shape)}, "
+                 f"fingerprint {record.fingerprint[:12]}")
+    stdout.print(f"[bold]2. train[/] {DEMO_ARCH} one layer at a time (activations streamed "
+                 "through the store), and the backprop baseline")
     config = TrainConfig(epochs=epochs, batch_size=64, device=device)
     with TrainingProgress() as progress:
-        result = run_experiment(dataset, DEMO_ARCH, config, "sequential", "bp", callback=progress)
-    stdout.print("[bold]3. evaluate[/] every layer on its own, FF and BP mode, and the baseline")
-    stdout.print(accuracy_table(result, f"{DEMO_DATA} · {DEMO_ARCH}"))
+        result = train_network(ws, "digits-mlp", "digits", DEMO_ARCH, config, "sequential",
+                               "bp", progress, baseline="bp")
+    for v in result.layers:
+        stdout.print(f"   registered {v.ref}, block {v.block_sha256[:12]}")
+    stdout.print(f"   registered network {result.network.ref}")
+    stdout.print("[bold]3. evaluate[/] every layer on its own, FF and BP mode")
+    _, accuracy = evaluate_network(ws, result.network.ref, device=device)
+    table = network_accuracy_table(f"{result.network.ref} on digits",
+                                   [v.ref for v in result.layers], accuracy)
+    table.add_row("BP baseline", f"{result.baseline.test.bp:.2%}")
+    stdout.print(table)

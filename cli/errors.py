@@ -17,6 +17,12 @@ EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
     (errors.DataFormatError, 4),
     (errors.DataValidationError, 4),
     (errors.DeviceError, 5),
+    (errors.NotFoundError, 6),
+    (errors.LineageError, 7),
+    (errors.IntegrityError, 8),
+    (errors.StoreError, 9),
+    (errors.RegistryError, 9),
+    (errors.ConflictError, 10),
     (errors.MFStoreError, 1),
 ]
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import typer
 
+from cli import data, layers, nets
+from cli.context import root
 from cli.demo import demo
 from cli.errors import MFStoreGroup
+from cli.init import init
 from cli.train import train
 
 app = typer.Typer(
     cls=MFStoreGroup,
     name="mfstore",
-    help="Train networks layer by layer with Mono-Forward; keep every layer as a block.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.callback()(root)
+app.command()(init)
+app.add_typer(data.app, name="data")
 app.command()(train)
+app.command("train-layer")(layers.train_layer)
+app.add_typer(layers.app, name="layers")
+app.add_typer(nets.app, name="nets")
+app.command("eval")(nets.evaluate)
 app.command()(demo)
 
 

@@ -70,3 +70,43 @@ def accuracy_table(result: ExperimentResult, title: str) -> Table:
 
 def print_json(data: Any) -> None:
     stdout.out(json.dumps(data, indent=2), highlight=False)
+
+
+def records_table(title: str, headers: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    return table
+
+
+def network_accuracy_table(title: str, refs: list[str], accuracy: Any) -> Table:
+    table = Table(title=title)
+    table.add_column("prediction")
+    table.add_column("test accuracy", justify="right")
+    for ref, acc in zip(refs, accuracy.per_layer, strict=True):
+        table.add_row(f"layer {ref}", _pct(acc))
+    table.add_row("FF mode (Σ G)", _pct(accuracy.ff))
+    table.add_row("BP mode (last G)", _pct(accuracy.bp))
+    return table
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """A registry record as JSON-ready data."""
+    from dataclasses import asdict
+
+    data = asdict(record)
+    data["created"] = None if record.created is None else record.created.isoformat()
+    if hasattr(record, "ref"):
+        data["ref"] = record.ref
+    return data
+
+
+def layer_rows(layers: list[Any]) -> list[list[Any]]:
+    return [[lv.ref, lv.spec.kind, lv.spec.width, str(lv.spec.out_shape),
+             _pct(lv.metrics.get("test_accuracy")), lv.status, lv.dataset,
+             lv.block_sha256[:12]] for lv in layers]
+
+
+LAYER_HEADERS = ["layer", "kind", "width", "output", "test acc", "status", "dataset", "block"]

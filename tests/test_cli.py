@@ -73,6 +73,7 @@ def test_cuda_without_a_gpu_is_refused(tmp_path):
 
 def test_every_command_has_help_with_an_example():
     from typer.main import get_command
+    from typer.testing import CliRunner
 
     from cli.main import app
 
@@ -83,13 +84,18 @@ def test_every_command_has_help_with_an_example():
             else:
                 yield [*prefix, name]
 
-    for path in walk(get_command(app), []):
-        out = mfstore(*path, "--help")
-        assert out.returncode == 0, path
-        assert "Example:" in out.stdout, path
+    paths = list(walk(get_command(app), []))
+    assert len(paths) >= 12
+    for path in paths:
+        out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert out.exit_code == 0, path
+        assert "Example:" in out.output, path
 
 
 def test_demo_runs(tmp_path):
     out = mfstore("demo", "--epochs", "5", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "MF layer 2" in out.stdout and "BP baseline" in out.stdout
+    for step in ("1. import", "2. train", "3. evaluate", "registered network digits-mlp@1",
+                 "layer digits-mlp.l2@1", "FF mode", "BP baseline"):
+        assert step in out.stdout
+    assert (tmp_path / ".mfstore" / "registry.db").exists()

@@ -1,0 +1,81 @@
+"""`mfstore nets list|show` and `mfstore eval`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli import options as o
+from cli.context import workspace
+from cli.render import (
+    network_accuracy_table,
+    print_json,
+    record_dict,
+    records_table,
+    stdout,
+)
+from mfstore.network import evaluate_network, network_layers, resolve_network
+
+app = typer.Typer(help="Inspect networks.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: o.Json = False) -> None:
+    """List network versions.
+
+    Example: mfstore nets list --json
+    """
+    networks = workspace(ctx).registry.networks()
+    if as_json:
+        print_json([record_dict(n) for n in networks])
+        return
+    stdout.print(records_table("networks", ["network", "layers", "mode", "dataset", "note"], [
+        [n.ref, " → ".join(f"{a}@{v}" for a, v in n.layers), n.mode, n.dataset, n.note]
+        for n in networks]))
+
+
+@app.command("show")
+def show(ctx: typer.Context,
+         ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+         as_json: o.Json = False) -> None:
+    """Show one network version and its layers.
+
+    Example: mfstore nets show digits-mlp@1
+    """
+    ws = workspace(ctx)
+    network = resolve_network(ws, ref)
+    layers = network_layers(ws, network)
+    data = record_dict(network)
+    data["layer_versions"] = [record_dict(v) for v in layers]
+    if as_json:
+        print_json(data)
+        return
+    stdout.print(f"{network.ref}  mode {network.mode}  dataset {network.dataset}  "
+                 f"{network.note}")
+    for k, v in enumerate(layers, 1):
+        stdout.print(f"  {k}. {v.ref:20} {v.spec.kind}:{v.spec.width} → {v.spec.out_shape}  "
+                     f"test acc {v.metrics.get('test_accuracy', float('nan')):.2%}  "
+                     f"block {v.block_sha256[:12]}  {v.status}")
+
+
+def evaluate(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+    data: Annotated[str | None, typer.Option(
+        help="Registered dataset (default: the network's).")] = None,
+    device: o.Device = "auto",
+    as_json: o.Json = False,
+) -> None:
+    """Test accuracy of every layer on its own, of FF mode and of BP mode.
+
+    Example: mfstore eval digits-mlp@1 --data digits
+    """
+    ws = workspace(ctx)
+    network, accuracy = evaluate_network(ws, ref, data, device=device)
+    if as_json:
+        print_json({"network": network.ref, **accuracy.to_dict()})
+        return
+    refs = [f"{a}@{v}" for a, v in network.layers]
+    stdout.print(network_accuracy_table(f"{network.ref} on {data or network.dataset}", refs,
+                                        accuracy))
