@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/results/memory_depth.png"))
+    parser.add_argument("--time-only", action="store_true",
+                        help="only streamed vs in-memory time for one layer")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -112,6 +114,9 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="mf-memory-")
     n = import_data(home, args.examples)
     batch = n if args.batch == "full" else int(args.batch)
+    if args.time_only:
+        report_times(home, args)
+        return
     print(f"# peak training memory vs depth, {n} examples of 784, batch {args.batch}, "
           f"1 epoch, {machine()}")
     rows, series = [], {"mf": [], "bp": []}
@@ -127,10 +132,20 @@ def main() -> None:
     print_table(["layers", "MF streamed peak MB", "BP peak MB"], rows)
     print(f"slope: MF streamed {slope(args.depths, series['mf']):.1f} MB/layer, "
           f"BP {slope(args.depths, series['bp']):.1f} MB/layer")
+    deep = [i for i, d in enumerate(args.depths) if d >= 2]
+    if len(deep) >= 2:  # layer 1 reads 784 features, every later layer 1000
+        xs = [args.depths[i] for i in deep]
+        print(f"slope from 2 layers on: MF streamed "
+              f"{slope(xs, [series['mf'][i] for i in deep]):.1f} MB/layer, BP "
+              f"{slope(xs, [series['bp'][i] for i in deep]):.1f} MB/layer")
+    plot(args.depths, series, args.png)
+    report_times(home, args)
+
+
+def report_times(home: str, args: argparse.Namespace) -> None:
     streamed, memory = one_layer_times(home, args.time_batch, args.device)
     print(f"one dense:1000 layer, 1 epoch, batch {args.time_batch}: streamed {streamed:.2f} s, "
           f"in memory {memory:.2f} s, ratio {streamed / memory:.2f}x")
-    plot(args.depths, series, args.png)
 
 
 def import_data(home: str, examples: int | None) -> int:

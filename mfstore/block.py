@@ -25,6 +25,7 @@ from mfstore.modules import MFLayer
 from mfstore.spec import LayerSpec
 
 FORMAT = "mfstore.layer-block/1"
+HEADER_KEY = "mfstore"
 TENSORS = ("weight", "bias", "projection")
 
 
@@ -89,19 +90,19 @@ class LayerBlock:
         return layer.eval()
 
     def to_bytes(self) -> bytes:
+        """The block file. The header is one JSON string under one key: safetensors writes
+        several metadata keys in hash-map order, which would make equal blocks differ."""
         header = {"format": FORMAT, "spec": self.spec.to_dict(),
                   "input": self.signature.to_dict(), "config": self.config,
                   "metrics": self.metrics, "history": self.history, "mfstore_version": self.version}
-        return st_save(self.tensors, metadata={k: json.dumps(v, sort_keys=True)
-                                               for k, v in header.items()})
+        return st_save(self.tensors, metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "block") -> LayerBlock:
         """Rebuild a block from its file; a file that is not a valid block is refused."""
         try:
             tensors = st_load(data)
-            with_meta = _header(data)
-            header = {k: json.loads(v) for k, v in with_meta.items()}
+            header = json.loads(_header(data)[HEADER_KEY])
             if header.get("format") != FORMAT:
                 raise ValueError(f"format {header.get('format')!r}")
             spec = LayerSpec.from_dict(header["spec"])

@@ -21,7 +21,7 @@ from mfstore.materialize import chain_stream, split_sources
 from mfstore.modules import MFLayer, build_layers
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
-from mfstore.stream import StreamBatches
+from mfstore.stream import StreamBatches, release_freed_memory
 from mfstore.training import SCHEDULES, train_layer, train_simultaneous
 from mfstore.workspace import Workspace
 
@@ -68,7 +68,9 @@ def fit_layer(ws: Workspace, name: str, dataset: DatasetRecord,
     (metrics,) = layer_metrics([layer], sources, resolve_device(config.device))
     version = register_layer(ws, name, layer, dataset, upstream, config, metrics, history,
                              repairs, note)
+    del layer, sources
     chain_stream(ws, dataset, [*upstream, version], config.device)
+    release_freed_memory()
     return version
 
 

@@ -10,6 +10,8 @@ dataset size or the depth; a stream under the RAM budget is held in memory inste
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import queue
@@ -147,6 +149,14 @@ class StreamWriter:
         return self.manifest
 
 
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc's malloc_trim; a no-op elsewhere). Called
+    between layers so that each layer's peak starts from what is live, not from what the
+    previous layer's shards and buffers left in the allocator."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def load_shard(store: Store, shard: Shard, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     tensors = st_load(store.get(shard.path, expected_sha256=shard.sha256))
     x, y = tensors["x"], tensors["y"]  # (n, *example_shape), (n,)
@@ -224,6 +234,11 @@ class StreamBatches:
     def batches(self, epoch: int) -> Iterator[Batch]:
         if self.in_memory:  # the very order TensorBatches gives: streamed == in memory
             yield from self._held().batches(epoch)
+            return
+        if self.batch_size >= len(self):  # full batch: one allocation, order is irrelevant
+            parts = list(_prefetched(self.store, self.info.shards, self.options.prefetch,
+                                     self.options.pin_memory))
+            yield torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
             return
         gen = epoch_generator(self.seed, epoch)
         order = torch.randperm(len(self.info.shards), generator=gen).tolist()

@@ -79,3 +79,8 @@ def test_memory_store_round_trip():
     assert store.list("a") == ["a/b.bin"]
     store.delete("a/b.bin")
     assert not store.exists("a/b.bin")
+
+
+def test_equal_blocks_have_equal_bytes():
+    _, (block, _) = _block()
+    assert len({sha256(block.to_bytes()) for _ in range(20)}) == 1
