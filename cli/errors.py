@@ -40,3 +40,5 @@ class MFStoreGroup(TyperGroup):
         except errors.MFStoreError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(exit_code(err)) from err
+
+DAMAGE_EXIT_CODE = 8  # verify found damage: the same code as a damaged file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, layers, nets
+from cli import compose, data, layers, nets, repair
 from cli.context import root
 from cli.demo import demo
 from cli.errors import MFStoreGroup
@@ -26,6 +26,12 @@ app.command("train-layer")(layers.train_layer)
 app.add_typer(layers.app, name="layers")
 app.add_typer(nets.app, name="nets")
 app.command("eval")(nets.evaluate)
+app.command()(compose.compose)
+app.command()(compose.extend)
+app.command()(compose.swap)
+app.command()(repair.verify)
+app.command()(repair.repair)
+app.command()(repair.gc)
 app.command()(demo)
 
 

@@ -15,6 +15,7 @@ from cli.render import (
     records_table,
     stdout,
 )
+from mfstore.gc import delete_network
 from mfstore.network import evaluate_network, network_layers, resolve_network
 
 app = typer.Typer(help="Inspect networks.", no_args_is_help=True)
@@ -59,23 +60,57 @@ def show(ctx: typer.Context,
                      f"block {v.block_sha256[:12]}  {v.status}")
 
 
+@app.command("alias")
+def alias(ctx: typer.Context,
+          ref: Annotated[str, typer.Argument(help="NET@VERSION")],
+          name: Annotated[str, typer.Argument(help="Alias, e.g. prod.")]) -> None:
+    """Point an alias at a network version; NET@ALIAS then works wherever NET@N does.
+
+    Example: mfstore nets alias digits-mlp@2 prod
+    """
+    ws = workspace(ctx)
+    network = resolve_network(ws, ref)
+    ws.registry.set_alias("network", network.name, name, network.version)
+    stdout.print(f"{network.name}@{name} → {network.ref}")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context,
+           ref: Annotated[str, typer.Argument(help="NET@VERSION, or NET for every version.")],
+           keep_layers: Annotated[bool, typer.Option(
+               help="Keep the layer versions only this network uses.")] = False) -> None:
+    """Delete a network (and the layer versions no other network uses); `mfstore gc` then
+    frees their blocks and streams.
+
+    Example: mfstore nets delete digits-mlp@1
+    """
+    result = delete_network(workspace(ctx), ref, keep_layers)
+    for network in result.networks:
+        stdout.print(f"deleted network {network.ref}")
+    for layer in result.layers:
+        stdout.print(f"deleted layer {layer.ref}")
+
+
 def evaluate(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
     data: Annotated[str | None, typer.Option(
         help="Registered dataset (default: the network's).")] = None,
+    upto: Annotated[int | None, typer.Option(
+        help="Use only the first K layers (degraded mode: later layers are not loaded).")
+    ] = None,
     device: o.Device = "auto",
     as_json: o.Json = False,
 ) -> None:
     """Test accuracy of every layer on its own, of FF mode and of BP mode.
 
-    Example: mfstore eval digits-mlp@1 --data digits
+    Example: mfstore eval digits-mlp@1 --data digits --upto 1
     """
     ws = workspace(ctx)
-    network, accuracy = evaluate_network(ws, ref, data, device=device)
+    network, accuracy = evaluate_network(ws, ref, data, upto, device=device)
     if as_json:
-        print_json({"network": network.ref, **accuracy.to_dict()})
+        print_json({"network": network.ref, "upto": upto, **accuracy.to_dict()})
         return
-    refs = [f"{a}@{v}" for a, v in network.layers]
+    refs = [f"{a}@{v}" for a, v in network.layers][:len(accuracy.per_layer)]
     stdout.print(network_accuracy_table(f"{network.ref} on {data or network.dataset}", refs,
                                         accuracy))

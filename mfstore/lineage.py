@@ -44,8 +44,9 @@ def retrain_command(layer: LayerVersion, dataset: str, upstream: Sequence[LayerV
 
 
 def lineage_problems(registry: Registry, dataset: DatasetRecord,
-                     layers: Sequence[LayerVersion]) -> list[str]:
-    """One message per layer whose recorded input differs from what this chain feeds it."""
+                     layers: Sequence[LayerVersion]) -> list[tuple[int, str]]:
+    """(0-based position, message) for every layer whose recorded input differs from what
+    this chain feeds it."""
     problems = []
     for k, layer in enumerate(layers):
         actual = tuple(u.digest for u in layers[:k])
@@ -56,10 +57,10 @@ def lineage_problems(registry: Registry, dataset: DatasetRecord,
         here = describe_chain(registry, actual)
         data_note = "" if sig.dataset_fingerprint == dataset.fingerprint else (
             f" of another dataset (fingerprint {sig.dataset_fingerprint[:12]})")
-        problems.append(
+        problems.append((k,
             f"{layer.ref} was trained on the outputs of {trained}{data_note} but here follows "
             f"{here} of dataset {dataset.name!r}; retrain it with "
-            f"`{retrain_command(layer, dataset.name, layers[:k])}`")
+            f"`{retrain_command(layer, dataset.name, layers[:k])}`"))
     return problems
 
 
@@ -68,4 +69,4 @@ def check_lineage(registry: Registry, dataset: DatasetRecord, layers: Sequence[L
     problems = lineage_problems(registry, dataset, layers)
     if problems:
         hint = " (or pass --force to use it anyway)" if force_hint else ""
-        raise LineageError(problems[0] + hint)
+        raise LineageError(problems[0][1] + hint)

@@ -45,6 +45,10 @@ def evaluate_network(ws: Workspace, ref: str, dataset_name: str | None = None,
 
 def materialize(ws: Workspace, ref: str, mode: str | None = None,
                 upto: int | None = None) -> MFNet:
-    """A network as a `torch.nn.Module` (goodness in its prediction mode)."""
+    """A network as a `torch.nn.Module` (goodness in its prediction mode). With `upto=K` only
+    the first K blocks are read, so a network whose later layers are broken still answers."""
     network = resolve_network(ws, ref)
-    return MFNet(load_layers(ws, network_layers(ws, network)), mode or network.mode, upto)
+    versions = network_layers(ws, network)
+    if upto is not None and not 1 <= upto <= len(versions):
+        raise SpecError(f"--upto must lie in 1..{len(versions)} for {network.ref}")
+    return MFNet(load_layers(ws, versions[:upto]), mode or network.mode)

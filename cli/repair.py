@@ -1,0 +1,125 @@
+"""`mfstore verify`, `repair` and `gc`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli import options as o
+from cli.context import workspace
+from cli.errors import DAMAGE_EXIT_CODE
+from cli.render import TrainingProgress, print_json, record_dict, stdout
+from mfstore.gc import collect
+from mfstore.repair import repair as repair_network
+from mfstore.verify import VerifyReport
+from mfstore.verify import verify as verify_blocks
+
+Tolerance = Annotated[float, typer.Option(
+    help="Accuracy drop (fraction, 0.02 = 2 points) that counts as damage.")]
+
+
+def _report_dict(report: VerifyReport) -> dict:
+    return {"network": report.network.ref if report.network else None,
+            "dataset": report.dataset, "damaged": len(report.damaged),
+            "layers": [{"layer": c.layer.ref, "position": c.position, "ok": c.ok,
+                        "problems": c.problems, "accuracy": c.accuracy,
+                        "recorded_accuracy": c.recorded, "note": c.note, "repair": c.repair}
+                       for c in report.checks]}
+
+
+def verify(
+    ctx: typer.Context,
+    ref: Annotated[str | None, typer.Argument(
+        help="NET, NET@VERSION or NET@ALIAS; the whole store when omitted.")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Also compare each layer's accuracy on this dataset with the recorded one.")] = None,
+    tolerance: Tolerance = 0.02,
+    device: o.Device = "auto",
+    as_json: o.Json = False,
+) -> None:
+    """Check every block: readable, sha256 unchanged, finite; with --data, accuracy too.
+    Damaged layers are marked; the exit status is non-zero when anything is damaged.
+
+    Example: mfstore verify digits-mlp@1 --data digits
+    """
+    report = verify_blocks(workspace(ctx), ref, data, tolerance, device)
+    if as_json:
+        print_json(_report_dict(report))
+    else:
+        for c in report.checks:
+            where = f"layer {c.position} " if c.position else ""
+            acc = "" if c.accuracy is None else (
+                f"  test accuracy {c.accuracy:.2%} (recorded {c.recorded:.2%})")
+            stdout.print(f"{'ok     ' if c.ok else 'DAMAGED'} {where}{c.layer.ref}{acc}"
+                         + (f"  [{c.note}]" if c.note else ""), highlight=False)
+            for problem in c.problems:
+                stdout.print(f"        {problem}", highlight=False)
+            if c.repair:
+                stdout.print(f"        repair: {c.repair}", highlight=False)
+        stdout.print(f"{len(report.checks)} layers checked, {len(report.damaged)} damaged")
+    if report.damaged:
+        raise typer.Exit(DAMAGE_EXIT_CODE)
+
+
+def repair(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+    layer: Annotated[int | None, typer.Option(help="Position of the layer to retrain.")] = None,
+    auto: Annotated[bool, typer.Option(help="Repair every layer verify finds damaged.")] = False,
+    tolerance: Tolerance = 0.02,
+    device: Annotated[str | None, typer.Option(
+        help="Override the recorded device (cpu reproduces CPU-trained layers exactly).")] = None,
+    as_json: o.Json = False,
+) -> None:
+    """Retrain only the damaged layer with its recorded spec, config and seed on its intact
+    upstream stream, and register the repaired network.
+
+    Example: mfstore repair digits-mlp@1 --layer 2
+    """
+    with TrainingProgress(enabled=not as_json) as progress:
+        result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress)
+    if as_json:
+        print_json({"network": None if result.network is None else record_dict(result.network),
+                    "repaired": [{"old": r.old.ref, "new": r.new.ref, "identical": r.identical}
+                                 for r in result.repaired],
+                    "retrained_downstream": [v.ref for v in result.retrained_downstream],
+                    "kept_downstream": result.kept_downstream})
+        return
+    if result.network is None:
+        stdout.print("nothing to repair")
+        return
+    for r in result.repaired:
+        same = "bit-identical tensors" if r.identical else "different tensors"
+        stdout.print(f"repaired {r.old.ref} → {r.new.ref} ({same}): test accuracy "
+                     f"{r.new.metrics['test_accuracy']:.2%}")
+    for v in result.retrained_downstream:
+        stdout.print(f"retrained downstream {v.ref}")
+    stdout.print(f"registered {result.network.ref}")
+
+
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option(help="List what would go; remove nothing.")] = False,
+    grace: Annotated[float, typer.Option(
+        help="Keep files younger than this many seconds (writes in progress).")] = 600,
+    as_json: o.Json = False,
+) -> None:
+    """Remove blocks and streams that no live registry row references.
+
+    Example: mfstore gc --dry-run
+    """
+    out = collect(workspace(ctx), dry_run, grace)
+    if as_json:
+        print_json({"dry_run": dry_run, "bytes": out.bytes, "blocks": out.blocks,
+                    "streams": out.streams, "temporary": out.temporary})
+        return
+    verb = "would free" if dry_run else "freed"
+    for path, size in out.blocks + out.temporary:
+        stdout.print(f"  {path}  {size} bytes", highlight=False)
+    for sid, size in out.streams:
+        stdout.print(f"  stream {sid[:12]}  {size} bytes", highlight=False)
+    stdout.print(f"{verb} {out.bytes} bytes: {len(out.blocks)} blocks, {len(out.streams)} "
+                 f"streams, {len(out.temporary)} temporary files")
+
+

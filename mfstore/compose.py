@@ -1,0 +1,125 @@
+"""Networks from layer versions: compose, extend with a new layer, swap one layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mfstore.config import TrainConfig
+from mfstore.errors import ConfigError, LineageError, SpecError
+from mfstore.history import ProgressCallback
+from mfstore.importing import check_name
+from mfstore.layer_training import fit_layer, resolve_layers
+from mfstore.lineage import check_shapes, lineage_problems
+from mfstore.modules import MODES
+from mfstore.network import network_layers, resolve_network
+from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
+from mfstore.spec import LayerPlan
+from mfstore.workspace import Workspace
+
+
+def _refs(layers: Sequence[LayerVersion]) -> list[tuple[str, int]]:
+    return [(layer.name, layer.version) for layer in layers]
+
+
+def _forced_note(problems: list[tuple[int, str]]) -> str:
+    return "forced despite: " + "; ".join(message for _, message in problems)
+
+
+def compose(ws: Workspace, name: str, refs: Sequence[str], mode: str = "bp",
+            force: bool = False) -> NetworkVersion:
+    """Register network `name` version N+1 from `refs` (LAYER@VERSION or LAYER@ALIAS).
+    Shapes must fit; lineage must fit unless `force`, which is recorded."""
+    check_name(name, "network")
+    if mode not in MODES:
+        raise ConfigError(f"unknown prediction mode {mode!r}; choose bp or ff")
+    if not refs:
+        raise ConfigError("a network needs at least one layer: LAYER@VERSION …")
+    layers = resolve_layers(ws, refs)
+    dataset = ws.registry.dataset(layers[0].dataset)
+    check_shapes(dataset, layers)
+    problems = lineage_problems(ws.registry, dataset, layers)
+    if problems and not force:
+        raise LineageError(problems[0][1] + " (or pass --force to compose it anyway)")
+    return ws.registry.add_network(name, _refs(layers), mode, dataset.name,
+                                   forced=bool(problems),
+                                   note=_forced_note(problems) if problems else "composed")
+
+
+@dataclass
+class Extension:
+    network: NetworkVersion
+    layer: LayerVersion
+
+
+def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
+           callback: ProgressCallback | None = None) -> Extension:
+    """Train one new layer on the network's output stream; the new network version keeps
+    the very same blocks for every earlier layer."""
+    network = resolve_network(ws, ref)
+    layers = network_layers(ws, network)
+    dataset = ws.registry.dataset(network.dataset)
+    spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
+    layer = fit_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers, spec, config,
+                      callback, note=f"extends {network.ref}")
+    extended = ws.registry.add_network(network.name, _refs([*layers, layer]), network.mode,
+                                       dataset.name, forced=network.forced,
+                                       note=f"{network.ref} extended with {layer.ref}")
+    return Extension(extended, layer)
+
+
+def retrain(ws: Workspace, layer: LayerVersion, dataset: DatasetRecord,
+            upstream: Sequence[LayerVersion], callback: ProgressCallback | None = None,
+            repairs: int | None = None, note: str = "",
+            device: str | None = None) -> LayerVersion:
+    """A new version of `layer` trained on `upstream` with its recorded spec, config and seed."""
+    config = TrainConfig.from_dict(layer.config)
+    if device is not None:
+        config = TrainConfig.from_dict({**layer.config, "device": device})
+    return fit_layer(ws, layer.name, dataset, upstream, layer.spec, config, callback,
+                     repairs=repairs, note=note)
+
+
+@dataclass
+class Swap:
+    network: NetworkVersion
+    stale: list[str] = field(default_factory=list)  # downstream layers whose lineage broke
+    retrained: list[LayerVersion] = field(default_factory=list)
+
+
+def swap(ws: Workspace, ref: str, position: int, with_ref: str,
+         retrain_downstream: bool = False, force: bool = False,
+         callback: ProgressCallback | None = None) -> Swap:
+    """Replace layer `position` (1-based) by another version. A replacement that does not fit
+    its upstream is refused unless `force`; downstream layers whose lineage no longer fits are
+    listed and, with `retrain_downstream`, retrained in order."""
+    network = resolve_network(ws, ref)
+    chain = network_layers(ws, network)
+    if not 1 <= position <= len(chain):
+        raise SpecError(f"--layer must lie in 1..{len(chain)} for {network.ref}")
+    chain[position - 1] = ws.registry.layer(*parse_ref(with_ref))
+    dataset = ws.registry.dataset(network.dataset)
+    check_shapes(dataset, chain)
+    problems = lineage_problems(ws.registry, dataset, chain)
+    own = [m for k, m in problems if k < position]
+    if own and not force:
+        raise LineageError(own[0] + " (or pass --force to swap it in anyway)")
+    result = Swap(network, stale=[chain[k].ref for k, _ in problems if k >= position])
+    if result.stale and retrain_downstream:
+        for k in range(position, len(chain)):
+            if any(j == k for j, _ in lineage_problems(ws.registry, dataset, chain[:k + 1])):
+                chain[k] = retrain(ws, chain[k], dataset, chain[:k], callback,
+                                   note=f"retrained after swapping layer {position} of "
+                                        f"{network.ref}")
+                result.retrained.append(chain[k])
+    elif result.stale and not force:
+        raise LineageError(
+            f"swapping in {chain[position - 1].ref} leaves downstream layers trained on another "
+            f"chain: {', '.join(result.stale)}; pass --retrain-downstream to retrain them "
+            "(or --force to keep them)")
+    remaining = lineage_problems(ws.registry, dataset, chain)
+    result.network = ws.registry.add_network(
+        network.name, _refs(chain), network.mode, dataset.name, forced=bool(remaining),
+        note=(_forced_note(remaining) if remaining else
+              f"{network.ref} with layer {position} swapped for {chain[position - 1].ref}"))
+    return result

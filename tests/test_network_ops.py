@@ -1,0 +1,227 @@
+"""Compose, extend, swap, verify, repair, degraded mode and gc, through the CLI on digits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import pytest
+import torch
+
+from mfstore.block import LayerBlock
+from mfstore.store import sha256
+from mfstore.workspace import Workspace, block_path
+from tests.cli_run import mfstore
+
+QUICK = ["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    home = tmp_path_factory.mktemp("trained")
+    for args in (["data", "add", "digits", "sklearn:digits"],
+                 ["train", "net", "--data", "digits", "--arch", "dense:32,dense:32",
+                  "--baseline", "none", *QUICK]):
+        out = mfstore("--home", str(home), *args)
+        assert out.returncode == 0, out.stderr
+    return home
+
+
+@pytest.fixture
+def home(trained, tmp_path):
+    copy = tmp_path / "home"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def run(home, *args):
+    return mfstore("--home", str(home), *args)
+
+
+def js(home, *args):
+    out = run(home, *args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def layer_of(home, ref):
+    return js(home, "layers", "show", ref)
+
+
+def tensors(home, ref):
+    ws = Workspace.open(home=str(home))
+    name, version = ref.split("@")
+    return ws.load_block(ws.registry.layer(name, version)).tensors
+
+
+def test_extend_keeps_the_earlier_blocks_and_their_accuracy(home):
+    before = js(home, "nets", "show", "net@1")["layer_versions"]
+    eval_before = js(home, "eval", "net@1")
+    out = js(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)
+    assert out["network"]["ref"] == "net@2" and out["layer"]["ref"] == "net.l3@1"
+    after = js(home, "nets", "show", "net@2")["layer_versions"]
+    assert [v["block_sha256"] for v in after[:2]] == [v["block_sha256"] for v in before]
+    assert out["layer"]["signature"]["chain"] == [v["digest"] for v in before]
+    eval_after = js(home, "eval", "net@2")
+    assert eval_after["per_layer"][:2] == eval_before["per_layer"]
+    assert len(eval_after["per_layer"]) == 3
+
+
+def test_flipped_bytes_are_found_and_repaired_bit_for_bit(home):
+    layer2 = layer_of(home, "net.l2@1")
+    original = tensors(home, "net.l2@1")
+    accuracy = js(home, "eval", "net@1")["per_layer"][1]
+    path = home / "store" / block_path(layer2["block_sha256"])
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    out = run(home, "verify", "net@1")
+    assert out.returncode == 8
+    assert "DAMAGED layer 2 net.l2@1" in out.stdout
+    assert "does not match its sha256 (changed, flipped or truncated bytes)" in out.stdout
+    assert "repair: mfstore repair net@1 --layer 2" in out.stdout
+    assert "ok      layer 1 net.l1@1" in out.stdout
+    assert layer_of(home, "net.l2@1")["status"] == "damaged"
+    refused = run(home, "eval", "net@1")
+    assert refused.returncode == 8 and "run `mfstore verify`" in refused.stderr
+
+    repaired = js(home, "repair", "net@1", "--layer", "2")
+    assert repaired["repaired"] == [{"old": "net.l2@1", "new": "net.l2@2", "identical": True}]
+    assert repaired["network"]["ref"] == "net@2"
+    for name, tensor in tensors(home, "net.l2@2").items():
+        assert torch.equal(tensor, original[name]), name
+    assert layer_of(home, "net.l2@2")["repairs"] == 1
+    assert js(home, "eval", "net@2")["per_layer"][1] == accuracy
+    assert run(home, "verify", "net@2").returncode == 0
+
+
+def _write_noise(home, ref, register: bool):
+    """A valid block with the right spec and wrong values, in place of `ref`'s file; with
+    `register`, the registry also points at it (damage that happened before hashing)."""
+    ws = Workspace.open(home=str(home))
+    name, version = ref.split("@")
+    row = ws.registry.layer(name, version)
+    block = ws.load_block(row)
+    g = torch.Generator().manual_seed(0)
+    block.tensors = {k: torch.randn(t.shape, generator=g) for k, t in block.tensors.items()}
+    data = block.to_bytes()
+    if not register:
+        (home / "store" / block_path(row.block_sha256)).write_bytes(data)
+        return
+    sha = ws.put_block(block)
+    with sqlite3.connect(home / "registry.db") as db:
+        db.execute("UPDATE layer_versions SET block_sha256 = ?, digest = ? WHERE name = ? AND "
+                   "version = ?", (sha, LayerBlock.from_bytes(data).digest, name, int(version)))
+    assert sha == sha256(data)
+
+
+@pytest.mark.parametrize("register", [False, True])
+def test_noise_is_caught_by_the_accuracy_check_and_repaired(home, register):
+    accuracy = js(home, "eval", "net@1")["per_layer"][1]
+    _write_noise(home, "net.l2@1", register)
+    plain = run(home, "verify", "net@1")
+    assert plain.returncode == (0 if register else 8)  # a registered noise block hashes fine
+    report = json.loads(run(home, "verify", "net@1", "--data", "digits", "--json").stdout)
+    layer2 = report["layers"][1]
+    assert not layer2["ok"] and report["damaged"] == 1
+    drop = [p for p in layer2["problems"] if p.startswith("test accuracy")]
+    assert drop and "recorded at training (a drop of" in drop[0]
+    assert layer2["accuracy"] < 0.5 and layer2["recorded_accuracy"] == accuracy
+    repaired = js(home, "repair", "net@1", "--auto")
+    assert [r["old"] for r in repaired["repaired"]] == ["net.l2@1"]
+    assert js(home, "eval", "net@2")["per_layer"][1] == accuracy
+    assert run(home, "verify", "net@2", "--data", "digits").returncode == 0
+
+
+def test_degraded_prediction_from_the_first_layers(home):
+    full = js(home, "eval", "net@1")
+    _write_noise(home, "net.l2@1", register=False)  # layer 2 is broken
+    degraded = js(home, "eval", "net@1", "--upto", "1")
+    assert degraded["bp"] == degraded["ff"] == degraded["per_layer"][0] == full["per_layer"][0]
+    from mfstore.network import materialize
+
+    net = materialize(Workspace.open(home=str(home)), "net@1", "bp", upto=1)
+    assert len(net.layers) == 1
+
+
+def test_compose_checks_shapes_and_lineage(home):
+    out = run(home, "train-layer", "other", "--data", "digits", "--kind", "dense", "--width",
+              "32", "--seed", "5", *QUICK)
+    assert out.returncode == 0, out.stderr
+    bad_shape = run(home, "compose", "x", "net.l1@1", "net.l1@1")
+    assert bad_shape.returncode == 2
+    assert bad_shape.stderr.strip() == ("error: net.l1@1 takes input of shape (1, 8, 8) but "
+                                        "net.l1@1 produces (32,); check the chain's order")
+    refused = run(home, "compose", "mix", "other@1", "net.l2@1")
+    assert refused.returncode == 7
+    assert refused.stderr.strip() == (
+        "error: net.l2@1 was trained on the outputs of [net.l1@1] but here follows [other@1] "
+        "of dataset 'digits'; retrain it with `mfstore train-layer net.l2 --data digits --on "
+        "other@1 --kind dense --width 32` (or pass --force to compose it anyway)")
+    forced = js(home, "compose", "mix", "other@1", "net.l2@1", "--force")
+    assert forced["forced"] and forced["note"].startswith("forced despite: net.l2@1 was")
+    fine = js(home, "compose", "copy", "net.l1@1", "net.l2@1", "--mode", "ff")
+    assert fine["ref"] == "copy@1" and fine["mode"] == "ff" and not fine["forced"]
+    assert run(home, "nets", "alias", "copy@1", "prod").returncode == 0
+    assert js(home, "eval", "copy@prod")["network"] == "copy@1"
+
+
+def test_swap_refuses_an_incompatible_layer_unless_forced(home):
+    for args in (["base", "--seed", "5"], ["alt", "--on", "base@1", "--seed", "7"]):
+        out = run(home, "train-layer", args[0], "--data", "digits", "--kind", "dense", "--width",
+                  "32", *args[1:], *QUICK)
+        assert out.returncode == 0, out.stderr
+    wrong_shape = run(home, "swap", "net@1", "--layer", "2", "--with", "base@1")
+    assert wrong_shape.returncode == 2
+    assert wrong_shape.stderr.strip() == ("error: base@1 takes input of shape (1, 8, 8) but "
+                                          "net.l1@1 produces (32,); check the chain's order")
+    refused = run(home, "swap", "net@1", "--layer", "2", "--with", "alt@1")
+    assert refused.returncode == 7
+    assert refused.stderr.strip() == (
+        "error: alt@1 was trained on the outputs of [base@1] but here follows [net.l1@1] of "
+        "dataset 'digits'; retrain it with `mfstore train-layer alt --data digits --on "
+        "net.l1@1 --kind dense --width 32` (or pass --force to swap it in anyway)")
+    assert len(js(home, "nets", "list")) == 1  # nothing registered by the refusals
+    forced = js(home, "swap", "net@1", "--layer", "2", "--with", "alt@1", "--force")
+    assert forced["network"]["forced"] and forced["network"]["layers"][1] == ["alt", 1]
+    assert "alt@1 was trained on the outputs of [base@1]" in forced["network"]["note"]
+
+
+def test_swap_lists_and_retrains_downstream_layers(home):
+    out = run(home, "train-layer", "first", "--data", "digits", "--kind", "dense", "--width",
+              "32", "--seed", "3", *QUICK)
+    assert out.returncode == 0, out.stderr
+    refused = run(home, "swap", "net@1", "--layer", "1", "--with", "first@1")
+    assert refused.returncode == 7
+    assert refused.stderr.strip() == (
+        "error: swapping in first@1 leaves downstream layers trained on another chain: "
+        "net.l2@1; pass --retrain-downstream to retrain them (or --force to keep them)")
+    done = js(home, "swap", "net@1", "--layer", "1", "--with", "first@1", "--retrain-downstream")
+    assert done["stale"] == ["net.l2@1"] and [v["ref"] for v in done["retrained"]] == ["net.l2@2"]
+    assert done["network"]["layers"] == [["first", 1], ["net.l2", 2]]
+    assert not done["network"]["forced"]
+    assert done["retrained"][0]["signature"]["chain"] == [layer_of(home, "first@1")["digest"]]
+
+
+def test_gc_after_deleting_a_network_frees_exactly_its_blocks_and_streams(home):
+    assert js(home, "gc", "--grace", "0")["bytes"] == 0  # nothing unreferenced yet
+    js(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2 adds l3
+    ws = Workspace.open(home=str(home))
+    l3 = ws.registry.layer("net.l3", "1")
+    own_block = block_path(l3.block_sha256)
+    streams_before = {s.id for s in ws.registry.streams()}
+    out = run(home, "nets", "delete", "net@2")
+    assert out.stdout.split("\n")[:2] == ["deleted network net@2", "deleted layer net.l3@1"]
+    dry = js(home, "gc", "--grace", "0", "--dry-run")
+    assert [p for p, _ in dry["blocks"]] == [own_block]
+    l3_streams = {sid for sid, _ in dry["streams"]}
+    assert len(l3_streams) == 1 and l3_streams < streams_before  # only l3's output stream
+    assert ws.store.exists(own_block)  # dry run removed nothing
+    freed = js(home, "gc", "--grace", "0")
+    assert freed["bytes"] == dry["bytes"] > 0
+    assert not ws.store.exists(own_block)
+    assert {s.id for s in ws.registry.streams()} == streams_before - l3_streams
+    assert run(home, "verify", "net@1", "--data", "digits").returncode == 0
+    assert js(home, "gc", "--grace", "0")["bytes"] == 0
