@@ -225,3 +225,23 @@ def test_gc_after_deleting_a_network_frees_exactly_its_blocks_and_streams(home):
     assert {s.id for s in ws.registry.streams()} == streams_before - l3_streams
     assert run(home, "verify", "net@1", "--data", "digits").returncode == 0
     assert js(home, "gc", "--grace", "0")["bytes"] == 0
+
+
+def test_a_repair_that_changes_the_tensors_retrains_the_layers_above(home):
+    """Stands in for a layer trained with non-deterministic kernels: the recorded seed is
+    changed, so the retrain cannot reproduce the original tensors."""
+    js(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2: 3 layers
+    layer2 = layer_of(home, "net.l2@1")
+    with sqlite3.connect(home / "registry.db") as db:
+        config = json.loads(db.execute("SELECT config FROM layer_versions WHERE name = 'net.l2'"
+                                       ).fetchone()[0])
+        db.execute("UPDATE layer_versions SET config = ? WHERE name = 'net.l2'",
+                   (json.dumps({**config, "seed": 12345}),))
+    path = home / "store" / block_path(layer2["block_sha256"])
+    path.write_bytes(path.read_bytes()[:-3])  # truncated
+    out = js(home, "repair", "net@2", "--layer", "2")
+    assert out["repaired"] == [{"old": "net.l2@1", "new": "net.l2@2", "identical": False}]
+    assert out["retrained_downstream"] == ["net.l3@2"]
+    assert out["network"]["layers"] == [["net.l1", 1], ["net.l2", 2], ["net.l3", 2]]
+    assert not out["network"]["forced"]
+    assert run(home, "verify", "net@3", "--data", "digits").returncode == 0
