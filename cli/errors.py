@@ -23,6 +23,7 @@ EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
     (errors.StoreError, 9),
     (errors.RegistryError, 9),
     (errors.ConflictError, 10),
+    (errors.ExportError, 11),
     (errors.MFStoreError, 1),
 ]
 

@@ -57,3 +57,7 @@ class RegistryError(MFStoreError):
 
 class LineageError(MFStoreError):
     """A layer was trained on the outputs of a different upstream chain."""
+
+
+class ExportError(MFStoreError):
+    """An export failed its checks (ONNX checker, or parity with PyTorch)."""

@@ -75,7 +75,7 @@ def test_schema_version_mismatch_is_a_clear_error(tmp_path):
     with create_engine(url).begin() as conn:
         conn.execute(text("UPDATE mfstore_meta SET value = '99' WHERE key = 'schema_version'"))
     with pytest.raises(RegistryError, match=re.escape(
-            "registry schema version 99, this mfstore expects 1; use the mfstore release that "
+            "registry schema version 99, this mfstore expects 2; use the mfstore release that "
             "created it, or a new registry")):
         Registry(url)
 
@@ -119,3 +119,15 @@ def test_concurrent_writers_get_distinct_versions_and_lose_nothing(tmp_path):
     rows = Registry(url).layers("shared")
     assert sorted(r.version for r in rows) == list(range(1, 61))
     assert sorted(r.note for r in rows) == sorted(f"p{p}-{i}" for p in range(6) for i in range(10))
+
+
+def test_a_version_1_registry_is_migrated(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    _add(Registry(url))
+    with create_engine(url).begin() as conn:
+        conn.execute(text("DROP TABLE exports"))
+        conn.execute(text("UPDATE mfstore_meta SET value = '1' WHERE key = 'schema_version'"))
+    registry = Registry(url)
+    assert registry.layer("l").version == 1 and registry.exports() == []
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT value FROM mfstore_meta")).scalar() == "2"

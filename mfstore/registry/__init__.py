@@ -2,6 +2,7 @@
 
 from mfstore.registry.records import (
     DatasetRecord,
+    ExportRecord,
     LayerVersion,
     NetworkVersion,
     StreamRecord,
@@ -9,5 +10,5 @@ from mfstore.registry.records import (
 )
 from mfstore.registry.registry import Registry
 
-__all__ = ["DatasetRecord", "LayerVersion", "NetworkVersion", "Registry", "StreamRecord",
-           "parse_ref"]
+__all__ = ["DatasetRecord", "ExportRecord", "LayerVersion", "NetworkVersion", "Registry",
+           "StreamRecord", "parse_ref"]

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 from mfstore.errors import RegistryError
 from mfstore.registry.rows import Base, MetaRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _add_exports(engine: Engine) -> None:
+    Base.metadata.create_all(engine)  # creates only the missing `exports` table
+
+
+MIGRATIONS = {1: _add_exports}  # from version N to N + 1
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -58,6 +65,13 @@ def _ensure_schema(engine: Engine) -> None:
                 session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
     with Session(engine) as session:
         found = session.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
+    while found is not None and found.isdigit() and int(found) in MIGRATIONS:
+        MIGRATIONS[int(found)](engine)
+        with Session(engine) as session, session.begin():
+            row = session.get(MetaRow, "schema_version")
+            if row is not None and row.value == found:
+                row.value = str(int(found) + 1)
+            found = row.value if row is not None else None
     if found != str(SCHEMA_VERSION):
         raise RegistryError(
             f"registry schema version {found}, this mfstore expects {SCHEMA_VERSION}; use the "

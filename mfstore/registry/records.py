@@ -68,6 +68,18 @@ class NetworkVersion:
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    network: str
+    version: int
+    mode: str
+    upto: int | None
+    sha256: str
+    path: str  # in the store
+    target: str  # the file or Triton repository the user asked for
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
 class StreamRecord:
     id: str
     dataset_fingerprint: str

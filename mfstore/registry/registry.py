@@ -25,6 +25,7 @@ from mfstore.registry.engine import open_engine
 from mfstore.registry.records import (
     LAYER_STATUSES,
     DatasetRecord,
+    ExportRecord,
     LayerVersion,
     NetworkVersion,
     StreamRecord,
@@ -174,6 +175,24 @@ class Registry:
         with self._write() as s:
             _resolve(s, "network", name, str(version), live_only=False).status = status
 
+    # exports ------------------------------------------------------------------------------
+
+    def add_export(self, record: ExportRecord) -> ExportRecord:
+        with self._write() as s:
+            row = r.ExportRow(network=record.network, version=record.version, mode=record.mode,
+                              upto=record.upto, sha256=record.sha256, path=record.path,
+                              target=record.target)
+            s.add(row)
+            s.flush()
+            return _export(row)
+
+    def exports(self, network: str | None = None) -> list[ExportRecord]:
+        with Session(self.engine) as s:
+            q = select(r.ExportRow).order_by(r.ExportRow.id)
+            if network is not None:
+                q = q.where(r.ExportRow.network == network)
+            return [_export(x) for x in s.scalars(q)]
+
     # streams ------------------------------------------------------------------------------
 
     def add_stream(self, record: StreamRecord) -> None:
@@ -246,6 +265,11 @@ def _layer(x: r.LayerRow) -> LayerVersion:
 def _network(x: r.NetworkRow) -> NetworkVersion:
     return NetworkVersion(x.name, x.version, tuple((n, int(v)) for n, v in x.layers), x.mode,
                           x.dataset, x.forced, x.note, x.status, _utc(x.created))
+
+
+def _export(x: r.ExportRow) -> ExportRecord:
+    return ExportRecord(x.network, x.version, x.mode, x.upto, x.sha256, x.path, x.target,
+                        _utc(x.created))
 
 
 def _stream(x: r.StreamRow) -> StreamRecord:

@@ -87,3 +87,16 @@ class StreamRow(Base):
     chain: Mapped[list] = mapped_column(JSON)
     bytes: Mapped[int] = mapped_column(Integer)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExportRow(Base):
+    __tablename__ = "exports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(8))
+    upto: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(2000))  # in the store
+    target: Mapped[str] = mapped_column(String(2000))  # where the user asked for it
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

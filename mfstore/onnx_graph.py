@@ -1,0 +1,110 @@
+"""The ONNX graph of a network, built node by node at opset 17.
+
+    x (B, *input_shape) raw ──(x - mean) / std──► layer 1 ──► … ──► layer K
+                                                    │                  │
+                                   ff: G_1 + … + G_K ◄─────────────────┤ bp: G_K
+                                                    ▼
+                                     goodness (B, classes) ──ArgMax──► label (B,)
+
+In BP mode only the last projection is part of the graph; FF mode sums every layer's goodness.
+The normaliser is in the graph, so the model takes the same raw input the dataset had.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from mfstore.modules import MFLayer
+
+OPSET = 17
+INPUT, GOODNESS, LABEL = "x", "goodness", "label"
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: Sequence[str], name: str, **attrs: object) -> str:
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
+        return name
+
+
+def _activation(g: _Graph, kind: str, x: str, prefix: str) -> str:
+    if kind == "relu":
+        return g.op("Relu", [x], f"{prefix}/relu")
+    if kind == "tanh":
+        return g.op("Tanh", [x], f"{prefix}/tanh")
+    if kind == "sigmoid":
+        return g.op("Sigmoid", [x], f"{prefix}/sigmoid")
+    if kind == "gelu":  # exact GELU, as F.gelu: 0.5 x (1 + erf(x / sqrt 2)); Gelu is opset 20
+        root2 = g.const(f"{prefix}/sqrt2", np.array(math.sqrt(2.0), np.float32))
+        half = g.const(f"{prefix}/half", np.array(0.5, np.float32))
+        one = g.const(f"{prefix}/one", np.array(1.0, np.float32))
+        erf = g.op("Erf", [g.op("Div", [x, root2], f"{prefix}/scaled")], f"{prefix}/erf")
+        inner = g.op("Add", [erf, one], f"{prefix}/erf1")
+        return g.op("Mul", [g.op("Mul", [x, half], f"{prefix}/halfx"), inner], f"{prefix}/gelu")
+    return x  # identity
+
+
+def _layer(g: _Graph, layer: MFLayer, a: str, k: int) -> str:
+    """Activations of layer k: (B, *out_shape)."""
+    spec, prefix = layer.spec, f"layer{k}"
+    weight = g.const(f"{prefix}/weight", layer.weight.detach().cpu().numpy())
+    inputs = [weight] if layer.bias is None else [
+        weight, g.const(f"{prefix}/bias", layer.bias.detach().cpu().numpy())]
+    if spec.kind == "dense":
+        flat = g.op("Flatten", [a], f"{prefix}/flatten", axis=1) if len(spec.in_shape) > 1 else a
+        z = g.op("Gemm", [flat, *inputs], f"{prefix}/gemm", transB=1)  # (B, n)
+        return _activation(g, spec.activation, z, prefix)
+    z = g.op("Conv", [a, *inputs], f"{prefix}/conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    act = _activation(g, spec.activation, z, prefix)  # (B, C, H, W)
+    if spec.pool == "none":
+        return act
+    pool = "AveragePool" if spec.pool == "avg" else "MaxPool"
+    return g.op(pool, [act], f"{prefix}/pool", kernel_shape=[2, 2], strides=[2, 2])
+
+
+def _goodness(g: _Graph, layer: MFLayer, a: str, k: int) -> str:
+    """`G_k = a M^T`: (B, classes)."""
+    flat = g.op("Flatten", [a], f"layer{k}/flat", axis=1) if len(layer.spec.out_shape) > 1 else a
+    m = g.const(f"layer{k}/projection", layer.projection.detach().cpu().numpy())
+    return g.op("Gemm", [flat, m], f"layer{k}/goodness", transB=1)
+
+
+def build_model(layers: Sequence[MFLayer], mode: str, mean: np.ndarray, std: np.ndarray,
+                metadata: dict[str, str], doc: str = "") -> onnx.ModelProto:
+    """The ONNX model of `layers` predicting in `mode` ("bp" or "ff") on raw input."""
+    g = _Graph()
+    x = g.op("Sub", [INPUT, g.const("norm/mean", mean.astype(np.float32))], "norm/centred")
+    a = g.op("Div", [x, g.const("norm/std", std.astype(np.float32))], "norm/scaled")
+    total = None
+    for k, layer in enumerate(layers, 1):
+        a = _layer(g, layer, a, k)
+        if mode == "ff" or k == len(layers):
+            goodness = _goodness(g, layer, a, k)
+            total = goodness if total is None else g.op("Add", [total, goodness], f"sum{k}")
+    g.nodes.append(helper.make_node("Identity", [total], [GOODNESS], name=GOODNESS))
+    g.nodes.append(helper.make_node("ArgMax", [GOODNESS], [LABEL], name=LABEL, axis=1,
+                                    keepdims=0))
+    classes = layers[-1].spec.classes
+    graph = helper.make_graph(
+        g.nodes, "mfstore", [helper.make_tensor_value_info(
+            INPUT, TensorProto.FLOAT, ["batch", *layers[0].spec.in_shape])],
+        [helper.make_tensor_value_info(GOODNESS, TensorProto.FLOAT, ["batch", classes]),
+         helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["batch"])],
+        g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="mfstore", doc_string=doc)
+    model.ir_version = 8  # readable by every ONNX Runtime that knows opset 17
+    helper.set_model_props(model, metadata)
+    return model

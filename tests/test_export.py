@@ -1,0 +1,150 @@
+"""ONNX export: parity with PyTorch in both modes, what the graph holds, Triton repositories."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from mfstore.config import TrainConfig
+from mfstore.errors import ExportError
+from mfstore.export import export_network
+from mfstore.importing import import_dataset
+from mfstore.layer_training import train_network
+from mfstore.network import materialize
+from mfstore.workspace import Workspace
+
+CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.01, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace.open(home=str(tmp_path_factory.mktemp("export")))
+    import_dataset(ws, "digits", "sklearn:digits")
+    train_network(ws, "mlp", "digits", "dense:32,dense:16:act=gelu", CONFIG)
+    train_network(ws, "cnn", "digits", "conv:8,conv:8:pool=max,dense:16:act=tanh", CONFIG)
+    return ws
+
+
+def _raw_inputs(ws, n=50):
+    dataset = ws.registry.dataset("digits")
+    mean, std = (np.asarray(dataset.normalizer[k], np.float32) for k in ("mean", "std"))
+    x = np.random.default_rng(1).uniform(0, 16, (n, 1, 8, 8)).astype(np.float32)  # raw pixels
+    return x, mean, std
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize("mode", ["bp", "ff"])
+def test_export_matches_pytorch(ws, tmp_path, net, mode):
+    result = export_network(ws, f"{net}@1", mode, out=str(tmp_path / "m.onnx"))
+    assert result.max_relative_error <= 1e-4
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version >= 17
+    x, mean, std = _raw_inputs(ws)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    goodness, label = session.run(["goodness", "label"], {"x": x})
+    with torch.no_grad():
+        expected = materialize(ws, f"{net}@1", mode)(torch.from_numpy((x - mean) / std)).numpy()
+    assert np.abs(goodness - expected).max() / np.abs(expected).max() <= 1e-4
+    assert np.array_equal(label, expected.argmax(1)) and label.dtype == np.int64
+    assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][:1] == ["batch"]
+    projections = [i.name for i in model.graph.initializer if i.name.endswith("projection")]
+    layers = len(json.loads(_props(model)["mfstore.layers"]))
+    assert len(projections) == (1 if mode == "bp" else layers)
+
+
+def _props(model):
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def test_metadata_records_network_blocks_mode_shape_and_normalisation(ws, tmp_path):
+    export_network(ws, "mlp@1", "ff", upto=1, out=str(tmp_path / "m.onnx"))
+    props = _props(onnx.load(str(tmp_path / "m.onnx")))
+    layer = ws.registry.layer("mlp.l1", "1")
+    assert props["mfstore.network"] == "mlp" and props["mfstore.network_version"] == "1"
+    assert json.loads(props["mfstore.layers"]) == [
+        {"ref": "mlp.l1@1", "block_sha256": layer.block_sha256, "digest": layer.digest}]
+    assert props["mfstore.mode"] == "ff" and props["mfstore.upto"] == "1"
+    assert json.loads(props["mfstore.input_shape"]) == [1, 8, 8]
+    norm = json.loads(props["mfstore.normalization"])
+    assert norm["in_graph"] and norm["mean"] == ws.registry.dataset("digits").normalizer["mean"]
+    records = ws.registry.exports("mlp")
+    assert records[-1].target == str(tmp_path / "m.onnx") and records[-1].upto == 1
+
+
+def test_triton_repository_matches_the_model(ws, tmp_path):
+    repo = tmp_path / "triton"
+    result = export_network(ws, "cnn@1", "bp", triton_repo=str(repo), max_batch_size=256)
+    config = text_format.Parse((repo / "cnn" / "config.pbtxt").read_text(), mc.ModelConfig())
+    model = onnx.load(str(repo / "cnn" / "1" / "model.onnx"))
+    assert result.targets == [str(repo / "cnn" / "1" / "model.onnx")]
+    assert (config.name, config.platform) == ("cnn", "onnxruntime_onnx")
+    assert config.max_batch_size == 256
+    assert config.HasField("dynamic_batching") and len(config.instance_group) == 1
+    onnx_types = {1: "TYPE_FP32", 7: "TYPE_INT64"}
+    pairs = ((config.input, model.graph.input), (config.output, model.graph.output))
+    for declared, actual in pairs:
+        assert [d.name for d in declared] == [a.name for a in actual]
+        for d, a in zip(declared, actual, strict=True):
+            dims = [x.dim_value or -1 for x in a.type.tensor_type.shape.dim]
+            assert mc.DataType.Name(d.data_type) == onnx_types[a.type.tensor_type.elem_type]
+            assert dims[0] == -1  # the batch axis, which Triton leaves out of dims
+            if d.HasField("reshape"):
+                assert list(d.dims) == [1] and list(d.reshape.shape) == dims[1:] == []
+            else:
+                assert list(d.dims) == dims[1:]
+
+
+def test_a_failed_parity_check_is_an_error_and_writes_nothing(ws, tmp_path, monkeypatch):
+    import mfstore.export
+
+    before = len(ws.registry.exports())
+    monkeypatch.setattr(mfstore.export, "TOLERANCE", 0.0)  # no float32 graph is that exact
+    with pytest.raises(ExportError, match=re.escape(
+            "ONNX Runtime disagrees with PyTorch on mlp@1 (relative error")):
+        export_network(ws, "mlp@1", "bp", out=str(tmp_path / "m.onnx"),
+                       triton_repo=str(tmp_path / "repo"))
+    assert list(tmp_path.iterdir()) == [] and len(ws.registry.exports()) == before
+
+
+def test_export_needs_a_target_and_a_valid_upto(ws):
+    from mfstore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(
+            "say where to export: --out FILE.onnx and/or --triton-repo DIR")):
+        export_network(ws, "mlp@1")
+    with pytest.raises(ConfigError, match=re.escape("--upto must lie in 1..2 for mlp@1")):
+        export_network(ws, "mlp@1", upto=3, out="x.onnx")
+
+
+def test_export_through_the_cli(ws, tmp_path):
+    from tests.cli_run import mfstore
+
+    out = mfstore("--home", ws.home, "export", "mlp@1", "--mode", "ff", "--out",
+                  str(tmp_path / "f.onnx"), "--triton-repo", str(tmp_path / "repo"), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["mode"] == "ff" and report["max_relative_error"] <= 1e-4
+    assert report["targets"] == [str(tmp_path / "f.onnx"), str(tmp_path / "repo/mlp/1/model.onnx")]
+    assert (tmp_path / "repo" / "mlp" / "config.pbtxt").exists()
+    bad = mfstore("--home", ws.home, "export", "mlp@1", "--mode", "sum", "--out", "x.onnx")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: unknown prediction mode 'sum'; choose bp or ff"
+
+
+def test_cuda_serving_is_refused_without_a_gpu(ws):
+    from tests.cli_run import mfstore
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = mfstore("--home", ws.home, "serve", "mlp@1", "--device", "cuda")
+    assert out.returncode == 5
+    assert out.stderr.strip().splitlines()[-1].startswith("error: CUDA was requested")
