@@ -9,6 +9,7 @@ import typer
 from cli.context import workspace
 from cli.render import TrainingProgress, network_accuracy_table, stdout
 from mfstore.config import TrainConfig
+from mfstore.export import export_network, onnx_accuracy
 from mfstore.importing import import_dataset
 from mfstore.layer_training import train_network
 from mfstore.network import evaluate_network
@@ -23,7 +24,7 @@ def demo(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Import digits, train a 2x256 MLP layer by layer through the store (and BP beside it),
-    then evaluate every layer, FF and BP mode.
+    evaluate every layer, FF and BP mode, export to ONNX and predict with ONNX Runtime.
 
     Example: mfstore --home /tmp/mf demo
     """
@@ -48,3 +49,16 @@ def demo(
                                    [v.ref for v in result.layers], accuracy)
     table.add_row("BP baseline", f"{result.baseline.test.bp:.2%}")
     stdout.print(table)
+    onnx_file = f"{ws.home}/exports/digits-mlp.onnx"
+    stdout.print(f"[bold]4. export[/] {result.network.ref} to ONNX (bp mode) and a Triton "
+                 "repository")
+    export = export_network(ws, result.network.ref, "bp", out=onnx_file,
+                            triton_repo=f"{ws.home}/triton")
+    for target in export.targets:
+        stdout.print(f"   wrote {target}", highlight=False)
+    stdout.print(f"   checked against PyTorch: max relative error {export.max_relative_error:.1e}")
+    onnx_acc, count = onnx_accuracy(ws, export)
+    stdout.print(f"[bold]5. predict[/] through ONNX Runtime on the {count} raw test examples: "
+                 f"accuracy {onnx_acc:.2%} (PyTorch, BP mode: {accuracy.bp:.2%})")
+    stdout.print(f"   serve it with: mfstore --home {ws.home} serve --model-repo "
+                 f"{ws.home}/triton", highlight=False)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from cli import compose, data, layers, nets, repair
+from cli import compose, data, export, layers, nets, repair
 from cli.context import root
 from cli.demo import demo
 from cli.errors import MFStoreGroup
 from cli.init import init
+from cli.serve import serve
 from cli.train import train
 
 app = typer.Typer(
@@ -32,6 +33,8 @@ app.command()(compose.swap)
 app.command()(repair.verify)
 app.command()(repair.repair)
 app.command()(repair.gc)
+app.command()(export.export)
+app.command()(serve)
 app.command()(demo)
 
 

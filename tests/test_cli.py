@@ -96,6 +96,9 @@ def test_demo_runs(tmp_path):
     out = mfstore("demo", "--epochs", "5", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     for step in ("1. import", "2. train", "3. evaluate", "registered network digits-mlp@1",
-                 "layer digits-mlp.l2@1", "FF mode", "BP baseline"):
+                 "layer digits-mlp.l2@1", "FF mode", "BP baseline", "4. export",
+                 "5. predict through ONNX Runtime"):
         assert step in out.stdout
-    assert (tmp_path / ".mfstore" / "registry.db").exists()
+    home = tmp_path / ".mfstore"
+    assert (home / "registry.db").exists() and (home / "exports" / "digits-mlp.onnx").exists()
+    assert (home / "triton" / "digits-mlp" / "config.pbtxt").exists()
