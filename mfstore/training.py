@@ -171,6 +171,20 @@ def _simultaneous_epoch(layers: Sequence[MFLayer], first_active: int, train: Bat
     return loss_sums
 
 
+def _freeze_first_if_done(layers: Sequence[MFLayer], stoppers: list[EarlyStopping],
+                          histories: list[LayerHistory], first_active: int) -> int:
+    """Freeze the first still-training layer once its patience runs out: restore its best
+    weights, and let the layers after it start their patience afresh on its outputs."""
+    if not stoppers[first_active].should_stop:
+        return first_active
+    stoppers[first_active].restore(layers[first_active])
+    histories[first_active].best_epoch = stoppers[first_active].best_epoch
+    histories[first_active].stopped_early = True
+    for stopper in stoppers[first_active + 1:]:
+        stopper.reset()
+    return first_active + 1
+
+
 def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
                        config: TrainConfig, *,
                        callback: ProgressCallback | None = None) -> list[LayerHistory]:
@@ -202,13 +216,7 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
             improved = [k >= first_active and val_losses[k] is not None
                         and stoppers[k].update(epoch + 1, val_losses[k], layers[k])
                         for k in range(len(layers))]
-            if stoppers[first_active].should_stop:
-                stoppers[first_active].restore(layers[first_active])
-                histories[first_active].best_epoch = stoppers[first_active].best_epoch
-                histories[first_active].stopped_early = True
-                first_active += 1
-                for stopper in stoppers[first_active:]:
-                    stopper.reset()
+            first_active = _freeze_first_if_done(layers, stoppers, histories, first_active)
             for k in range(was_active, len(layers)):
                 _report(callback, histories[k], EpochReport(
                     "mf", k, epoch + 1, config.epochs, train_losses[k], val_losses[k],

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.errors import RequestError
-from serving.models import ModelSet
+from serving.models import ModelSet, ServedModel
 from serving.protocol import HEADER_LENGTH, encode_response, parse_infer
 
 log = logging.getLogger("mfstore.serving")
@@ -34,33 +34,18 @@ def _error(status: int, message: str) -> Response:
     return _json(status, {"error": message})
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        raise RequestError(413 if length.isdigit() else 400,
-                           f"request of {length} bytes exceeds the limit of {limit} bytes"
-                           if length.isdigit() else "Content-Length must be a whole number")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class V2Endpoints:
+    """One method per endpoint of the v2 REST protocol."""
 
+    def __init__(self, models: ModelSet, token: str | None, max_request_bytes: int) -> None:
+        self.models, self.limit = models, max_request_bytes
+        self.expected = f"Bearer {token}".encode() if token else None
 
-def create_app(models: ModelSet, token: str | None = None,
-               max_request_bytes: int = 64 << 20) -> Starlette:
-    """The v2 server for `models`; with `token`, every endpoint but health needs
-    `Authorization: Bearer <token>`."""
-    from mfstore import __version__
-
-    expected = f"Bearer {token}".encode() if token else None
-
-    def guarded(handler: Handler) -> Handler:
+    def guarded(self, handler: Handler) -> Handler:
+        """Checks the bearer token and turns `RequestError` into its status and message."""
         async def wrapped(request: Request) -> Response:
-            if expected is not None and not hmac.compare_digest(
-                    request.headers.get("authorization", "").encode(), expected):
+            if self.expected is not None and not hmac.compare_digest(
+                    request.headers.get("authorization", "").encode(), self.expected):
                 return _error(401, "missing or wrong bearer token")
             try:
                 return await handler(request)
@@ -68,31 +53,33 @@ def create_app(models: ModelSet, token: str | None = None,
                 return _error(err.status, err.message)
         return wrapped
 
-    async def live(_: Request) -> Response:
+    async def live(self, _: Request) -> Response:
         return _json(200, {"live": True})
 
-    async def ready(_: Request) -> Response:
+    async def ready(self, _: Request) -> Response:
         return _json(200, {"ready": True})
 
-    async def server_metadata(_: Request) -> Response:
+    async def server_metadata(self, _: Request) -> Response:
+        from mfstore import __version__
+
         return _json(200, {"name": "mfstore", "version": __version__,
                            "extensions": ["binary_tensor_data"]})
 
-    def _model(request: Request):
-        p = request.path_params
-        return models.get(p["name"], p.get("version"))
+    def _model(self, request: Request) -> ServedModel:
+        params = request.path_params
+        return self.models.get(params["name"], params.get("version"))
 
-    async def model_metadata(request: Request) -> Response:
-        model = _model(request)
-        return _json(200, model.describe(models.versions(model.name)))
+    async def model_metadata(self, request: Request) -> Response:
+        model = self._model(request)
+        return _json(200, model.describe(self.models.versions(model.name)))
 
-    async def model_ready(request: Request) -> Response:
-        model = _model(request)
+    async def model_ready(self, request: Request) -> Response:
+        model = self._model(request)
         return _json(200, {"name": model.name, "version": str(model.version), "ready": True})
 
-    async def infer(request: Request) -> Response:
-        model = _model(request)
-        body = await _body(request, max_request_bytes)
+    async def infer(self, request: Request) -> Response:
+        model = self._model(request)
+        body = await _body(request, self.limit)
         req = parse_infer(body, request.headers.get(HEADER_LENGTH), model.inputs,
                           list(model.outputs))
         try:
@@ -102,26 +89,48 @@ def create_app(models: ModelSet, token: str | None = None,
                 results = await run_in_threadpool(model.run, req.inputs, req.outputs)
         except (InvalidArgument, Fail) as err:
             raise RequestError(400, f"the model refused the input: {err}") from None
-        payload, headers = encode_response(
-            model.name, str(model.version), req, results,
-            {n: s.datatype for n, s in model.outputs.items()})
+        payload, headers = encode_response(model.name, str(model.version), req, results,
+                                           {n: s.datatype for n, s in model.outputs.items()})
         return Response(payload, 200, headers=headers)
 
-    async def not_found(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, f"{exc.detail}: see the v2 protocol's endpoints under /v2")
+    def routes(self) -> list[Route]:
+        routes = [Route("/v2/health/live", self.live), Route("/v2/health/ready", self.ready),
+                  Route("/v2", self.guarded(self.server_metadata))]
+        for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+            routes += [Route(prefix, self.guarded(self.model_metadata)),
+                       Route(f"{prefix}/ready", self.guarded(self.model_ready)),
+                       Route(f"{prefix}/infer", self.guarded(self.infer), methods=["POST"])]
+        return routes
 
-    async def internal(_: Request, exc: Exception) -> Response:
-        log.exception("unexpected error", exc_info=exc)
-        return _error(500, f"internal error: {exc}")
 
-    model = "/v2/models/{name}"
-    version = "/v2/models/{name}/versions/{version}"
-    routes = [Route("/v2/health/live", live), Route("/v2/health/ready", ready),
-              Route("/v2", guarded(server_metadata))]
-    for prefix in (model, version):
-        routes += [Route(prefix, guarded(model_metadata)),
-                   Route(f"{prefix}/ready", guarded(model_ready)),
-                   Route(f"{prefix}/infer", guarded(infer), methods=["POST"])]
-    return Starlette(routes=routes,
-                     exception_handlers={HTTPException: not_found, Exception: internal})
+async def _body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and not length.isdigit():
+        raise RequestError(400, "Content-Length must be a whole number")
+    if length is not None and int(length) > limit:
+        raise RequestError(413, f"request of {length} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, f"{exc.detail}: see the v2 protocol's endpoints under /v2")
+
+
+async def _internal(_: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return _error(500, f"internal error: {exc}")
+
+
+def create_app(models: ModelSet, token: str | None = None,
+               max_request_bytes: int = 64 << 20) -> Starlette:
+    """The v2 server for `models`; with `token`, every endpoint but health needs
+    `Authorization: Bearer <token>`."""
+    return Starlette(routes=V2Endpoints(models, token, max_request_bytes).routes(),
+                     exception_handlers={HTTPException: _http_error, Exception: _internal})

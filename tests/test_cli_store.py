@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.cli_run import mfstore
+from tests.cli_run import in_home, json_of, mfstore
 
 QUICK = ["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--device", "cpu"]
 
@@ -14,62 +12,53 @@ QUICK = ["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--device", "cpu
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    out = mfstore("--home", str(home), "data", "add", "digits", "sklearn:digits")
+    out = in_home(home, "data", "add", "digits", "sklearn:digits")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("dataset digits: 1295 train / 143 val / 359 test, shape (1, 8, 8)")
     for args in (["train-layer", "l1", "--data", "digits", "--kind", "dense", "--width", "32"],
                  ["train-layer", "l2", "--data", "digits", "--on", "l1@1", "--kind", "dense",
                   "--width", "32"]):
-        out = mfstore("--home", str(home), *args, *QUICK)
+        out = in_home(home, *args, *QUICK)
         assert out.returncode == 0, out.stderr
     return home
 
 
-def run(home, *args):
-    return mfstore("--home", str(home), *args)
-
-
-def as_json(home, *args):
-    out = run(home, *args, "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
 
 def test_datasets_are_listed_and_shown(home):
-    (listed,) = as_json(home, "data", "list")
-    shown = as_json(home, "data", "show", "digits")
+    (listed,) = json_of(home, "data", "list")
+    shown = json_of(home, "data", "show", "digits")
     assert listed["name"] == shown["name"] == "digits"
     assert shown["counts"] == {"train": 1295, "val": 143, "test": 359}
     assert len(shown["fingerprint"]) == 64 and shown["source"] == "sklearn:digits"
-    again = run(home, "data", "add", "digits", "sklearn:digits")  # same content: no-op
+    again = in_home(home, "data", "add", "digits", "sklearn:digits")  # same content: no-op
     assert again.returncode == 0
 
 
 def test_layers_list_show_alias(home):
-    versions = as_json(home, "layers", "list")
+    versions = json_of(home, "layers", "list")
     assert [v["ref"] for v in versions] == ["l1@1", "l2@1"]
-    l2 = as_json(home, "layers", "show", "l2@1")
+    l2 = json_of(home, "layers", "show", "l2@1")
     assert l2["signature"]["chain"] == [versions[0]["digest"]]
     assert l2["metrics"]["test_accuracy"] > 0.8
-    out = run(home, "layers", "alias", "l1@1", "prod")
+    out = in_home(home, "layers", "alias", "l1@1", "prod")
     assert out.returncode == 0 and out.stdout.strip() == "l1@prod → l1@1"
-    assert as_json(home, "layers", "show", "l1@prod")["aliases"] == {"prod": 1}
+    assert json_of(home, "layers", "show", "l1@prod")["aliases"] == {"prod": 1}
 
 
 def test_train_a_network_through_the_store(home):
-    report = as_json(home, "train", "net", "--data", "digits", "--arch", "dense:32,dense:32",
+    report = json_of(home, "train", "net", "--data", "digits", "--arch", "dense:32,dense:32",
                      *QUICK)
     assert report["network"]["ref"] == "net@1"
     assert [v["ref"] for v in report["layers"]] == ["net.l1@1", "net.l2@1"]
     assert report["test"]["bp"] > 0.8 and report["baseline"]["test"] > 0.8
-    (listed,) = as_json(home, "nets", "list")
+    (listed,) = json_of(home, "nets", "list")
     assert listed["layers"] == [["net.l1", 1], ["net.l2", 1]]
-    shown = as_json(home, "nets", "show", "net")
+    shown = json_of(home, "nets", "show", "net")
     assert [v["ref"] for v in shown["layer_versions"]] == ["net.l1@1", "net.l2@1"]
-    evaluated = as_json(home, "eval", "net@1", "--data", "digits")
+    evaluated = json_of(home, "eval", "net@1", "--data", "digits")
     assert evaluated["per_layer"] == [v["metrics"]["test_accuracy"]
                                       for v in report["layers"]]
-    table = run(home, "eval", "net@1")
+    table = in_home(home, "eval", "net@1")
     assert "FF mode" in table.stdout and "layer net.l2@1" in table.stdout
 
 
@@ -95,26 +84,26 @@ def test_train_a_network_through_the_store(home):
      "error: dataset 'digits' already exists with other content"),
 ])
 def test_bad_requests_fail_cleanly_and_lose_nothing(home, args, code, message):
-    before = as_json(home, "layers", "list")
-    out = run(home, *args, *QUICK[:2] if args[0] == "train-layer" else [])
+    before = json_of(home, "layers", "list")
+    out = in_home(home, *args, *QUICK[:2] if args[0] == "train-layer" else [])
     assert out.returncode == code, out.stderr
     assert out.stderr.strip().startswith(message)
     assert "Traceback" not in out.stderr
-    assert as_json(home, "layers", "list") == before
+    assert json_of(home, "layers", "list") == before
 
 
 def test_lineage_mismatch_is_refused_unless_forced(home):
-    out = run(home, "train-layer", "l1", "--data", "digits", "--kind", "dense", "--width", "32",
+    out = in_home(home, "train-layer", "l1", "--data", "digits", "--kind", "dense", "--width", "32",
               "--seed", "9", *QUICK)
     assert out.returncode == 0, out.stderr
-    refused = run(home, "train-layer", "l3", "--data", "digits", "--on", "l1@2", "--on", "l2@1",
+    refused = in_home(home, "train-layer", "l3", "--data", "digits", "--on", "l1@2", "--on", "l2@1",
                   "--kind", "dense", "--width", "8", *QUICK)
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: l2@1 was trained on the outputs of [l1@1] but here follows [l1@2] of dataset "
         "'digits'; retrain it with `mfstore train-layer l2 --data digits --on l1@2 --kind dense "
         "--width 32` (or pass --force to use it anyway)")
-    forced = as_json(home, "train-layer", "l3", "--data", "digits", "--on", "l1@2", "--on",
+    forced = json_of(home, "train-layer", "l3", "--data", "digits", "--on", "l1@2", "--on",
                      "l2@1", "--kind", "dense", "--width", "8", "--force", *QUICK)
     assert forced["note"] == "forced onto a foreign chain"
 

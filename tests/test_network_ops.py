@@ -12,7 +12,7 @@ import torch
 from mfstore.block import LayerBlock
 from mfstore.store import sha256
 from mfstore.workspace import Workspace, block_path
-from tests.cli_run import mfstore
+from tests.cli_run import in_home, json_of
 
 QUICK = ["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--device", "cpu"]
 
@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     for args in (["data", "add", "digits", "sklearn:digits"],
                  ["train", "net", "--data", "digits", "--arch", "dense:32,dense:32",
                   "--baseline", "none", *QUICK]):
-        out = mfstore("--home", str(home), *args)
+        out = in_home(home, *args)
         assert out.returncode == 0, out.stderr
     return home
 
@@ -35,18 +35,9 @@ def home(trained, tmp_path):
     return copy
 
 
-def run(home, *args):
-    return mfstore("--home", str(home), *args)
-
-
-def js(home, *args):
-    out = run(home, *args, "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
 
 def layer_of(home, ref):
-    return js(home, "layers", "show", ref)
+    return json_of(home, "layers", "show", ref)
 
 
 def tensors(home, ref):
@@ -56,14 +47,14 @@ def tensors(home, ref):
 
 
 def test_extend_keeps_the_earlier_blocks_and_their_accuracy(home):
-    before = js(home, "nets", "show", "net@1")["layer_versions"]
-    eval_before = js(home, "eval", "net@1")
-    out = js(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)
+    before = json_of(home, "nets", "show", "net@1")["layer_versions"]
+    eval_before = json_of(home, "eval", "net@1")
+    out = json_of(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)
     assert out["network"]["ref"] == "net@2" and out["layer"]["ref"] == "net.l3@1"
-    after = js(home, "nets", "show", "net@2")["layer_versions"]
+    after = json_of(home, "nets", "show", "net@2")["layer_versions"]
     assert [v["block_sha256"] for v in after[:2]] == [v["block_sha256"] for v in before]
     assert out["layer"]["signature"]["chain"] == [v["digest"] for v in before]
-    eval_after = js(home, "eval", "net@2")
+    eval_after = json_of(home, "eval", "net@2")
     assert eval_after["per_layer"][:2] == eval_before["per_layer"]
     assert len(eval_after["per_layer"]) == 3
 
@@ -71,30 +62,30 @@ def test_extend_keeps_the_earlier_blocks_and_their_accuracy(home):
 def test_flipped_bytes_are_found_and_repaired_bit_for_bit(home):
     layer2 = layer_of(home, "net.l2@1")
     original = tensors(home, "net.l2@1")
-    accuracy = js(home, "eval", "net@1")["per_layer"][1]
+    accuracy = json_of(home, "eval", "net@1")["per_layer"][1]
     path = home / "store" / block_path(layer2["block_sha256"])
     data = bytearray(path.read_bytes())
     data[-50] ^= 0x01
     path.write_bytes(bytes(data))
 
-    out = run(home, "verify", "net@1")
+    out = in_home(home, "verify", "net@1")
     assert out.returncode == 8
     assert "DAMAGED layer 2 net.l2@1" in out.stdout
     assert "does not match its sha256 (changed, flipped or truncated bytes)" in out.stdout
     assert "repair: mfstore repair net@1 --layer 2" in out.stdout
     assert "ok      layer 1 net.l1@1" in out.stdout
     assert layer_of(home, "net.l2@1")["status"] == "damaged"
-    refused = run(home, "eval", "net@1")
+    refused = in_home(home, "eval", "net@1")
     assert refused.returncode == 8 and "run `mfstore verify`" in refused.stderr
 
-    repaired = js(home, "repair", "net@1", "--layer", "2")
+    repaired = json_of(home, "repair", "net@1", "--layer", "2")
     assert repaired["repaired"] == [{"old": "net.l2@1", "new": "net.l2@2", "identical": True}]
     assert repaired["network"]["ref"] == "net@2"
     for name, tensor in tensors(home, "net.l2@2").items():
         assert torch.equal(tensor, original[name]), name
     assert layer_of(home, "net.l2@2")["repairs"] == 1
-    assert js(home, "eval", "net@2")["per_layer"][1] == accuracy
-    assert run(home, "verify", "net@2").returncode == 0
+    assert json_of(home, "eval", "net@2")["per_layer"][1] == accuracy
+    assert in_home(home, "verify", "net@2").returncode == 0
 
 
 def _write_noise(home, ref, register: bool):
@@ -119,26 +110,26 @@ def _write_noise(home, ref, register: bool):
 
 @pytest.mark.parametrize("register", [False, True])
 def test_noise_is_caught_by_the_accuracy_check_and_repaired(home, register):
-    accuracy = js(home, "eval", "net@1")["per_layer"][1]
+    accuracy = json_of(home, "eval", "net@1")["per_layer"][1]
     _write_noise(home, "net.l2@1", register)
-    plain = run(home, "verify", "net@1")
+    plain = in_home(home, "verify", "net@1")
     assert plain.returncode == (0 if register else 8)  # a registered noise block hashes fine
-    report = json.loads(run(home, "verify", "net@1", "--data", "digits", "--json").stdout)
+    report = json.loads(in_home(home, "verify", "net@1", "--data", "digits", "--json").stdout)
     layer2 = report["layers"][1]
     assert not layer2["ok"] and report["damaged"] == 1
     drop = [p for p in layer2["problems"] if p.startswith("test accuracy")]
     assert drop and "recorded at training (a drop of" in drop[0]
     assert layer2["accuracy"] < 0.5 and layer2["recorded_accuracy"] == accuracy
-    repaired = js(home, "repair", "net@1", "--auto")
+    repaired = json_of(home, "repair", "net@1", "--auto")
     assert [r["old"] for r in repaired["repaired"]] == ["net.l2@1"]
-    assert js(home, "eval", "net@2")["per_layer"][1] == accuracy
-    assert run(home, "verify", "net@2", "--data", "digits").returncode == 0
+    assert json_of(home, "eval", "net@2")["per_layer"][1] == accuracy
+    assert in_home(home, "verify", "net@2", "--data", "digits").returncode == 0
 
 
 def test_degraded_prediction_from_the_first_layers(home):
-    full = js(home, "eval", "net@1")
+    full = json_of(home, "eval", "net@1")
     _write_noise(home, "net.l2@1", register=False)  # layer 2 is broken
-    degraded = js(home, "eval", "net@1", "--upto", "1")
+    degraded = json_of(home, "eval", "net@1", "--upto", "1")
     assert degraded["bp"] == degraded["ff"] == degraded["per_layer"][0] == full["per_layer"][0]
     from mfstore.network import materialize
 
@@ -147,58 +138,59 @@ def test_degraded_prediction_from_the_first_layers(home):
 
 
 def test_compose_checks_shapes_and_lineage(home):
-    out = run(home, "train-layer", "other", "--data", "digits", "--kind", "dense", "--width",
+    out = in_home(home, "train-layer", "other", "--data", "digits", "--kind", "dense", "--width",
               "32", "--seed", "5", *QUICK)
     assert out.returncode == 0, out.stderr
-    bad_shape = run(home, "compose", "x", "net.l1@1", "net.l1@1")
+    bad_shape = in_home(home, "compose", "x", "net.l1@1", "net.l1@1")
     assert bad_shape.returncode == 2
     assert bad_shape.stderr.strip() == ("error: net.l1@1 takes input of shape (1, 8, 8) but "
                                         "net.l1@1 produces (32,); check the chain's order")
-    refused = run(home, "compose", "mix", "other@1", "net.l2@1")
+    refused = in_home(home, "compose", "mix", "other@1", "net.l2@1")
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: net.l2@1 was trained on the outputs of [net.l1@1] but here follows [other@1] "
         "of dataset 'digits'; retrain it with `mfstore train-layer net.l2 --data digits --on "
         "other@1 --kind dense --width 32` (or pass --force to compose it anyway)")
-    forced = js(home, "compose", "mix", "other@1", "net.l2@1", "--force")
+    forced = json_of(home, "compose", "mix", "other@1", "net.l2@1", "--force")
     assert forced["forced"] and forced["note"].startswith("forced despite: net.l2@1 was")
-    fine = js(home, "compose", "copy", "net.l1@1", "net.l2@1", "--mode", "ff")
+    fine = json_of(home, "compose", "copy", "net.l1@1", "net.l2@1", "--mode", "ff")
     assert fine["ref"] == "copy@1" and fine["mode"] == "ff" and not fine["forced"]
-    assert run(home, "nets", "alias", "copy@1", "prod").returncode == 0
-    assert js(home, "eval", "copy@prod")["network"] == "copy@1"
+    assert in_home(home, "nets", "alias", "copy@1", "prod").returncode == 0
+    assert json_of(home, "eval", "copy@prod")["network"] == "copy@1"
 
 
 def test_swap_refuses_an_incompatible_layer_unless_forced(home):
     for args in (["base", "--seed", "5"], ["alt", "--on", "base@1", "--seed", "7"]):
-        out = run(home, "train-layer", args[0], "--data", "digits", "--kind", "dense", "--width",
-                  "32", *args[1:], *QUICK)
+        out = in_home(home, "train-layer", args[0], "--data", "digits", "--kind", "dense",
+                      "--width", "32", *args[1:], *QUICK)
         assert out.returncode == 0, out.stderr
-    wrong_shape = run(home, "swap", "net@1", "--layer", "2", "--with", "base@1")
+    wrong_shape = in_home(home, "swap", "net@1", "--layer", "2", "--with", "base@1")
     assert wrong_shape.returncode == 2
     assert wrong_shape.stderr.strip() == ("error: base@1 takes input of shape (1, 8, 8) but "
                                           "net.l1@1 produces (32,); check the chain's order")
-    refused = run(home, "swap", "net@1", "--layer", "2", "--with", "alt@1")
+    refused = in_home(home, "swap", "net@1", "--layer", "2", "--with", "alt@1")
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: alt@1 was trained on the outputs of [base@1] but here follows [net.l1@1] of "
         "dataset 'digits'; retrain it with `mfstore train-layer alt --data digits --on "
         "net.l1@1 --kind dense --width 32` (or pass --force to swap it in anyway)")
-    assert len(js(home, "nets", "list")) == 1  # nothing registered by the refusals
-    forced = js(home, "swap", "net@1", "--layer", "2", "--with", "alt@1", "--force")
+    assert len(json_of(home, "nets", "list")) == 1  # nothing registered by the refusals
+    forced = json_of(home, "swap", "net@1", "--layer", "2", "--with", "alt@1", "--force")
     assert forced["network"]["forced"] and forced["network"]["layers"][1] == ["alt", 1]
     assert "alt@1 was trained on the outputs of [base@1]" in forced["network"]["note"]
 
 
 def test_swap_lists_and_retrains_downstream_layers(home):
-    out = run(home, "train-layer", "first", "--data", "digits", "--kind", "dense", "--width",
+    out = in_home(home, "train-layer", "first", "--data", "digits", "--kind", "dense", "--width",
               "32", "--seed", "3", *QUICK)
     assert out.returncode == 0, out.stderr
-    refused = run(home, "swap", "net@1", "--layer", "1", "--with", "first@1")
+    refused = in_home(home, "swap", "net@1", "--layer", "1", "--with", "first@1")
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: swapping in first@1 leaves downstream layers trained on another chain: "
         "net.l2@1; pass --retrain-downstream to retrain them (or --force to keep them)")
-    done = js(home, "swap", "net@1", "--layer", "1", "--with", "first@1", "--retrain-downstream")
+    done = json_of(home, "swap", "net@1", "--layer", "1", "--with", "first@1",
+                   "--retrain-downstream")
     assert done["stale"] == ["net.l2@1"] and [v["ref"] for v in done["retrained"]] == ["net.l2@2"]
     assert done["network"]["layers"] == [["first", 1], ["net.l2", 2]]
     assert not done["network"]["forced"]
@@ -206,31 +198,31 @@ def test_swap_lists_and_retrains_downstream_layers(home):
 
 
 def test_gc_after_deleting_a_network_frees_exactly_its_blocks_and_streams(home):
-    assert js(home, "gc", "--grace", "0")["bytes"] == 0  # nothing unreferenced yet
-    js(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2 adds l3
+    assert json_of(home, "gc", "--grace", "0")["bytes"] == 0  # nothing unreferenced yet
+    json_of(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2 adds l3
     ws = Workspace.open(home=str(home))
     l3 = ws.registry.layer("net.l3", "1")
     own_block = block_path(l3.block_sha256)
     streams_before = {s.id for s in ws.registry.streams()}
-    out = run(home, "nets", "delete", "net@2")
+    out = in_home(home, "nets", "delete", "net@2")
     assert out.stdout.split("\n")[:2] == ["deleted network net@2", "deleted layer net.l3@1"]
-    dry = js(home, "gc", "--grace", "0", "--dry-run")
+    dry = json_of(home, "gc", "--grace", "0", "--dry-run")
     assert [p for p, _ in dry["blocks"]] == [own_block]
     l3_streams = {sid for sid, _ in dry["streams"]}
     assert len(l3_streams) == 1 and l3_streams < streams_before  # only l3's output stream
     assert ws.store.exists(own_block)  # dry run removed nothing
-    freed = js(home, "gc", "--grace", "0")
+    freed = json_of(home, "gc", "--grace", "0")
     assert freed["bytes"] == dry["bytes"] > 0
     assert not ws.store.exists(own_block)
     assert {s.id for s in ws.registry.streams()} == streams_before - l3_streams
-    assert run(home, "verify", "net@1", "--data", "digits").returncode == 0
-    assert js(home, "gc", "--grace", "0")["bytes"] == 0
+    assert in_home(home, "verify", "net@1", "--data", "digits").returncode == 0
+    assert json_of(home, "gc", "--grace", "0")["bytes"] == 0
 
 
 def test_a_repair_that_changes_the_tensors_retrains_the_layers_above(home):
     """Stands in for a layer trained with non-deterministic kernels: the recorded seed is
     changed, so the retrain cannot reproduce the original tensors."""
-    js(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2: 3 layers
+    json_of(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2: 3 layers
     layer2 = layer_of(home, "net.l2@1")
     with sqlite3.connect(home / "registry.db") as db:
         config = json.loads(db.execute("SELECT config FROM layer_versions WHERE name = 'net.l2'"
@@ -239,9 +231,9 @@ def test_a_repair_that_changes_the_tensors_retrains_the_layers_above(home):
                    (json.dumps({**config, "seed": 12345}),))
     path = home / "store" / block_path(layer2["block_sha256"])
     path.write_bytes(path.read_bytes()[:-3])  # truncated
-    out = js(home, "repair", "net@2", "--layer", "2")
+    out = json_of(home, "repair", "net@2", "--layer", "2")
     assert out["repaired"] == [{"old": "net.l2@1", "new": "net.l2@2", "identical": False}]
     assert out["retrained_downstream"] == ["net.l3@2"]
     assert out["network"]["layers"] == [["net.l1", 1], ["net.l2", 2], ["net.l3", 2]]
     assert not out["network"]["forced"]
-    assert run(home, "verify", "net@3", "--data", "digits").returncode == 0
+    assert in_home(home, "verify", "net@3", "--data", "digits").returncode == 0
