@@ -119,20 +119,25 @@ def build(specs, device, config, capturable):
                                   device, capturable)
 
 
+def mf_and_bp_steps(specs, device, config, capturable: bool) -> tuple[Step, Step]:
+    """Fresh MF and BP training steps, each with its own layers and optimizer."""
+    mf_layers, mf_opt = build(specs, device, config, capturable)
+    net = MFNet([layer.to(device) for layer in build_layers(specs, seed=0)], "bp")
+    bp_opt = make_optimizer(backprop_parameters(net), config, device, capturable)
+    return (lambda a, b: mf_step(mf_layers, a, b, mf_opt),
+            lambda a, b: bp_step(net, a, b, bp_opt))
+
+
 def variants(specs, device, config, x, y, batch):
-    """name -> (algorithm, step) for every variant that runs on this device."""
-    mf_layers, mf_opt = build(specs, device, config, capturable=device.type == "cuda")
-    bp_layers = [layer.to(device) for layer in build_layers(specs, seed=0)]
-    net = MFNet(bp_layers, "bp")
-    bp_opt = make_optimizer(backprop_parameters(net), config, device,
-                            capturable=device.type == "cuda")
-    out = {"MF eager": lambda a, b: mf_step(mf_layers, a, b, mf_opt),
-           "BP eager": lambda a, b: bp_step(net, a, b, bp_opt)}
+    """name -> step for every variant that runs on this device."""
+    mf, bp = mf_and_bp_steps(specs, device, config, capturable=False)
+    out = {"MF eager": mf, "BP eager": bp}
     if device.type != "cuda":
         return out
     b = min(batch, x.shape[0])
-    out["MF graph"] = graphed(out["MF eager"], x, y, b)
-    out["BP graph"] = graphed(out["BP eager"], x, y, b)
+    mf, bp = mf_and_bp_steps(specs, device, config, capturable=True)
+    out["MF graph"] = graphed(mf, x, y, b)
+    out["BP graph"] = graphed(bp, x, y, b)
     s_layers = [layer.to(device) for layer in build_layers(specs, seed=0)]
     s_opts = [make_optimizer(list(layer.parameters()), config, device, capturable=True)
               for layer in s_layers]

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
 from cli import options as o
 from cli.context import workspace
-from cli.render import print_json, records_table, stdout
+from cli.render import print_json, record_dict, records_table, stdout
 from mfstore.dataset import DatasetOptions
 from mfstore.importing import import_dataset
 
 app = typer.Typer(help="Import and inspect datasets.", no_args_is_help=True)
-
-
-def _summary(record) -> dict:
-    data = asdict(record)
-    data["created"] = str(record.created)
-    return data
 
 
 @app.command("add")
@@ -43,7 +36,7 @@ def add(
                              seed=split_seed, label_column=label_column, format=fmt)
     record = import_dataset(workspace(ctx), name, url, options)
     if as_json:
-        print_json(_summary(record))
+        print_json(record_dict(record))
     else:
         stdout.print(f"dataset {record.name}: {record.counts['train']} train / "
                      f"{record.counts['val']} val / {record.counts['test']} test, shape "
@@ -59,7 +52,7 @@ def list_(ctx: typer.Context, as_json: o.Json = False) -> None:
     """
     records = workspace(ctx).registry.datasets()
     if as_json:
-        print_json([_summary(r) for r in records])
+        print_json([record_dict(r) for r in records])
         return
     stdout.print(records_table("datasets", ["name", "source", "shape", "classes", "train",
                                             "val", "test", "fingerprint"],
@@ -75,7 +68,7 @@ def show(ctx: typer.Context, name: str, as_json: o.Json = False) -> None:
     Example: mfstore data show digits
     """
     record = workspace(ctx).registry.dataset(name)
-    summary = _summary(record)
+    summary = record_dict(record)
     if as_json:
         print_json(summary)
         return

@@ -47,7 +47,8 @@ def demo(
     _, accuracy = evaluate_network(ws, result.network.ref, device=device)
     table = network_accuracy_table(f"{result.network.ref} on digits",
                                    [v.ref for v in result.layers], accuracy)
-    table.add_row("BP baseline", f"{result.baseline.test.bp:.2%}")
+    if result.baseline is not None:
+        table.add_row("BP baseline", f"{result.baseline.test.bp:.2%}")
     stdout.print(table)
     onnx_file = f"{ws.home}/exports/digits-mlp.onnx"
     stdout.print(f"[bold]4. export[/] {result.network.ref} to ONNX (bp mode) and a Triton "

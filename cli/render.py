@@ -31,11 +31,11 @@ class TrainingProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
 
     def __call__(self, report: EpochReport) -> None:
-        key = "BP" if report.algorithm == "bp" else f"MF layer {report.layer + 1}"
+        key = "BP" if report.layer is None else f"MF layer {report.layer + 1}"
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(key, total=report.epochs, status="")
         status = f"loss {report.train_loss:.4f}"

@@ -25,10 +25,10 @@ from mfstore.modules import MFLayer, MFNet
 def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
     """Every weight and bias, and only the last projection (the head): earlier projections
     play no part in BP."""
-    params = []
-    for layer in net.layers:
+    params: list[torch.nn.Parameter] = []
+    for layer in net.mf_layers:
         params += [p for p in (layer.weight, layer.bias) if p is not None]
-    return [*params, net.layers[-1].projection]
+    return [*params, net.mf_layers[-1].projection]
 
 
 def bp_step(net: MFNet, x: torch.Tensor, y: torch.Tensor,
@@ -43,7 +43,7 @@ def bp_step(net: MFNet, x: torch.Tensor, y: torch.Tensor,
 
 def _val_metrics(net: MFNet, val: BatchSource, device: torch.device) -> tuple[float, float]:
     net.eval()
-    m = stack_metrics(list(net.layers), val, device)
+    m = stack_metrics(net.mf_layers, val, device)
     net.train()
     return m.losses[-1], m.accuracies[-1]
 

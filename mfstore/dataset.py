@@ -185,7 +185,7 @@ def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset
     content = _digest([raw.x_train, labels[0], raw.x_test, labels[1] if len(labels) > 1 else None])
     seeds = np.random.SeedSequence(options.seed).generate_state(2)
     x_pool, y_pool = raw.x_train, labels[0]
-    if len(labels) > 1:
+    if raw.x_test is not None and len(labels) > 1:
         x_test, y_test = raw.x_test, labels[1]
     else:
         keep, held = stratified_split(y_pool, options.test_fraction, int(seeds[0]))

@@ -44,13 +44,13 @@ def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
     n = 0
     for x, y in source.ordered():
         a, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        total = None
+        total = torch.zeros((), device=device)  # FF mode: sum of every layer's goodness
         for k, layer in enumerate(layers):
             a = layer(a)
             g = layer.goodness(a)  # (B, classes)
             loss_sum[k] += F.cross_entropy(g, y, reduction="sum").double()
             correct[k] += (g.argmax(1) == y).sum()
-            total = g if total is None else total + g
+            total = total + g
         correct[count] += (total.argmax(1) == y).sum()
         n += int(y.shape[0])
     losses = (loss_sum / max(n, 1)).tolist()

@@ -34,7 +34,7 @@ def import_dataset(ws: Workspace, name: str, url: str,
             part = getattr(dataset, split)
             writer.write_split(split, TensorBatches(part.x, part.y, 1).ordered())
         manifest = writer.finish()
-    ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, (), manifest.bytes))
+    ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, (), manifest.total_bytes))
     return ws.registry.add_dataset(DatasetRecord(
         name=name, fingerprint=dataset.fingerprint, source=url, format=dataset.format,
         input_shape=dataset.input_shape, classes=dataset.classes,

@@ -23,7 +23,6 @@ def check_shapes(dataset: DatasetRecord, layers: Sequence[LayerVersion]) -> None
             raise SpecError(f"{layer.ref} predicts {layer.spec.classes} classes but dataset "
                             f"{dataset.name!r} has {dataset.classes}")
         shape, where = layer.spec.out_shape, layer.ref
-    return None
 
 
 def describe_chain(registry: Registry, digests: Sequence[str]) -> str:

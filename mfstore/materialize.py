@@ -56,7 +56,8 @@ def chain_stream(ws: Workspace, dataset: DatasetRecord, upstream: Sequence[Layer
             block = ws.load_block(layer)
             found = write_outputs(ws, block.to_layer(), manifest, sid, dataset.fingerprint,
                                   chain, resolve_device(device))
-        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain), found.bytes))
+        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
+                                            found.total_bytes))
         manifest = found
     return manifest
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -97,23 +98,27 @@ class MFNet(nn.Module):
         self.layers = nn.ModuleList(layers[:upto])
         self.mode = mode
 
+    @property
+    def mf_layers(self) -> list[MFLayer]:
+        return [cast(MFLayer, layer) for layer in self.layers]
+
     def goodness_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's goodness, each (B, classes)."""
         out = []
-        for layer in self.layers:
+        for layer in self.mf_layers:
             x = layer(x)
             out.append(layer.goodness(x))
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Goodness used for prediction in this net's mode: (B, classes)."""
+        layers = self.mf_layers
         if self.mode == "bp":
-            for layer in self.layers:
+            for layer in layers:
                 x = layer(x)
-            return self.layers[-1].goodness(x)
-        total = None
-        for layer in self.layers:
-            x = layer(x)
-            g = layer.goodness(x)  # (B, classes)
-            total = g if total is None else total + g
+            return layers[-1].goodness(x)
+        goodness = self.goodness_all(x)  # each (B, classes)
+        total = goodness[0]
+        for g in goodness[1:]:
+            total = total + g
         return total

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -34,7 +35,7 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], name: str, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], name: str, **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
         return name
 
@@ -87,12 +88,12 @@ def build_model(layers: Sequence[MFLayer], mode: str, mean: np.ndarray, std: np.
     g = _Graph()
     x = g.op("Sub", [INPUT, g.const("norm/mean", mean.astype(np.float32))], "norm/centred")
     a = g.op("Div", [x, g.const("norm/std", std.astype(np.float32))], "norm/scaled")
-    total = None
+    total = ""  # the name of the goodness summed so far
     for k, layer in enumerate(layers, 1):
         a = _layer(g, layer, a, k)
         if mode == "ff" or k == len(layers):
             goodness = _goodness(g, layer, a, k)
-            total = goodness if total is None else g.op("Add", [total, goodness], f"sum{k}")
+            total = g.op("Add", [total, goodness], f"sum{k}") if total else goodness
     g.nodes.append(helper.make_node("Identity", [total], [GOODNESS], name=GOODNESS))
     g.nodes.append(helper.make_node("ArgMax", [GOODNESS], [LABEL], name=LABEL, axis=1,
                                     keepdims=0))

@@ -14,7 +14,7 @@ from mfstore.history import ProgressCallback
 from mfstore.lineage import lineage_problems
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
-from mfstore.verify import _accuracy, verify
+from mfstore.verify import layer_accuracy, verify
 from mfstore.workspace import Workspace
 
 
@@ -92,7 +92,7 @@ def _recheck_downstream(ws: Workspace, chain: list[LayerVersion], k: int, target
         if j + 1 in targets:
             continue
         layer = chain[j]
-        accuracy = _accuracy(ws, ws.load_block(layer), dataset, chain[:j], dev)
+        accuracy = layer_accuracy(ws, ws.load_block(layer), dataset, chain[:j], dev)
         recorded = layer.metrics.get("test_accuracy", 0.0)
         if recorded - accuracy > tolerance:
             chain[j] = retrain(ws, layer, dataset, chain[:j], callback,

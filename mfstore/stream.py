@@ -59,7 +59,7 @@ class SplitInfo:
     shards: list[Shard] = field(default_factory=list)
 
     @property
-    def bytes(self) -> int:
+    def total_bytes(self) -> int:
         return sum(s.bytes for s in self.shards)
 
 
@@ -71,8 +71,8 @@ class Manifest:
     splits: dict[str, SplitInfo]
 
     @property
-    def bytes(self) -> int:
-        return sum(s.bytes for s in self.splits.values())
+    def total_bytes(self) -> int:
+        return sum(s.total_bytes for s in self.splits.values())
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
@@ -212,7 +212,7 @@ class StreamBatches:
 
     @property
     def in_memory(self) -> bool:
-        return self.info.bytes <= self.options.ram_budget
+        return self.info.total_bytes <= self.options.ram_budget
 
     def _held(self) -> TensorBatches:
         if self._memory is None:
@@ -242,19 +242,17 @@ class StreamBatches:
             return
         gen = epoch_generator(self.seed, epoch)
         order = torch.randperm(len(self.info.shards), generator=gen).tolist()
-        pool_x: torch.Tensor | None = None
-        pool_y: torch.Tensor | None = None
+        shape = tuple(self.info.example_shape)
+        pool_x, pool_y = torch.zeros(0, *shape), torch.zeros(0, dtype=torch.int64)
         limit, b = self.options.shuffle_buffer, self.batch_size
         for x, y in _prefetched(self.store, [self.info.shards[i] for i in order],
                                 self.options.prefetch, self.options.pin_memory):
-            pool_x = x if pool_x is None else torch.cat([pool_x, x])
-            pool_y = y if pool_y is None else torch.cat([pool_y, y])
+            pool_x, pool_y = torch.cat([pool_x, x]), torch.cat([pool_y, y])
             perm = torch.randperm(len(pool_y), generator=gen)
             pool_x, pool_y = pool_x[perm], pool_y[perm]
             ready = max(len(pool_y) - limit, 0) // b * b  # keep at most `limit` for mixing
             for start in range(0, ready, b):
                 yield pool_x[start:start + b], pool_y[start:start + b]
             pool_x, pool_y = pool_x[ready:], pool_y[ready:]
-        if pool_y is not None:
-            for start in range(0, len(pool_y), b):
-                yield pool_x[start:start + b], pool_y[start:start + b]
+        for start in range(0, len(pool_y), b):
+            yield pool_x[start:start + b], pool_y[start:start + b]

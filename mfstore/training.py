@@ -171,6 +171,11 @@ def _simultaneous_epoch(layers: Sequence[MFLayer], first_active: int, train: Bat
     return loss_sums
 
 
+def _improves(stopper: EarlyStopping, epoch: int, val_loss: float | None,
+              layer: MFLayer) -> bool:
+    return val_loss is not None and stopper.update(epoch + 1, val_loss, layer)
+
+
 def _freeze_first_if_done(layers: Sequence[MFLayer], stoppers: list[EarlyStopping],
                           histories: list[LayerHistory], first_active: int) -> int:
     """Freeze the first still-training layer once its patience runs out: restore its best
@@ -213,8 +218,8 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
                 schedule.step()
             val_losses, val_accs = _validate(layers, val, device)
             was_active = first_active
-            improved = [k >= first_active and val_losses[k] is not None
-                        and stoppers[k].update(epoch + 1, val_losses[k], layers[k])
+            improved = [k >= first_active and _improves(stoppers[k], epoch, val_losses[k],
+                                                         layers[k])
                         for k in range(len(layers))]
             first_active = _freeze_first_if_done(layers, stoppers, histories, first_active)
             for k in range(was_active, len(layers)):

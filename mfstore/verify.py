@@ -68,8 +68,9 @@ def _integrity(ws: Workspace, layer: LayerVersion) -> tuple[list[str], LayerBloc
     return problems, block
 
 
-def _accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
-              upstream: Sequence[LayerVersion], device: torch.device) -> float:
+def layer_accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
+                   upstream: Sequence[LayerVersion], device: torch.device) -> float:
+    """Test accuracy of one layer on its own, fed by the stream of `upstream`."""
     manifest = chain_stream(ws, dataset, upstream, str(device))
     source = StreamBatches(ws.store, manifest, "test", 1, options=ws.stream_options)
     return stack_metrics([block.to_layer()], source, device).accuracies[0]
@@ -127,7 +128,7 @@ def _check_accuracy(ws: Workspace, check: LayerCheck, block: LayerBlock,
         check.note = "accuracy not checked: an upstream layer is damaged or unknown"
         return
     upstream = [by_digest[d] for d in chain]
-    check.accuracy = _accuracy(ws, block, dataset, upstream, device)
+    check.accuracy = layer_accuracy(ws, block, dataset, upstream, device)
     check.recorded = check.layer.metrics.get("test_accuracy")
     if check.recorded is not None and check.recorded - check.accuracy > tolerance:
         check.problems.append(

@@ -102,3 +102,14 @@ def test_demo_runs(tmp_path):
     home = tmp_path / ".mfstore"
     assert (home / "registry.db").exists() and (home / "exports" / "digits-mlp.onnx").exists()
     assert (home / "triton" / "digits-mlp" / "config.pbtxt").exists()
+
+
+def test_reading_parquet_never_aborts_at_exit(tmp_path):
+    """Arrow threads calling back into Python during shutdown aborted ~half of such runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4]}), tmp_path / "t.parquet")
+    codes = [mfstore("train", "--data", str(tmp_path / "t.parquet"), "--arch", "dense:4",
+                     cwd=tmp_path).returncode for _ in range(8)]
+    assert codes == [4] * 8  # the named error (no label column), never SIGABRT

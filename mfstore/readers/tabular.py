@@ -1,4 +1,10 @@
-"""`.npz` arrays and CSV / Parquet tables with a label column."""
+"""`.npz` arrays and CSV / Parquet tables with a label column.
+
+Arrow gets a native buffer and reads on the calling thread. Handed a Python file object, its
+I/O threads call back into Python; one still doing so while the interpreter shuts down is
+killed inside C++ code and aborts the process ("terminate called without an active
+exception", seen in about half the runs that also load torch; apache/arrow#34314).
+"""
 
 from __future__ import annotations
 
@@ -70,7 +76,8 @@ def table_to_raw(table: pa.Table, url: str, label_column: str, fmt: str) -> RawD
 
 def read_csv(url: str, label_column: str = "label") -> RawData:
     try:
-        table = pa_csv.read_csv(io.BytesIO(fs.read_bytes(url)))
+        table = pa_csv.read_csv(pa.BufferReader(fs.read_bytes(url)),
+                                read_options=pa_csv.ReadOptions(use_threads=False))
     except pa.ArrowInvalid as err:
         raise DataFormatError(f"{url}: not a readable CSV file with a header row ({err})") from err
     return table_to_raw(table, url, label_column, "csv")
@@ -78,7 +85,8 @@ def read_csv(url: str, label_column: str = "label") -> RawData:
 
 def read_parquet(url: str, label_column: str = "label") -> RawData:
     try:
-        table = pq.read_table(io.BytesIO(fs.read_bytes(url)))
+        table = pq.read_table(pa.BufferReader(fs.read_bytes(url)), use_threads=False,
+                              pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataFormatError(f"{url}: not a readable Parquet file ({err})") from err
     return table_to_raw(table, url, label_column, "parquet")

@@ -33,7 +33,7 @@ from mfstore.registry.records import (
 from mfstore.spec import LayerSpec
 
 T = TypeVar("T")
-KINDS = {"layer": r.LayerRow, "network": r.NetworkRow}
+KINDS: dict[str, Any] = {"layer": r.LayerRow, "network": r.NetworkRow}
 
 
 class Registry:
