@@ -12,7 +12,6 @@ from cli.render import TrainingProgress, print_json, record_dict, stdout
 from mfstore.compose import compose as compose_network
 from mfstore.compose import extend as extend_network
 from mfstore.compose import swap as swap_layer
-from mfstore.spec import LayerPlan
 
 Force = Annotated[bool, typer.Option(help="Accept a lineage mismatch (recorded).")]
 
@@ -66,10 +65,9 @@ def extend(
 
     Example: mfstore extend digits-mlp@1 --kind dense --width 128
     """
-    config = o.train_config(epochs, batch_size, lr, weight_decay, optimizer, lr_schedule,
-                            patience, seed, deterministic, device)
+    config = o.train_config(ctx.params)
     with TrainingProgress(enabled=not as_json) as progress:
-        result = extend_network(workspace(ctx), ref, LayerPlan(kind, width, act, pool, bias),
+        result = extend_network(workspace(ctx), ref, o.layer_plan(ctx.params),
                                 config, progress)
     if as_json:
         print_json({"network": record_dict(result.network), "layer": record_dict(result.layer)})

@@ -19,7 +19,6 @@ from cli.render import (
 )
 from mfstore.layer_training import train_layer_version
 from mfstore.registry import parse_ref
-from mfstore.spec import LayerPlan
 
 app = typer.Typer(help="Inspect layer versions and set aliases.", no_args_is_help=True)
 
@@ -53,12 +52,11 @@ def train_layer(
 
     Example: mfstore train-layer l2 --data digits --on l1@1 --kind dense --width 256
     """
-    config = o.train_config(epochs, batch_size, lr, weight_decay, optimizer, lr_schedule,
-                            patience, seed, deterministic, device)
+    config = o.train_config(ctx.params)
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         version = train_layer_version(ws, name, data, on or [],
-                                      LayerPlan(kind, width, act, pool, bias), config,
+                                      o.layer_plan(ctx.params), config,
                                       callback=progress, force=force)
     if as_json:
         print_json(record_dict(version))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from mfstore.config import TrainConfig
 from mfstore.dataset import DatasetOptions
+from mfstore.spec import LayerPlan
 
 Epochs = Annotated[int, typer.Option(help="Most epochs per layer.")]
 BatchSize = Annotated[int, typer.Option(help="Examples per step.")]
@@ -28,13 +29,15 @@ LabelColumn = Annotated[str, typer.Option(help="Label column of CSV / Parquet da
 ValFraction = Annotated[float, typer.Option(help="Share of train held out for validation.")]
 
 
-def train_config(epochs: int, batch_size: int, lr: float, weight_decay: float, optimizer: str,
-                 lr_schedule: str, patience: int, seed: int, deterministic: bool,
-                 device: str) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                       optimizer=optimizer, lr_schedule=lr_schedule,
-                       patience=patience or None, seed=seed, deterministic=deterministic,
-                       device=device)
+def train_config(params: dict[str, Any]) -> TrainConfig:
+    """The training options of a command (its `ctx.params`); --patience 0 = never stop."""
+    return TrainConfig.from_dict({**params, "patience": params["patience"] or None})
+
+
+def layer_plan(params: dict[str, Any]) -> LayerPlan:
+    """The layer options of a command (its `ctx.params`)."""
+    return LayerPlan(params["kind"], params["width"], params["act"], params["pool"],
+                     params["bias"])
 
 
 def dataset_options(fmt: str | None, label_column: str, val_fraction: float) -> DatasetOptions:

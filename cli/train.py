@@ -55,8 +55,7 @@ def train(
     Example: mfstore train digits-mlp --data digits --arch dense:256,dense:256
     Example: mfstore train --data sklearn:digits --arch dense:256,dense:256 --epochs 30
     """
-    config = o.train_config(epochs, batch_size, lr, weight_decay, optimizer, lr_schedule,
-                            patience, seed, deterministic, device)
+    config = o.train_config(ctx.params)
     if net is None:
         _train_in_memory(data, arch, schedule, baseline, config, fmt, label_column,
                          val_fraction, as_json)

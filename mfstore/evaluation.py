@@ -58,6 +58,18 @@ def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
     return StackMetrics(losses, acc[:count], acc[count], n)
 
 
+def validate_stack(layers: Sequence[MFLayer], val: BatchSource | None,
+                   device: torch.device) -> tuple[list[float | None], list[float | None]]:
+    """Each layer's validation loss and accuracy (None without a validation split), leaving
+    the layers in training mode."""
+    if val is None:
+        return [None] * len(layers), [None] * len(layers)
+    m = stack_metrics(layers, val, device)
+    for layer in layers:
+        layer.train()
+    return list(m.losses), list(m.accuracies)
+
+
 def evaluate(layers: Sequence[MFLayer], source: BatchSource, device: torch.device) -> Accuracy:
     """Accuracy in layer-k, FF and BP mode, from one pass."""
     was_training = [layer.training for layer in layers]

@@ -27,6 +27,7 @@ TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, CPU provider, float32
 @dataclass
 class Export:
     network: NetworkVersion
+    dataset: DatasetRecord
     mode: str
     upto: int | None
     sha256: str
@@ -55,6 +56,12 @@ def _metadata(network: NetworkVersion, versions: list[LayerVersion], mode: str,
         "mfstore.dataset_fingerprint": dataset.fingerprint,
         "mfstore.version": __version__,
     }
+
+
+def normalizer_arrays(dataset: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded mean and std, broadcastable to one example."""
+    return (np.asarray(dataset.normalizer["mean"], np.float32),
+            np.asarray(dataset.normalizer["std"], np.float32))
 
 
 def parity_error(data: bytes, layers: list[MFLayer], mode: str, mean: np.ndarray,
@@ -89,8 +96,7 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
     versions = versions[:upto] if upto else versions
     dataset = ws.registry.dataset(network.dataset)
     layers = load_layers(ws, versions)
-    mean = np.asarray(dataset.normalizer["mean"], np.float32)
-    std = np.asarray(dataset.normalizer["std"], np.float32)
+    mean, std = normalizer_arrays(dataset)
     model = build_model(layers, mode, mean, std, _metadata(network, versions, mode, upto, dataset),
                         doc=f"mfstore {network.ref}, {mode} mode")
     model.model_version = network.version
@@ -103,7 +109,7 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
     if not error <= TOLERANCE:
         raise ExportError(f"ONNX Runtime disagrees with PyTorch on {network.ref} (relative error "
                           f"{error:.2e} > {TOLERANCE:.0e}); nothing was written")
-    return Export(network, mode, upto, sha256(data), error, data)
+    return Export(network, dataset, mode, upto, sha256(data), error, data)
 
 
 def _write(target: str, data: bytes) -> None:
@@ -112,10 +118,10 @@ def _write(target: str, data: bytes) -> None:
     Store(folder or ".").put(name, data)
 
 
-def triton_config(name: str, export: Export, input_shape: list[int], classes: int,
-                  max_batch_size: int) -> str:
+def triton_config(name: str, export: Export, max_batch_size: int) -> str:
     """config.pbtxt for Triton's onnxruntime backend; `label` (B,) is served as (B, 1)."""
-    dims = ", ".join(str(d) for d in input_shape)
+    dims = ", ".join(str(d) for d in export.dataset.input_shape)
+    classes = export.dataset.classes
     return f"""name: "{name}"
 platform: "onnxruntime_onnx"
 max_batch_size: {max_batch_size}
@@ -175,10 +181,8 @@ def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int |
     if triton_repo is not None:
         name = model_name or export.network.name
         folder = f"{triton_repo.rstrip('/')}/{name}"
-        dataset = ws.registry.dataset(export.network.dataset)
         _write(f"{folder}/{export.network.version}/model.onnx", export.data)
-        _write(f"{folder}/config.pbtxt", triton_config(
-            name, export, list(dataset.input_shape), dataset.classes, max_batch_size).encode())
+        _write(f"{folder}/config.pbtxt", triton_config(name, export, max_batch_size).encode())
         export.targets.append(f"{folder}/{export.network.version}/model.onnx")
     for target in export.targets:
         ws.registry.add_export(ExportRecord(export.network.name, export.network.version,
@@ -193,11 +197,9 @@ def onnx_accuracy(ws: Workspace, export: Export, split: str = "test") -> tuple[f
     from mfstore.materialize import dataset_stream
     from mfstore.stream import StreamBatches
 
-    dataset = ws.registry.dataset(export.network.dataset)
-    mean = np.asarray(dataset.normalizer["mean"], np.float32)
-    std = np.asarray(dataset.normalizer["std"], np.float32)
+    mean, std = normalizer_arrays(export.dataset)
     session = ort.InferenceSession(export.data, providers=["CPUExecutionProvider"])
-    source = StreamBatches(ws.store, dataset_stream(ws, dataset), split, 1,
+    source = StreamBatches(ws.store, dataset_stream(ws, export.dataset), split, 1,
                            options=ws.stream_options)
     correct = total = 0
     for x, y in source.ordered():

@@ -71,24 +71,27 @@ def collect(ws: Workspace, dry_run: bool = False, grace_seconds: float = 600) ->
     datasets = ws.registry.datasets()
     fingerprints, roots = {d.fingerprint for d in datasets}, {d.stream_id for d in datasets}
     known = {s.id: s for s in ws.registry.streams()}
-    files = ws.store.list("blocks") + ws.store.list("streams")
-    sizes = {p: ws.store.size(p) for p in files}
-    for path in files:
+    def old(path: str) -> bool:
+        return _age(ws, path, now) >= grace_seconds
+
+    by_stream: dict[str, list[str]] = {}
+    for path in ws.store.list("blocks") + ws.store.list("streams"):
         name = path.rsplit("/", 1)[-1]
+        files = by_stream.setdefault(path.split("/")[1], []) if path.startswith(
+            "streams/") else None
         if name.startswith(".tmp-"):
-            if _age(ws, path, now) >= grace_seconds:
-                out.temporary.append((path, sizes[path]))
-        elif path.startswith("blocks/") and name.split(".")[0] not in blocks and (
-                _age(ws, path, now) >= grace_seconds):
-            out.blocks.append((path, sizes[path]))
-    for sid in sorted({p.split("/")[1] for p in files if p.startswith("streams/")}):
+            if old(path):
+                out.temporary.append((path, ws.store.size(path)))
+        elif files is not None:
+            files.append(path)
+        elif name.split(".")[0] not in blocks and old(path):
+            out.blocks.append((path, ws.store.size(path)))
+    for sid, stream_files in sorted(by_stream.items()):
         record = known.get(sid)
         alive = sid in roots or (record is not None and record.dataset_fingerprint in fingerprints
                                  and all(d in digests for d in record.chain))
-        stream_files = [p for p in files if p.startswith(f"streams/{sid}/")
-                        and not p.rsplit("/", 1)[-1].startswith(".tmp-")]
-        if not alive and all(_age(ws, p, now) >= grace_seconds for p in stream_files):
-            out.streams.append((sid, sum(sizes[p] for p in stream_files)))
+        if not alive and all(old(p) for p in stream_files):
+            out.streams.append((sid, sum(ws.store.size(p) for p in stream_files)))
     if not dry_run:
         for path, _ in out.blocks + out.temporary:
             ws.store.delete(path)

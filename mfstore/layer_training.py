@@ -17,7 +17,7 @@ from mfstore.experiment import BASELINES, BaselineResult
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.importing import check_name
 from mfstore.lineage import check_lineage, check_shapes
-from mfstore.materialize import chain_stream, split_sources
+from mfstore.materialize import chain_stream, next_stream, split_sources
 from mfstore.modules import MFLayer, build_layers
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
@@ -61,15 +61,16 @@ def fit_layer(ws: Workspace, name: str, dataset: DatasetRecord,
               callback: ProgressCallback | None = None, repairs: int | None = None,
               note: str = "") -> LayerVersion:
     """Train `spec` on the stream of `upstream`, register it, and write its output stream."""
-    sources = split_sources(ws, chain_stream(ws, dataset, upstream, config.device), config)
+    source = chain_stream(ws, dataset, upstream, config.device)
+    sources = split_sources(ws, source, config)
     (layer,) = build_layers([spec], config.seed, first_index=len(upstream))
     history = train_layer(layer, sources["train"], sources["val"], config,
                           index=len(upstream), callback=callback)
     (metrics,) = layer_metrics([layer], sources, resolve_device(config.device))
     version = register_layer(ws, name, layer, dataset, upstream, config, metrics, history,
                              repairs, note)
-    del layer, sources
-    chain_stream(ws, dataset, [*upstream, version], config.device)
+    del sources  # splits held in memory go before the output stream is written
+    next_stream(ws, dataset, source, version, config.device, trained=layer)
     release_freed_memory()
     return version
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
 
-from mfstore.batches import Batch
 from mfstore.config import TrainConfig, resolve_device
 from mfstore.errors import IntegrityError
 from mfstore.modules import MFLayer
 from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
 from mfstore.store import VERIFY_HINT
 from mfstore.stream import SPLITS, Manifest, StreamBatches, StreamWriter, read_manifest, stream_id
+from mfstore.training import layer_output_batches
 from mfstore.workspace import Workspace
 
 
@@ -26,39 +26,38 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
     return manifest
 
 
-@torch.no_grad()
-def _through(layer: MFLayer, source: StreamBatches, device: torch.device) -> Iterator[Batch]:
-    for x, y in source.ordered():
-        yield layer(x.to(device, non_blocking=True)), y
-
-
 def write_outputs(ws: Workspace, layer: MFLayer, source: Manifest, sid: str, dataset_fp: str,
                   chain: Sequence[str], device: torch.device) -> Manifest:
     """Every split of `source` through `layer`, written as stream `sid` (bounded memory)."""
-    layer.to(device).eval()
     writer = StreamWriter(ws.store, sid, dataset_fp, chain, ws.stream_options.shard_bytes)
     for split in SPLITS:
         reader = StreamBatches(ws.store, source, split, 1, options=ws.stream_options)
-        writer.write_split(split, _through(layer, reader, device))
+        writer.write_split(split, layer_output_batches(layer, reader, device))
     return writer.finish()
+
+
+def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, layer: LayerVersion,
+                device: str = "auto", trained: MFLayer | None = None) -> Manifest:
+    """The stream `layer` makes of `source` (which `source.chain` made of `dataset`), written
+    once and reused; `trained` saves reading back a block that is already in memory."""
+    chain = [*source.chain, layer.digest]
+    sid = stream_id(dataset.fingerprint, chain)
+    found = read_manifest(ws.store, sid)
+    if found is None:
+        module = trained if trained is not None else ws.load_block(layer).to_layer()
+        found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain,
+                              resolve_device(device))
+    ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
+                                        found.total_bytes))
+    return found
 
 
 def chain_stream(ws: Workspace, dataset: DatasetRecord, upstream: Sequence[LayerVersion],
                  device: str = "auto") -> Manifest:
     """The stream of `dataset` through `upstream`; missing prefixes are computed and kept."""
     manifest = dataset_stream(ws, dataset)
-    chain: list[str] = []
     for layer in upstream:
-        chain.append(layer.digest)
-        sid = stream_id(dataset.fingerprint, chain)
-        found = read_manifest(ws.store, sid)
-        if found is None:
-            block = ws.load_block(layer)
-            found = write_outputs(ws, block.to_layer(), manifest, sid, dataset.fingerprint,
-                                  chain, resolve_device(device))
-        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
-                                            found.total_bytes))
-        manifest = found
+        manifest = next_stream(ws, dataset, manifest, layer, device)
     return manifest
 
 

@@ -8,12 +8,12 @@ detached, so no gradient crosses a layer boundary.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from mfstore.batches import BatchSource, TensorBatches
+from mfstore.batches import Batch, BatchSource, TensorBatches
 from mfstore.config import (
     TrainConfig,
     deterministic_mode,
@@ -21,7 +21,8 @@ from mfstore.config import (
     make_schedule,
     resolve_device,
 )
-from mfstore.evaluation import stack_metrics
+from mfstore.evaluation import validate_stack
+from mfstore.fitting import fit
 from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback
 from mfstore.modules import MFLayer
 
@@ -45,68 +46,38 @@ def _report(callback: ProgressCallback | None, history: LayerHistory, report: Ep
         callback(report)
 
 
-def _validate(layers: Sequence[MFLayer], val: BatchSource | None,
-              device: torch.device) -> tuple[list[float | None], list[float | None]]:
-    if val is None:
-        return [None] * len(layers), [None] * len(layers)
-    for layer in layers:
-        layer.eval()
-    m = stack_metrics(layers, val, device)
-    for layer in layers:
-        layer.train()
-    return list(m.losses), list(m.accuracies)
-
-
 def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, config: TrainConfig,
                 *, index: int = 0, callback: ProgressCallback | None = None) -> LayerHistory:
     """Train one layer on `(x, y)` batches of its input; keep the weights of its best
     validation epoch. `train` may come from memory or from a stream on disk."""
     device = resolve_device(config.device)
     layer.to(device).train()
-    history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
-    start = time.perf_counter()
-    with deterministic_mode(config.deterministic):
-        opt = make_optimizer(list(layer.parameters()), config, device)
-        schedule = make_schedule(opt, config)
-        for epoch in range(config.epochs):
-            loss_sum, n = torch.zeros((), device=device), 0
-            for x, y in train.batches(epoch):
-                y = y.to(device, non_blocking=True)
-                _, loss = local_loss(layer, x.to(device, non_blocking=True), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach() * y.shape[0]
-                n += int(y.shape[0])
-            if schedule is not None:
-                schedule.step()
-            (val_loss,), (val_acc,) = _validate([layer], val, device)
-            improved = val_loss is not None and stopper.update(epoch + 1, val_loss, layer)
-            stop = stopper.should_stop
-            _report(callback, history, EpochReport(
-                "mf", index, epoch + 1, config.epochs, float(loss_sum) / max(n, 1),
-                val_loss, val_acc, improved, stop))
-            if stop:
-                break
-    stopper.restore(layer)
-    layer.eval()
-    history.best_epoch, history.best_val_loss = stopper.best_epoch, (
-        stopper.best_loss if stopper.best_epoch else None)
-    history.stopped_early = stopper.should_stop
-    history.seconds = time.perf_counter() - start
-    return history
+
+    def validate() -> tuple[float | None, float | None]:
+        (loss,), (accuracy,) = validate_stack([layer], val, device)
+        return loss, accuracy
+
+    return fit(layer, list(layer.parameters()),
+               lambda x, y, opt: mf_step([layer], x, y, opt)[0], train, validate, config,
+               algorithm="mf", index=index, callback=callback)
 
 
-@torch.no_grad()
+def layer_output_batches(layer: MFLayer, source: BatchSource,
+                         device: torch.device) -> Iterator[Batch]:
+    """Every example of `source` through a trained layer, in order, batch by batch:
+    (B, *out_shape) activations on `device` and the labels as they came."""
+    layer.to(device).eval()
+    for x, y in source.ordered():
+        with torch.no_grad():
+            yield layer(x.to(device, non_blocking=True)), y
+
+
 def layer_outputs(layer: MFLayer, source: BatchSource,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every example of `source` through a trained layer, in order: (N, *out_shape), (N,)."""
-    layer.eval()
-    xs, ys = [], []
-    for x, y in source.ordered():
-        xs.append(layer(x.to(device, non_blocking=True)))
-        ys.append(y.to(device, non_blocking=True))
-    return torch.cat(xs), torch.cat(ys)
+    """Every example of `source` through a trained layer, in memory: (N, *out_shape), (N,)."""
+    batches = list(layer_output_batches(layer, source, device))
+    return (torch.cat([a for a, _ in batches]),
+            torch.cat([y.to(device, non_blocking=True) for _, y in batches]))
 
 
 def in_memory_next(config: TrainConfig) -> NextInputs:
@@ -216,7 +187,7 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
                             / n).tolist()
             if schedule is not None:
                 schedule.step()
-            val_losses, val_accs = _validate(layers, val, device)
+            val_losses, val_accs = validate_stack(layers, val, device)
             was_active = first_active
             improved = [k >= first_active and _improves(stoppers[k], epoch, val_losses[k],
                                                          layers[k])

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serving.errors import RequestError
+from mfstore.errors import MFStoreError
+from serving.errors import RequestError, status_of
 from serving.models import ModelSet, ServedModel
 from serving.protocol import HEADER_LENGTH, encode_response, parse_infer
 
@@ -42,7 +43,8 @@ class V2Endpoints:
         self.expected = f"Bearer {token}".encode() if token else None
 
     def guarded(self, handler: Handler) -> Handler:
-        """Checks the bearer token and turns `RequestError` into its status and message."""
+        """Checks the bearer token; a `RequestError` or library error becomes its status and
+        message (serving.errors.STATUS)."""
         async def wrapped(request: Request) -> Response:
             if self.expected is not None and not hmac.compare_digest(
                     request.headers.get("authorization", "").encode(), self.expected):
@@ -51,6 +53,8 @@ class V2Endpoints:
                 return await handler(request)
             except RequestError as err:
                 return _error(err.status, err.message)
+            except MFStoreError as err:  # a library error met while answering
+                return _error(status_of(err), str(err))
         return wrapped
 
     async def live(self, _: Request) -> Response:

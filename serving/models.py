@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from mfstore.errors import DeviceError, NotFoundError
+from serving.errors import RequestError
 from serving.protocol import TensorSpec
 
 log = logging.getLogger("mfstore.serving")
@@ -129,8 +130,6 @@ class ModelSet:
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The named version, or the newest one (Triton's default policy)."""
-        from serving.errors import RequestError
-
         versions = self.by_name.get(name)
         if not versions:
             raise RequestError(404, f"unknown model {name!r}; this server has "

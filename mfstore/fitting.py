@@ -1,0 +1,63 @@
+"""The epoch loop shared by one MF layer and the BP baseline: the same optimizer, schedule,
+data order, validation and early stopping, so the two differ only in their training step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mfstore.batches import BatchSource
+from mfstore.config import (
+    TrainConfig,
+    deterministic_mode,
+    make_optimizer,
+    make_schedule,
+    resolve_device,
+)
+from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback
+
+# (x, y, optimizer) -> the batch's mean loss, detached, left on the device
+Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tensor]
+# () -> validation (loss, accuracy), or (None, None) without a validation split
+Validation = Callable[[], tuple[float | None, float | None]]
+
+
+def fit(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchSource,
+        validate: Validation, config: TrainConfig, *, algorithm: str, index: int | None,
+        callback: ProgressCallback | None = None) -> LayerHistory:
+    """Train `params` of `module` with `step` for up to `config.epochs` epochs, stop early on
+    the validation loss, and keep the weights of the best validation epoch."""
+    device = resolve_device(config.device)
+    history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
+    start = time.perf_counter()
+    with deterministic_mode(config.deterministic):
+        opt = make_optimizer(params, config, device)
+        schedule = make_schedule(opt, config)
+        for epoch in range(config.epochs):
+            loss_sum, n = torch.zeros((), device=device), 0
+            for x, y in train.batches(epoch):
+                y = y.to(device, non_blocking=True)
+                loss_sum += step(x.to(device, non_blocking=True), y, opt) * y.shape[0]
+                n += int(y.shape[0])
+            if schedule is not None:
+                schedule.step()
+            val_loss, val_acc = validate()
+            improved = val_loss is not None and stopper.update(epoch + 1, val_loss, module)
+            report = EpochReport(algorithm, index, epoch + 1, config.epochs,
+                                 float(loss_sum) / max(n, 1), val_loss, val_acc, improved,
+                                 stopper.should_stop)
+            history.add(report)
+            if callback is not None:
+                callback(report)
+            if stopper.should_stop:
+                break
+    stopper.restore(module)
+    module.eval()
+    history.best_epoch = stopper.best_epoch or len(history.epochs)
+    history.best_val_loss = stopper.best_loss if stopper.best_epoch else None
+    history.stopped_early = stopper.should_stop
+    history.seconds = time.perf_counter() - start
+    return history
