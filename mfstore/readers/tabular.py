@@ -1,9 +1,11 @@
 """`.npz` arrays and CSV / Parquet tables with a label column.
 
-Arrow gets a native buffer and reads on the calling thread. Handed a Python file object, its
-I/O threads call back into Python; one still doing so while the interpreter shuts down is
-killed inside C++ code and aborts the process ("terminate called without an active
-exception", seen in about half the runs that also load torch; apache/arrow#34314).
+Arrow gets a buffer it allocated itself (a copy of the file's bytes) and reads on the calling
+thread. Handed Python-owned memory (a file object, or `bytes` wrapped by `py_buffer`), a
+reader still alive in one of Arrow's I/O threads must take the GIL to release that memory; if
+that happens while the interpreter shuts down, the thread is killed inside C++ code and the
+process aborts ("terminate called without an active exception"; about half the runs with
+pyarrow 26, apache/arrow#34314).
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from mfstore.readers import fs
 from mfstore.readers.raw import RawData
 
 
+def arrow_buffer(data: bytes) -> pa.Buffer:
+    """`data` copied into memory Arrow owns (see the module's docstring)."""
+    buffer = pa.allocate_buffer(len(data))
+    np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+    return buffer
+
+
 def read_npz(url: str) -> RawData:
     """Arrays `x` and `y` (and optionally `x_test`, `y_test`)."""
+    data = fs.read_bytes(url)
     try:
-        with np.load(io.BytesIO(fs.read_bytes(url)), allow_pickle=False) as arrays:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             found = {name: arrays[name] for name in arrays.files}
     except ValueError as err:  # object arrays, or not a zip archive
         raise DataFormatError(f"{url}: not a readable .npz of numeric arrays ({err})") from err
@@ -76,7 +86,7 @@ def table_to_raw(table: pa.Table, url: str, label_column: str, fmt: str) -> RawD
 
 def read_csv(url: str, label_column: str = "label") -> RawData:
     try:
-        table = pa_csv.read_csv(pa.BufferReader(fs.read_bytes(url)),
+        table = pa_csv.read_csv(pa.BufferReader(arrow_buffer(fs.read_bytes(url))),
                                 read_options=pa_csv.ReadOptions(use_threads=False))
     except pa.ArrowInvalid as err:
         raise DataFormatError(f"{url}: not a readable CSV file with a header row ({err})") from err
@@ -85,7 +95,7 @@ def read_csv(url: str, label_column: str = "label") -> RawData:
 
 def read_parquet(url: str, label_column: str = "label") -> RawData:
     try:
-        table = pq.read_table(pa.BufferReader(fs.read_bytes(url)), use_threads=False,
+        table = pq.read_table(pa.BufferReader(arrow_buffer(fs.read_bytes(url))), use_threads=False,
                               pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataFormatError(f"{url}: not a readable Parquet file ({err})") from err
