@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.context import workspace
+from cli.context import new_workspace
 from cli.render import TrainingProgress, network_accuracy_table, stdout
 from mfstore.config import TrainConfig
 from mfstore.export import export_network, onnx_accuracy
@@ -28,8 +28,8 @@ def demo(
 
     Example: mfstore --home /tmp/mf demo
     """
-    ws = workspace(ctx)
-    stdout.print(f"[bold]1. import[/] {DEMO_DATA} into {ws.store.url}")
+    ws = new_workspace(ctx)
+    stdout.print(f"[bold]1. import[/] {DEMO_DATA} into {ws.store.shown}")
     record = import_dataset(ws, "digits", DEMO_DATA)
     stdout.print(f"   {record.counts['train']} train / {record.counts['val']} validation / "
                  f"{record.counts['test']} test examples of shape {tuple(record.input_shape)}, "

@@ -1,13 +1,16 @@
-"""One table from library exceptions to exit codes, and the group that applies it."""
+"""One table from library exceptions to exit codes, the rendering of their fixes as command
+lines, and the group that applies both."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from mfstore import errors
+from mfstore.errors import Fix
 
 # Most specific first; 2 is click's own usage error.
 EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
@@ -26,10 +29,71 @@ EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
     (errors.ExportError, 11),
     (errors.MFStoreError, 1),
 ]
+DAMAGE_EXIT_CODE = 8  # verify found damage: the same code as a damaged file
+SETTINGS = {"registry": "--registry / MFSTORE_REGISTRY", "store": "--store / MFSTORE_STORE",
+            "home": "--home / MFSTORE_HOME"}
+LISTINGS = {"datasets": "mfstore data list", "layers": "mfstore layers list",
+            "networks": "mfstore nets list"}
 
 
 def exit_code(err: errors.MFStoreError) -> int:
     return next(code for cls, code in EXIT_CODES if isinstance(err, cls))
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def command(*words: object) -> str:
+    return "`mfstore " + " ".join(shlex.quote(str(w)) for w in words) + "`"
+
+
+def _repair(a: dict[str, Any]) -> str:
+    words: list[object] = ["repair"]
+    if a.get("network"):
+        words.append(a["network"])
+    if a.get("layer") is not None:
+        words += ["--layer", a["layer"]]
+    elif a.get("auto"):
+        words.append("--auto")
+    return f"run {command(*words)}"
+
+
+def _train_layer(a: dict[str, Any]) -> str:
+    on = [w for ref in a.get("on", []) for w in ("--on", ref)]
+    return "retrain it with " + command("train-layer", a["name"], "--data", a["data"], *on,
+                                        "--kind", a["kind"], "--width", a["width"])
+
+
+def render_fix(fix: Fix) -> str:
+    """A fix as the command line (or option) that applies it."""
+    a = fix.args
+    if fix.action == "option":
+        value = f" {a['value']:g}" if isinstance(a.get("value"), float) else (
+            f" {a['value']}" if "value" in a else "")
+        return f"pass {flag(a['name'])}{value}" + (f" {a['why']}" if a.get("why") else "")
+    if fix.action == "setting":
+        return f"check {SETTINGS[a['name']]}"
+    if fix.action == "list":
+        return f"see `{LISTINGS[a['what']]}`"
+    renderers = {
+        "init": lambda: f"run {command('init')} first",
+        "train_layer": lambda: _train_layer(a),
+        "verify": lambda: f"run {command('verify', *[a['network']] if a.get('network') else [])}",
+        "repair": lambda: _repair(a),
+        "import": lambda: "import it with " + command("data", "add", a["name"], a["url"]),
+        "delete": lambda: f"first delete {a['ref']} with " + command(
+            "nets" if a.get("kind") == "network" else "layers", "delete", a["ref"]),
+    }
+    return renderers[fix.action]() if fix.action in renderers else fix.describe()
+
+
+def render_error(err: errors.MFStoreError) -> str:
+    """`error: MESSAGE; FIRST FIX (or OTHER FIX)` on one line."""
+    if not err.fixes:
+        return f"error: {err.message}"
+    first, *rest = (render_fix(f) for f in err.fixes)
+    return f"error: {err.message}; {first}" + "".join(f" (or {r})" for r in rest)
 
 
 class MFStoreGroup(TyperGroup):
@@ -39,7 +103,5 @@ class MFStoreGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except errors.MFStoreError as err:
-            typer.echo(f"error: {err}", err=True)
+            typer.echo(render_error(err), err=True)
             raise typer.Exit(exit_code(err)) from err
-
-DAMAGE_EXIT_CODE = 8  # verify found damage: the same code as a damaged file

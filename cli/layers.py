@@ -17,10 +17,12 @@ from cli.render import (
     records_table,
     stdout,
 )
+from mfstore.deletion import delete_layer
 from mfstore.layer_training import train_layer_version
 from mfstore.registry import parse_ref
+from mfstore.usage import used_by
 
-app = typer.Typer(help="Inspect layer versions and set aliases.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, alias and delete layer versions.", no_args_is_help=True)
 
 
 def train_layer(
@@ -94,11 +96,12 @@ def show(ctx: typer.Context,
     data = record_dict(version)
     data["aliases"] = {a: v for a, v in ws.registry.aliases("layer", version.name).items()
                        if v == version.version}
+    data["used_by"] = used_by(ws.registry, version).to_dict()
     if as_json:
         print_json(data)
         return
     for key in ("ref", "status", "dataset", "block_sha256", "digest", "spec", "signature",
-                "metrics", "config", "repairs", "note", "aliases", "created"):
+                "metrics", "config", "repairs", "note", "aliases", "used_by", "created"):
         stdout.print(f"{key:13} {data[key]}", highlight=False)
 
 
@@ -114,3 +117,15 @@ def alias(ctx: typer.Context,
     version = ws.registry.layer(*parse_ref(ref))
     ws.registry.set_alias("layer", version.name, name, version.version)
     stdout.print(f"{version.name}@{name} → {version.ref}")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context,
+           ref: Annotated[str, typer.Argument(help="LAYER@VERSION")]) -> None:
+    """Delete a layer version that nothing live needs (no live network holds it and no live
+    layer was trained on its outputs); `mfstore gc` then frees its block.
+
+    Example: mfstore layers delete l1@3
+    """
+    layer = delete_layer(workspace(ctx), ref)
+    stdout.print(f"deleted layer {layer.ref}")

@@ -15,10 +15,11 @@ from cli.render import (
     records_table,
     stdout,
 )
-from mfstore.gc import delete_network
+from mfstore.deletion import delete_network
+from mfstore.lineage_graph import network_graph, to_dot, to_mermaid
 from mfstore.network import evaluate_network, network_layers, resolve_network
 
-app = typer.Typer(help="Inspect networks.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, alias, graph and delete networks.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -79,8 +80,9 @@ def delete(ctx: typer.Context,
            ref: Annotated[str, typer.Argument(help="NET@VERSION, or NET for every version.")],
            keep_layers: Annotated[bool, typer.Option(
                help="Keep the layer versions only this network uses.")] = False) -> None:
-    """Delete a network (and the layer versions no other network uses); `mfstore gc` then
-    frees their blocks and streams.
+    """Delete a network, and the layer versions nothing else live needs (a layer that another
+    network holds, or that a live layer was trained over, is kept and the reason shown);
+    `mfstore gc` then frees their blocks and streams.
 
     Example: mfstore nets delete digits-mlp@1
     """
@@ -89,6 +91,27 @@ def delete(ctx: typer.Context,
         stdout.print(f"deleted network {network.ref}")
     for layer in result.layers:
         stdout.print(f"deleted layer {layer.ref}")
+    for kept, why in result.kept.items():
+        stdout.print(f"kept layer {kept}: {why}", highlight=False)
+
+
+@app.command("graph")
+def graph(ctx: typer.Context,
+          ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+          fmt: Annotated[str, typer.Option("--format", help="dot (Graphviz) or mermaid.")
+                         ] = "dot") -> None:
+    """Print the lineage graph of a network: its dataset, its layers in order, and what each
+    layer was trained on where that differs.
+
+    Example: mfstore nets graph digits-mlp@1 --format mermaid
+    """
+    writers = {"dot": to_dot, "mermaid": to_mermaid}
+    if fmt not in writers:
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose dot or mermaid",
+                                 param_hint="--format")
+    ws = workspace(ctx)
+    stdout.out(writers[fmt](network_graph(ws.registry, resolve_network(ws, ref))),
+               highlight=False, end="")
 
 
 def evaluate(

@@ -12,7 +12,7 @@ from rich.table import Table
 from mfstore.experiment import ExperimentResult
 from mfstore.history import EpochReport
 
-stdout = Console()
+stdout = Console(soft_wrap=True)  # lines stay whole when piped; tables still fit
 stderr = Console(stderr=True)
 
 

@@ -8,24 +8,62 @@ import typer
 
 from cli import options as o
 from cli.context import workspace
-from cli.errors import DAMAGE_EXIT_CODE
+from cli.errors import DAMAGE_EXIT_CODE, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stdout
 from mfstore.gc import collect
 from mfstore.repair import repair as repair_network
-from mfstore.verify import VerifyReport
+from mfstore.verify import LayerCheck, VerifyReport
 from mfstore.verify import verify as verify_blocks
 
 Tolerance = Annotated[float, typer.Option(
     help="Accuracy drop (fraction, 0.02 = 2 points) that counts as damage.")]
 
 
+def _fixes(fixes: list) -> str:
+    return " or ".join(render_fix(f) for f in fixes)
+
+
 def _report_dict(report: VerifyReport) -> dict:
     return {"network": report.network.ref if report.network else None,
             "dataset": report.dataset, "damaged": len(report.damaged),
+            "damaged_streams": len(report.damaged_streams),
             "layers": [{"layer": c.layer.ref, "position": c.position, "ok": c.ok,
                         "problems": c.problems, "accuracy": c.accuracy,
-                        "recorded_accuracy": c.recorded, "note": c.note, "repair": c.repair}
-                       for c in report.checks]}
+                        "recorded_accuracy": c.recorded, "note": c.note,
+                        "repaired_by": c.repaired_by, "repair": _fixes(c.fixes)}
+                       for c in report.checks],
+            "streams": [{"id": s.id, "dataset": s.dataset, "chain": s.chain, "ok": s.ok,
+                         "problems": s.problems, "repair": _fixes(s.fixes)}
+                        for s in report.streams]}
+
+
+def _print_layer(c: LayerCheck) -> None:
+    where = f"layer {c.position} " if c.position else ""
+    acc = "" if c.accuracy is None else (
+        f"  test accuracy {c.accuracy:.2%} (recorded {c.recorded:.2%})")
+    state = "ok     " if c.ok else ("REPAIRED" if c.repaired_by else "DAMAGED")
+    stdout.print(f"{state} {where}{c.layer.ref}{acc}" + (f"  [{c.note}]" if c.note else "")
+                 + (f"  (by {c.repaired_by})" if c.repaired_by else ""), highlight=False)
+    for problem in c.problems:
+        stdout.print(f"        {problem}", highlight=False)
+    if c.fixes:
+        stdout.print(f"        repair: {_fixes(c.fixes)}", highlight=False)
+
+
+def _print_report(report: VerifyReport) -> None:
+    for c in report.checks:
+        _print_layer(c)
+    for st in report.streams:
+        chain = " → ".join(st.chain) or "its examples"
+        stdout.print(f"{'ok     ' if st.ok else 'DAMAGED'} stream {st.id[:12]} of "
+                     f"{st.dataset} through {chain}", highlight=False)
+        for problem in st.problems:
+            stdout.print(f"        {problem}", highlight=False)
+        if st.fixes:
+            stdout.print(f"        repair: {_fixes(st.fixes)}", highlight=False)
+    stdout.print(f"{len(report.checks)} layers and {len(report.streams)} streams checked, "
+                 f"{len(report.damaged)} layers and {len(report.damaged_streams)} streams "
+                 "damaged")
 
 
 def verify(
@@ -35,47 +73,44 @@ def verify(
     data: Annotated[str | None, typer.Option(
         help="Also compare each layer's accuracy on this dataset with the recorded one.")] = None,
     tolerance: Tolerance = 0.02,
+    streams: Annotated[bool, typer.Option(
+        help="Check the streams too (every shard's sha256: reads every byte).")] = True,
     device: o.Device = "auto",
     as_json: o.Json = False,
 ) -> None:
-    """Check every block: readable, sha256 unchanged, finite; with --data, accuracy too.
-    Damaged layers are marked; the exit status is non-zero when anything is damaged.
+    """Check every block (readable, sha256 unchanged, finite) and every stream the network
+    depends on (manifest, every shard's sha256); with --data, each layer's accuracy too.
+    Damaged layers and streams are marked; the exit status is 8 when anything is damaged.
 
     Example: mfstore verify digits-mlp@1 --data digits
     """
-    report = verify_blocks(workspace(ctx), ref, data, tolerance, device)
+    report = verify_blocks(workspace(ctx), ref, data, tolerance, device, streams)
     if as_json:
         print_json(_report_dict(report))
     else:
-        for c in report.checks:
-            where = f"layer {c.position} " if c.position else ""
-            acc = "" if c.accuracy is None else (
-                f"  test accuracy {c.accuracy:.2%} (recorded {c.recorded:.2%})")
-            stdout.print(f"{'ok     ' if c.ok else 'DAMAGED'} {where}{c.layer.ref}{acc}"
-                         + (f"  [{c.note}]" if c.note else ""), highlight=False)
-            for problem in c.problems:
-                stdout.print(f"        {problem}", highlight=False)
-            if c.repair:
-                stdout.print(f"        repair: {c.repair}", highlight=False)
-        stdout.print(f"{len(report.checks)} layers checked, {len(report.damaged)} damaged")
-    if report.damaged:
+        _print_report(report)
+    if not report.ok:
         raise typer.Exit(DAMAGE_EXIT_CODE)
 
 
 def repair(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+    ref: Annotated[str | None, typer.Argument(
+        help="NET, NET@VERSION or NET@ALIAS; with --auto and no NET, the whole store.")] = None,
     layer: Annotated[int | None, typer.Option(help="Position of the layer to retrain.")] = None,
-    auto: Annotated[bool, typer.Option(help="Repair every layer verify finds damaged.")] = False,
+    auto: Annotated[bool, typer.Option(
+        help="Repair every layer and stream verify finds damaged.")] = False,
     tolerance: Tolerance = 0.02,
     device: Annotated[str | None, typer.Option(
         help="Override the recorded device (cpu reproduces CPU-trained layers exactly).")] = None,
     as_json: o.Json = False,
 ) -> None:
     """Retrain only the damaged layer with its recorded spec, config and seed on its intact
-    upstream stream, and register the repaired network.
+    upstream stream, and register the repaired network; rebuild damaged streams (derived ones
+    from their upstream blocks, a dataset's own from its recorded source).
 
     Example: mfstore repair digits-mlp@1 --layer 2
+    Example: mfstore repair --auto
     """
     with TrainingProgress(enabled=not as_json) as progress:
         result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress)
@@ -84,18 +119,21 @@ def repair(
                     "repaired": [{"old": r.old.ref, "new": r.new.ref, "identical": r.identical}
                                  for r in result.repaired],
                     "retrained_downstream": [v.ref for v in result.retrained_downstream],
-                    "kept_downstream": result.kept_downstream})
+                    "kept_downstream": result.kept_downstream, "streams": result.streams})
         return
-    if result.network is None:
+    if result.nothing:
         stdout.print("nothing to repair")
         return
+    for sid in result.streams:
+        stdout.print(f"rebuilt stream {sid[:12]}")
     for r in result.repaired:
         same = "bit-identical tensors" if r.identical else "different tensors"
         stdout.print(f"repaired {r.old.ref} → {r.new.ref} ({same}): test accuracy "
                      f"{r.new.metrics['test_accuracy']:.2%}")
     for v in result.retrained_downstream:
         stdout.print(f"retrained downstream {v.ref}")
-    stdout.print(f"registered {result.network.ref}")
+    if result.network is not None:
+        stdout.print(f"registered {result.network.ref}")
 
 
 def gc(
@@ -103,13 +141,16 @@ def gc(
     dry_run: Annotated[bool, typer.Option(help="List what would go; remove nothing.")] = False,
     grace: Annotated[float, typer.Option(
         help="Keep files younger than this many seconds (writes in progress).")] = 600,
+    force: Annotated[bool, typer.Option(
+        help="Collect even when the registry is empty but the store is not.")] = False,
     as_json: o.Json = False,
 ) -> None:
-    """Remove blocks and streams that no live registry row references.
+    """Remove blocks and streams that nothing live references, streams marked damaged, and
+    stale shards; never what a live layer's lineage or a live network needs.
 
     Example: mfstore gc --dry-run
     """
-    out = collect(workspace(ctx), dry_run, grace)
+    out = collect(workspace(ctx), dry_run, grace, force)
     if as_json:
         print_json({"dry_run": dry_run, "bytes": out.bytes, "blocks": out.blocks,
                     "streams": out.streams, "temporary": out.temporary})

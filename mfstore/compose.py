@@ -6,15 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mfstore.config import TrainConfig
-from mfstore.errors import ConfigError, LineageError, SpecError
+from mfstore.errors import ConfigError, LineageError, SpecError, option
 from mfstore.history import ProgressCallback
-from mfstore.importing import check_name
 from mfstore.layer_training import fit_layer, resolve_layers
-from mfstore.lineage import check_shapes, lineage_problems
+from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES
+from mfstore.names import check_name
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan
+from mfstore.verify import require_intact
 from mfstore.workspace import Workspace
 
 
@@ -22,8 +23,8 @@ def _refs(layers: Sequence[LayerVersion]) -> list[tuple[str, int]]:
     return [(layer.name, layer.version) for layer in layers]
 
 
-def _forced_note(problems: list[tuple[int, str]]) -> str:
-    return "forced despite: " + "; ".join(message for _, message in problems)
+def _forced_note(problems: list[Mismatch]) -> str:
+    return "forced despite: " + "; ".join(p.message for p in problems)
 
 
 def compose(ws: Workspace, name: str, refs: Sequence[str], mode: str = "bp",
@@ -40,7 +41,8 @@ def compose(ws: Workspace, name: str, refs: Sequence[str], mode: str = "bp",
     check_shapes(dataset, layers)
     problems = lineage_problems(ws.registry, dataset, layers)
     if problems and not force:
-        raise LineageError(problems[0][1] + " (or pass --force to compose it anyway)")
+        raise refuse(problems[0], "to compose it anyway")
+    require_intact(ws, layers)
     return ws.registry.add_network(name, _refs(layers), mode, dataset.name,
                                    forced=bool(problems),
                                    note=_forced_note(problems) if problems else "composed")
@@ -58,6 +60,7 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     the very same blocks for every earlier layer."""
     network = resolve_network(ws, ref)
     layers = network_layers(ws, network)
+    require_intact(ws, layers)
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
     layer = fit_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers, spec, config,
@@ -96,18 +99,22 @@ def swap(ws: Workspace, ref: str, position: int, with_ref: str,
     network = resolve_network(ws, ref)
     chain = network_layers(ws, network)
     if not 1 <= position <= len(chain):
-        raise SpecError(f"--layer must lie in 1..{len(chain)} for {network.ref}")
+        raise SpecError(f"the layer to swap must lie in 1..{len(chain)} for {network.ref}, got "
+                        f"{position}", option("layer"))
     chain[position - 1] = ws.registry.layer(*parse_ref(with_ref))
     dataset = ws.registry.dataset(network.dataset)
     check_shapes(dataset, chain)
     problems = lineage_problems(ws.registry, dataset, chain)
-    own = [m for k, m in problems if k < position]
+    own = [p for p in problems if p.position < position]
     if own and not force:
-        raise LineageError(own[0] + " (or pass --force to swap it in anyway)")
-    result = Swap(network, stale=[chain[k].ref for k, _ in problems if k >= position])
+        raise refuse(own[0], "to swap it in anyway")
+    require_intact(ws, chain)
+    result = Swap(network, stale=[chain[p.position].ref for p in problems
+                                  if p.position >= position])
     if result.stale and retrain_downstream:
         for k in range(position, len(chain)):
-            if any(j == k for j, _ in lineage_problems(ws.registry, dataset, chain[:k + 1])):
+            if any(p.position == k
+                   for p in lineage_problems(ws.registry, dataset, chain[:k + 1])):
                 chain[k] = retrain(ws, chain[k], dataset, chain[:k], callback,
                                    note=f"retrained after swapping layer {position} of "
                                         f"{network.ref}")
@@ -115,8 +122,8 @@ def swap(ws: Workspace, ref: str, position: int, with_ref: str,
     elif result.stale and not force:
         raise LineageError(
             f"swapping in {chain[position - 1].ref} leaves downstream layers trained on another "
-            f"chain: {', '.join(result.stale)}; pass --retrain-downstream to retrain them "
-            "(or --force to keep them)")
+            f"chain: {', '.join(result.stale)}", option("retrain_downstream", "to retrain them"),
+            option("force", "to keep them"))
     remaining = lineage_problems(ws.registry, dataset, chain)
     result.network = ws.registry.add_network(
         network.name, _refs(chain), network.mode, dataset.name, forced=bool(remaining),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -38,9 +39,11 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (math.isfinite(self.lr) and self.lr > 0,
+             f"learning rate must be a positive number, got {self.lr}"),
             (all(0 <= b < 1 for b in self.betas), f"betas must lie in [0, 1), got {self.betas}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr schedule must be one of {LR_SCHEDULES}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),

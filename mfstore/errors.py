@@ -1,14 +1,77 @@
-"""The exceptions mfstore raises. Each message says what is wrong and what to do.
+"""The exceptions mfstore raises, and what would fix them.
 
-`cli/` maps them to exit codes and `serving/` to HTTP statuses; the library never prints
-or exits.
+Each error carries its message (what is wrong) and, as data, the fixes that apply (`Fix`):
+an action and its arguments — retrain this layer on that chain, set this option, create the
+registry. `cli/` renders a fix as a command line and `serving/` as an HTTP answer; a Python
+caller reads `err.fixes`, and `str(err)` says them in words. The library itself never writes
+command-line syntax, never prints and never exits.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One way out of an error.
+
+    `action` is one of:
+      - `init`: create the registry and store (`Workspace.init`);
+      - `option`: set option `name` (to `value` when given); `why` says what it does;
+      - `train_layer`: train layer `name` on dataset `data` over the chain `on` with `kind`
+        and `width`;
+      - `verify` / `repair`: check or mend `network` (or the whole store), `layer` = position;
+      - `import`: import dataset `name` from `url`;
+      - `delete`: delete `what` (`ref`) first.
+    """
+
+    action: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The fix in words, for Python callers."""
+        a = self.args
+        if self.action == "option":
+            value = f" to {a['value']!r}" if "value" in a else ""
+            return f"set {a['name']!r}{value}" + (f" {a['why']}" if a.get("why") else "")
+        if self.action == "train_layer":
+            chain = ", ".join(a.get("on", [])) or "the raw dataset"
+            return (f"retrain {a['name']} on {chain} of dataset {a['data']!r} "
+                    f"({a['kind']}:{a['width']})")
+        target = a.get("network") or a.get("ref") or a.get("name") or "the store"
+        return {"init": "initialise the registry and store first (Workspace.init)",
+                "setting": f"check the {a.get('name')} location",
+                "list": f"see the {a.get('what')} there are",
+                "verify": f"verify {target}",
+                "repair": f"repair {target}",
+                "import": f"import {a.get('name')!r} from {a.get('url')!r}",
+                "delete": f"delete {target} first"}.get(self.action, self.action)
+
+
+def option(name: str, why: str = "", value: Any = None) -> Fix:
+    """Shorthand: the fix is to set option `name` (to `value`)."""
+    args: dict[str, Any] = {"name": name}
+    if why:
+        args["why"] = why
+    if value is not None:
+        args["value"] = value
+    return Fix("option", args)
+
 
 class MFStoreError(Exception):
     """Base class of every error mfstore raises on purpose."""
+
+    def __init__(self, message: str, *fixes: Fix) -> None:
+        super().__init__(message)
+        self.message, self.fixes = message, fixes
+
+    def __str__(self) -> str:
+        if not self.fixes:
+            return self.message
+        first, *rest = (f.describe() for f in self.fixes)
+        return f"{self.message}; {first}" + "".join(f" (or {r})" for r in rest)
 
 
 class DataSourceError(MFStoreError):
@@ -31,6 +94,10 @@ class ConfigError(MFStoreError):
     """A training or command option is out of range."""
 
 
+class DivergenceError(ConfigError):
+    """Training diverged (a non-finite loss or weight); nothing was registered."""
+
+
 class DeviceError(MFStoreError):
     """The requested compute device is not available."""
 
@@ -40,7 +107,7 @@ class NotFoundError(MFStoreError):
 
 
 class ConflictError(MFStoreError):
-    """The name is taken by something different."""
+    """The name is taken by something different, or something still needs what is asked to go."""
 
 
 class IntegrityError(MFStoreError):
@@ -48,11 +115,11 @@ class IntegrityError(MFStoreError):
 
 
 class StoreError(MFStoreError):
-    """The store URL cannot be reached or written."""
+    """The store URL cannot be reached, read or written."""
 
 
 class RegistryError(MFStoreError):
-    """The registry cannot be opened, or its schema is not the one this mfstore expects."""
+    """The registry cannot be opened or written, or is not an mfstore registry."""
 
 
 class LineageError(MFStoreError):

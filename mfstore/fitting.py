@@ -17,7 +17,13 @@ from mfstore.config import (
     make_schedule,
     resolve_device,
 )
-from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback
+from mfstore.history import (
+    EarlyStopping,
+    EpochReport,
+    LayerHistory,
+    ProgressCallback,
+    check_finite,
+)
 
 # (x, y, optimizer) -> the batch's mean loss, detached, left on the device
 Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tensor]
@@ -44,11 +50,12 @@ def fit(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchS
                 n += int(y.shape[0])
             if schedule is not None:
                 schedule.step()
+            train_loss = float(loss_sum) / max(n, 1)  # the epoch's one host sync
+            check_finite(algorithm, index, epoch + 1, train_loss, config.lr, module)
             val_loss, val_acc = validate()
             improved = val_loss is not None and stopper.update(epoch + 1, val_loss, module)
-            report = EpochReport(algorithm, index, epoch + 1, config.epochs,
-                                 float(loss_sum) / max(n, 1), val_loss, val_acc, improved,
-                                 stopper.should_stop)
+            report = EpochReport(algorithm, index, epoch + 1, config.epochs, train_loss,
+                                 val_loss, val_acc, improved, stopper.should_stop)
             history.add(report)
             if callback is not None:
                 callback(report)

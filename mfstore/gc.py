@@ -1,54 +1,32 @@
-"""Deleting networks, and collecting what no live row references: blocks and streams.
+"""Collecting what nothing live references: blocks, streams, stale shards, temporary files.
 
-A block is live while a layer version that is not deleted points at it. A stream is live
-while its dataset exists and every layer of its chain is a live layer version. Anything else
-in the store (and temporary files left by an interrupted write) is garbage once it is older
-than the grace period, which protects writes in progress."""
+A block is live while a layer version that is not deleted points at it (deletion never strands
+a live layer's lineage, see `deletion`). A stream is live while its dataset exists, it is not
+marked damaged, and every layer of its chain computes what a live layer version computes.
+Inside a live stream, shards its manifest does not name (another writer's, or an interrupted
+rewrite's) are stale. Anything unreferenced is garbage once older than the grace period, which
+protects writes in progress; streams marked damaged by `verify` go at once.
+"""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mfstore.network import resolve_network
-from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
+from mfstore.errors import ConfigError, ConflictError, option
+from mfstore.registry import StreamRecord
+from mfstore.stream import manifest_path, read_manifest
+from mfstore.usage import Snapshot
 from mfstore.workspace import Workspace
-
-
-@dataclass
-class Deletion:
-    networks: list[NetworkVersion]
-    layers: list[LayerVersion]
-
-
-def delete_network(ws: Workspace, ref: str, keep_layers: bool = False) -> Deletion:
-    """Mark NET@V (or every version of NET) deleted, and the layer versions that no other
-    live network uses, unless `keep_layers`."""
-    name, selector = parse_ref(ref)
-    if selector is None:
-        doomed = [n for n in ws.registry.networks(name) if n.status != "deleted"]
-        if not doomed:
-            resolve_network(ws, name)  # raises NotFoundError
-    else:
-        doomed = [resolve_network(ws, ref)]
-    for network in doomed:
-        ws.registry.set_network_status(network.name, network.version, "deleted")
-    layers: list[LayerVersion] = []
-    if not keep_layers:
-        used = {ref for n in ws.registry.networks() if n.status != "deleted" for ref in n.layers}
-        for pair in dict.fromkeys(p for n in doomed for p in n.layers):
-            layer = ws.registry.layer(pair[0], str(pair[1]))
-            if pair not in used and layer.status != "deleted":
-                ws.registry.set_layer_status(*pair, "deleted")
-                layers.append(layer)
-    return Deletion(doomed, layers)
 
 
 @dataclass
 class Collection:
     blocks: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes)
     streams: list[tuple[str, int]] = field(default_factory=list)  # (stream id, bytes)
-    temporary: list[tuple[str, int]] = field(default_factory=list)
+    temporary: list[tuple[str, int]] = field(default_factory=list)  # stale or partial files
     dry_run: bool = False
 
     @property
@@ -56,46 +34,79 @@ class Collection:
         return sum(b for group in (self.blocks, self.streams, self.temporary) for _, b in group)
 
 
-def _age(ws: Workspace, path: str, now: float) -> float:
-    try:
-        return now - ws.store.fs.modified(ws.store.path(path)).timestamp()
-    except (NotImplementedError, OSError, AttributeError):
-        return float("inf")
-
-
-def collect(ws: Workspace, dry_run: bool = False, grace_seconds: float = 600) -> Collection:
-    """Remove (or with `dry_run`, list) every unreferenced block, stream and temporary file."""
-    now, out = time.time(), Collection(dry_run=dry_run)
-    live = [v for v in ws.registry.layers() if v.status != "deleted"]
-    blocks, digests = {v.block_sha256 for v in live}, {v.digest for v in live}
+def _live_streams(ws: Workspace, snap: Snapshot) -> tuple[set[str], set[str]]:
+    """(ids of live streams, ids of streams marked damaged)."""
     datasets = ws.registry.datasets()
-    fingerprints, roots = {d.fingerprint for d in datasets}, {d.stream_id for d in datasets}
-    known = {s.id: s for s in ws.registry.streams()}
+    fingerprints = {d.fingerprint for d in datasets}
+    digests = {v.digest for v in snap.layers}
+    records: list[StreamRecord] = ws.registry.streams()
+    damaged = {s.id for s in records if s.status == "damaged"}
+    live = {d.stream_id for d in datasets} | {
+        s.id for s in records if s.dataset_fingerprint in fingerprints
+        and all(d in digests for d in s.chain)}
+    return live - damaged, damaged
+
+
+def _guard_against_a_foreign_registry(ws: Workspace, snap: Snapshot, files: list[str]) -> None:
+    if not snap.layers and not ws.registry.datasets() and any(
+            p.endswith(".safetensors") for p in files):
+        raise ConflictError(
+            f"the registry {ws.registry.shown!r} holds no dataset and no layer, but the store "
+            f"{ws.store.shown!r} holds blocks and streams: is this the registry that wrote them? "
+            "Nothing was removed", option("force", "to collect everything anyway"))
+
+
+def collect(ws: Workspace, dry_run: bool = False, grace_seconds: float = 600,
+            force: bool = False) -> Collection:
+    """Remove (or with `dry_run`, list) every unreferenced block, stream and stale file."""
+    if not (math.isfinite(grace_seconds) and grace_seconds >= 0):
+        raise ConfigError(f"the grace period must be a number of seconds >= 0, got "
+                          f"{grace_seconds}", option("grace"))
+    now, out = time.time(), Collection(dry_run=dry_run)
+    snap = Snapshot.read(ws.registry)
+    files = ws.store.list("blocks") + ws.store.list("streams")
+    if not force:
+        _guard_against_a_foreign_registry(ws, snap, files)
+    live_blocks = {v.block_sha256 for v in ws.registry.layers() if v.status != "deleted"}
+    live_streams, damaged = _live_streams(ws, snap)
+
     def old(path: str) -> bool:
-        return _age(ws, path, now) >= grace_seconds
+        modified = ws.store.modified(path)
+        return modified is None or now - modified >= grace_seconds
 
     by_stream: dict[str, list[str]] = {}
-    for path in ws.store.list("blocks") + ws.store.list("streams"):
+    for path in files:
         name = path.rsplit("/", 1)[-1]
-        files = by_stream.setdefault(path.split("/")[1], []) if path.startswith(
-            "streams/") else None
-        if name.startswith(".tmp-"):
+        if path.startswith("streams/"):
+            by_stream.setdefault(path.split("/")[1], []).append(path)
+        elif name.startswith(".tmp-"):
             if old(path):
                 out.temporary.append((path, ws.store.size(path)))
-        elif files is not None:
-            files.append(path)
-        elif name.split(".")[0] not in blocks and old(path):
+        elif name.split(".")[0] not in live_blocks and old(path):
             out.blocks.append((path, ws.store.size(path)))
     for sid, stream_files in sorted(by_stream.items()):
-        record = known.get(sid)
-        alive = sid in roots or (record is not None and record.dataset_fingerprint in fingerprints
-                                 and all(d in digests for d in record.chain))
-        if not alive and all(old(p) for p in stream_files):
+        if sid in damaged or (sid not in live_streams and all(old(p) for p in stream_files)):
             out.streams.append((sid, sum(ws.store.size(p) for p in stream_files)))
+        elif sid in live_streams:
+            out.temporary += _stale_shards(ws, sid, stream_files, old)
     if not dry_run:
-        for path, _ in out.blocks + out.temporary:
-            ws.store.delete(path)
-        for sid, _ in out.streams:
-            ws.store.delete(f"streams/{sid}")
-            ws.registry.delete_stream(sid)
+        _remove(ws, out)
     return out
+
+
+def _stale_shards(ws: Workspace, sid: str, files: list[str],
+                  old: Callable[[str], bool]) -> list[tuple[str, int]]:
+    manifest = read_manifest(ws.store, sid)
+    if manifest is None:
+        return []
+    named = {s.path for split in manifest.splits.values() for s in split.shards}
+    named.add(manifest_path(sid))
+    return [(p, ws.store.size(p)) for p in files if p not in named and old(p)]
+
+
+def _remove(ws: Workspace, out: Collection) -> None:
+    for path, _ in out.blocks + out.temporary:
+        ws.store.delete(path)
+    for sid, _ in out.streams:
+        ws.store.delete(f"streams/{sid}")
+        ws.registry.delete_stream(sid)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from mfstore.errors import DivergenceError, option
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,19 @@ class EpochReport:
 
 
 ProgressCallback = Callable[[EpochReport], None]
+
+
+def check_finite(algorithm: str, layer: int | None, epoch: int, loss: float, lr: float,
+                 module: nn.Module | None = None) -> None:
+    """Refuse a diverged run: a non-finite training loss, or non-finite weights."""
+    bad = not math.isfinite(loss) or (module is not None and not all(
+        bool(torch.isfinite(p).all()) for p in module.parameters()))
+    if bad:
+        who = "the backprop baseline" if layer is None else f"layer {layer + 1}"
+        raise DivergenceError(
+            f"training diverged: {who} ({algorithm}) reached a non-finite loss or weight at "
+            f"epoch {epoch} with learning rate {lr:g}; nothing was registered",
+            option("lr", "lower, e.g. a tenth of it", value=lr / 10))
 
 
 @dataclass

@@ -15,14 +15,15 @@ from mfstore.errors import ConfigError
 from mfstore.evaluation import evaluate, stack_metrics
 from mfstore.experiment import BASELINES, BaselineResult
 from mfstore.history import LayerHistory, ProgressCallback
-from mfstore.importing import check_name
 from mfstore.lineage import check_lineage, check_shapes
 from mfstore.materialize import chain_stream, next_stream, split_sources
 from mfstore.modules import MFLayer, build_layers
+from mfstore.names import check_name
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
 from mfstore.stream import StreamBatches, release_freed_memory
 from mfstore.training import SCHEDULES, train_layer, train_simultaneous
+from mfstore.verify import require_intact
 from mfstore.workspace import Workspace
 
 
@@ -86,6 +87,7 @@ def train_layer_version(ws: Workspace, name: str, dataset_name: str, on: Sequenc
     check_shapes(dataset, upstream)
     if not force:
         check_lineage(ws.registry, dataset, upstream)
+    require_intact(ws, upstream)
     in_shape = upstream[-1].spec.out_shape if upstream else tuple(dataset.input_shape)
     spec = plan.resolve(in_shape, dataset.classes)
     return fit_layer(ws, name, dataset, upstream, spec, config, callback,

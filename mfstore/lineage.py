@@ -4,8 +4,9 @@ trained on the outputs of another upstream chain computes something else on this
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from mfstore.errors import LineageError, SpecError
+from mfstore.errors import Fix, LineageError, SpecError, option
 from mfstore.registry import DatasetRecord, LayerVersion, Registry
 
 
@@ -35,17 +36,25 @@ def describe_chain(registry: Registry, digests: Sequence[str]) -> str:
     return "[" + " → ".join(by_digest.get(d, d[:12]) for d in digests) + "]"
 
 
-def retrain_command(layer: LayerVersion, dataset: str, upstream: Sequence[LayerVersion]) -> str:
-    spec = layer.spec
-    on = "".join(f" --on {u.ref}" for u in upstream)
-    return (f"mfstore train-layer {layer.name} --data {dataset}{on} --kind {spec.kind} "
-            f"--width {spec.width}")
+def retrain_fix(layer: LayerVersion, dataset: str, upstream: Sequence[LayerVersion]) -> Fix:
+    """Train `layer`'s spec again on the chain `upstream` of `dataset`."""
+    return Fix("train_layer", {"name": layer.name, "data": dataset,
+                               "on": [u.ref for u in upstream], "kind": layer.spec.kind,
+                               "width": layer.spec.width})
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A layer whose recorded input differs from what a chain feeds it."""
+
+    position: int  # 0-based
+    message: str
+    fix: Fix
 
 
 def lineage_problems(registry: Registry, dataset: DatasetRecord,
-                     layers: Sequence[LayerVersion]) -> list[tuple[int, str]]:
-    """(0-based position, message) for every layer whose recorded input differs from what
-    this chain feeds it."""
+                     layers: Sequence[LayerVersion]) -> list[Mismatch]:
+    """Every layer whose recorded input differs from what this chain feeds it."""
     problems = []
     for k, layer in enumerate(layers):
         actual = tuple(u.digest for u in layers[:k])
@@ -56,16 +65,20 @@ def lineage_problems(registry: Registry, dataset: DatasetRecord,
         here = describe_chain(registry, actual)
         data_note = "" if sig.dataset_fingerprint == dataset.fingerprint else (
             f" of another dataset (fingerprint {sig.dataset_fingerprint[:12]})")
-        problems.append((k,
-            f"{layer.ref} was trained on the outputs of {trained}{data_note} but here follows "
-            f"{here} of dataset {dataset.name!r}; retrain it with "
-            f"`{retrain_command(layer, dataset.name, layers[:k])}`"))
+        problems.append(Mismatch(k, f"{layer.ref} was trained on the outputs of {trained}"
+                                    f"{data_note} but here follows {here} of dataset "
+                                    f"{dataset.name!r}",
+                                 retrain_fix(layer, dataset.name, layers[:k])))
     return problems
 
 
-def check_lineage(registry: Registry, dataset: DatasetRecord, layers: Sequence[LayerVersion],
-                  force_hint: bool = True) -> None:
+def refuse(mismatch: Mismatch, why: str) -> LineageError:
+    """The error for a mismatch: retrain the layer, or force `why`."""
+    return LineageError(mismatch.message, mismatch.fix, option("force", why))
+
+
+def check_lineage(registry: Registry, dataset: DatasetRecord,
+                  layers: Sequence[LayerVersion]) -> None:
     problems = lineage_problems(registry, dataset, layers)
     if problems:
-        hint = " (or pass --force to use it anyway)" if force_hint else ""
-        raise LineageError(problems[0][1] + hint)
+        raise refuse(problems[0], "to use it anyway")

@@ -8,10 +8,9 @@ from dataclasses import replace
 import torch
 
 from mfstore.config import TrainConfig, resolve_device
-from mfstore.errors import IntegrityError
+from mfstore.errors import Fix, IntegrityError
 from mfstore.modules import MFLayer
 from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
-from mfstore.store import VERIFY_HINT
 from mfstore.stream import SPLITS, Manifest, StreamBatches, StreamWriter, read_manifest, stream_id
 from mfstore.training import layer_output_batches
 from mfstore.workspace import Workspace
@@ -20,9 +19,10 @@ from mfstore.workspace import Workspace
 def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
     manifest = read_manifest(ws.store, dataset.stream_id)
     if manifest is None:
-        raise IntegrityError(f"the imported examples of dataset {dataset.name!r} are missing "
-                             f"from the store; import it again with `mfstore data add "
-                             f"{dataset.name} {dataset.source}`; {VERIFY_HINT}")
+        raise IntegrityError(f"the imported examples of dataset {dataset.name!r} (stream "
+                             f"{dataset.stream_id[:12]}) are missing from the store",
+                             Fix("repair", {"auto": True}),
+                             Fix("import", {"name": dataset.name, "url": dataset.source}))
     return manifest
 
 
@@ -37,18 +37,20 @@ def write_outputs(ws: Workspace, layer: MFLayer, source: Manifest, sid: str, dat
 
 
 def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, layer: LayerVersion,
-                device: str = "auto", trained: MFLayer | None = None) -> Manifest:
+                device: str = "auto", trained: MFLayer | None = None,
+                rewrite: bool = False) -> Manifest:
     """The stream `layer` makes of `source` (which `source.chain` made of `dataset`), written
-    once and reused; `trained` saves reading back a block that is already in memory."""
+    once (or again, with `rewrite`) and reused; `trained` saves reading back a block that is
+    already in memory. A stream is recorded when it is written."""
     chain = [*source.chain, layer.digest]
     sid = stream_id(dataset.fingerprint, chain)
-    found = read_manifest(ws.store, sid)
+    found = None if rewrite else read_manifest(ws.store, sid)
     if found is None:
         module = trained if trained is not None else ws.load_block(layer).to_layer()
         found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain,
                               resolve_device(device))
-    ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
-                                        found.total_bytes))
+        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
+                                            found.total_bytes))
     return found
 
 

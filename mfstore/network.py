@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mfstore.config import resolve_device
-from mfstore.errors import SpecError
+from mfstore.errors import SpecError, option
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.lineage import check_shapes
 from mfstore.materialize import dataset_stream
@@ -26,6 +26,16 @@ def resolve_network(ws: Workspace, ref: str) -> NetworkVersion:
     return ws.registry.network(*parse_ref(ref))
 
 
+def check_upto(network: NetworkVersion, upto: int | None, count: int) -> int:
+    """How many layers to use: all, or the first `upto` (degraded mode)."""
+    if upto is None:
+        return count
+    if not 1 <= upto <= count:
+        raise SpecError(f"the number of layers to use must lie in 1..{count} for "
+                        f"{network.ref}, got {upto}", option("upto"))
+    return upto
+
+
 def evaluate_network(ws: Workspace, ref: str, dataset_name: str | None = None,
                      upto: int | None = None, device: str = "auto",
                      split: str = "test") -> tuple[NetworkVersion, Accuracy]:
@@ -33,9 +43,7 @@ def evaluate_network(ws: Workspace, ref: str, dataset_name: str | None = None,
     network = resolve_network(ws, ref)
     dataset = ws.registry.dataset(dataset_name or network.dataset)
     versions = network_layers(ws, network)
-    if upto is not None and not 1 <= upto <= len(versions):
-        raise SpecError(f"--upto must lie in 1..{len(versions)} for {network.ref}")
-    versions = versions[:upto] if upto else versions
+    versions = versions[:check_upto(network, upto, len(versions))]
     check_shapes(dataset, versions)
     layers = load_layers(ws, versions)
     source = StreamBatches(ws.store, dataset_stream(ws, dataset), split, 1,
@@ -49,6 +57,5 @@ def materialize(ws: Workspace, ref: str, mode: str | None = None,
     the first K blocks are read, so a network whose later layers are broken still answers."""
     network = resolve_network(ws, ref)
     versions = network_layers(ws, network)
-    if upto is not None and not 1 <= upto <= len(versions):
-        raise SpecError(f"--upto must lie in 1..{len(versions)} for {network.ref}")
-    return MFNet(load_layers(ws, versions[:upto]), mode or network.mode)
+    return MFNet(load_layers(ws, versions[:check_upto(network, upto, len(versions))]),
+                 mode or network.mode)

@@ -1,7 +1,17 @@
-"""`repair`: retrain only the damaged layers of a network, on their intact upstream streams,
-with their recorded spec, config and seed. Deterministic CPU training reproduces the original
-tensors bit for bit, so the layers above stay valid; otherwise they are re-evaluated on the
-new chain and retrained when their accuracy fell beyond the tolerance."""
+"""`repair`: mend what `verify` finds damaged, retraining as little as possible.
+
+- A damaged layer is retrained alone, on its intact upstream stream, with its recorded spec,
+  config and seed. Deterministic CPU training reproduces the original tensors bit for bit, so
+  the layers above stay valid; otherwise they are re-evaluated on the new chain and retrained
+  when their accuracy fell beyond the tolerance.
+- A damaged derived stream is a cache: it is removed and written again from its upstream
+  blocks (now, or when next needed if an upstream layer is itself being repaired).
+- A damaged stream(0) is read again from the dataset's recorded source, which must still hold
+  the same examples.
+
+With a network, its layers and streams are mended and a new network version registered; with
+none (`auto`), every damaged stream and layer version of the store.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +19,15 @@ from dataclasses import dataclass, field
 
 from mfstore.compose import retrain
 from mfstore.config import resolve_device
-from mfstore.errors import ConfigError, SpecError
+from mfstore.errors import ConfigError, SpecError, option
 from mfstore.history import ProgressCallback
+from mfstore.importing import reimport
 from mfstore.lineage import lineage_problems
+from mfstore.materialize import chain_stream
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
-from mfstore.verify import layer_accuracy, verify
+from mfstore.usage import Snapshot
+from mfstore.verify import StreamCheck, VerifyReport, layer_accuracy, verify
 from mfstore.workspace import Workspace
 
 
@@ -31,37 +44,81 @@ class Repaired:
 
 @dataclass
 class RepairResult:
-    network: NetworkVersion | None  # the new network version; None when nothing was damaged
+    network: NetworkVersion | None  # the new network version; None when none was registered
     repaired: list[Repaired] = field(default_factory=list)
     retrained_downstream: list[LayerVersion] = field(default_factory=list)
     kept_downstream: list[str] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)  # ids of the streams rebuilt or dropped
+
+    @property
+    def nothing(self) -> bool:
+        return not self.repaired and not self.streams
+
+
+def repair_streams(ws: Workspace, damaged: list[StreamCheck]) -> list[str]:
+    """Re-import damaged dataset streams; drop damaged derived streams and write them again
+    where their upstream layers are intact. Returns the ids handled."""
+    datasets = ws.registry.datasets()
+    records = {s.id: s for s in ws.registry.streams()}
+    by_digest = {d: vs[0] for d, vs in Snapshot.read(ws.registry).by_digest().items()
+                 if vs[0].status == "ok"}
+    for check in damaged:
+        roots = [d for d in datasets if d.stream_id == check.id]
+        if roots:
+            reimport(ws, roots[0])
+            continue
+        ws.store.delete(f"streams/{check.id}")
+        ws.registry.delete_stream(check.id)
+        record = records.get(check.id)
+        owners = [d for d in datasets if record and d.fingerprint == record.dataset_fingerprint]
+        if record and owners and all(d in by_digest for d in record.chain):
+            chain_stream(ws, owners[0], [by_digest[d] for d in record.chain])
+    return [c.id for c in damaged]
 
 
 def _targets(ws: Workspace, ref: str, position: int | None, auto: bool, count: int,
-             tolerance: float) -> list[int]:
+             report: VerifyReport | None) -> list[int]:
     if position is not None:
         if not 1 <= position <= count:
-            raise SpecError(f"--layer must lie in 1..{count} for {ref}")
+            raise SpecError(f"the layer to repair must lie in 1..{count} for {ref}, got "
+                            f"{position}", option("layer"))
         return [position]
-    if not auto:
-        raise ConfigError("say which layer to repair: --layer K, or --auto to repair every "
-                          "layer that `mfstore verify` finds damaged")
-    network = resolve_network(ws, ref)
-    report = verify(ws, ref, network.dataset, tolerance)
+    assert report is not None
     return [c.position for c in report.damaged if c.position is not None]
 
 
-def repair(ws: Workspace, ref: str, position: int | None = None, auto: bool = False,
-           tolerance: float = 0.02, device: str | None = None,
+def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
+           auto: bool = False, tolerance: float = 0.02, device: str | None = None,
            callback: ProgressCallback | None = None) -> RepairResult:
-    """Retrain the damaged layers of `ref` and register a new network version."""
+    """Mend the damaged layers and streams of `ref` (or, with `auto` and no `ref`, of the
+    whole store)."""
+    if position is None and not auto:
+        raise ConfigError("say what to repair: a layer of a network, or everything verify "
+                          "finds damaged", option("layer"), option("auto"))
+    if ref is None:
+        return repair_store(ws, tolerance, device, callback)
     network = resolve_network(ws, ref)
+    report = None
+    if auto:
+        report = verify(ws, ref, network.dataset, tolerance, device or "auto")
+        streams = repair_streams(ws, report.damaged_streams)
+        if streams:  # accuracy can be checked now that the streams are whole again
+            report = verify(ws, ref, network.dataset, tolerance, device or "auto")
+    else:
+        streams = []
     chain = network_layers(ws, network)
-    targets = _targets(ws, ref, position, auto, len(chain), tolerance)
-    if not targets:
-        return RepairResult(None)
+    targets = _targets(ws, network.ref, position, auto, len(chain), report)
+    result = RepairResult(None, streams=streams)
+    if targets:
+        result.network = _repair_layers(ws, network, chain, targets, tolerance, device,
+                                        callback, result)
+    return result
+
+
+def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVersion],
+                   targets: list[int], tolerance: float, device: str | None,
+                   callback: ProgressCallback | None, result: RepairResult) -> NetworkVersion:
     dataset = ws.registry.dataset(network.dataset)
-    result = RepairResult(None)
     for k in sorted(targets):
         old = chain[k - 1]
         new = retrain(ws, old, dataset, chain[:k - 1], callback, repairs=old.version,
@@ -76,9 +133,29 @@ def repair(ws: Workspace, ref: str, position: int | None = None, auto: bool = Fa
     note = f"{network.ref} repaired: " + ", ".join(
         f"{r.old.ref} → {r.new.ref}" + (" (bit-identical)" if r.identical else "")
         for r in result.repaired)
-    result.network = ws.registry.add_network(network.name, [(v.name, v.version) for v in chain],
-                                             network.mode, dataset.name,
-                                             forced=bool(remaining), note=note)
+    return ws.registry.add_network(network.name, [(v.name, v.version) for v in chain],
+                                   network.mode, dataset.name, forced=bool(remaining),
+                                   note=note)
+
+
+def repair_store(ws: Workspace, tolerance: float = 0.02, device: str | None = None,
+                 callback: ProgressCallback | None = None) -> RepairResult:
+    """Every damaged stream and layer version of the store (layers retrained on the chain
+    their lineage records, input side first)."""
+    report = verify(ws, None, None, tolerance, device or "auto")
+    result = RepairResult(None, streams=repair_streams(ws, report.damaged_streams))
+    by_digest = {d: vs[0] for d, vs in Snapshot.read(ws.registry).by_digest().items()
+                 if vs[0].status == "ok"}
+    for check in sorted(report.damaged, key=lambda c: len(c.layer.signature.chain)):  # inputs first
+        old = check.layer
+        upstream = [by_digest.get(d) for d in old.signature.chain]
+        if any(u is None for u in upstream):
+            continue  # its upstream is damaged too and not mended yet: repair that first
+        dataset = ws.registry.dataset(old.dataset)
+        new = retrain(ws, old, dataset, [u for u in upstream if u is not None], callback,
+                      repairs=old.version, note=f"repairs {old.ref}", device=device)
+        result.repaired.append(Repaired(old, new))
+        by_digest.setdefault(new.digest, new)
     return result
 
 

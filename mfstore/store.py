@@ -1,114 +1,223 @@
 """The store: an fsspec root holding `blocks/`, `streams/` and `exports/`.
 
-Writes are atomic (a temporary name, then a move), so a reader never sees a partial file;
-on local disks the data is fsynced before the move and the move before returning, so a
-file is durable before any registry row points at it. Reads verify the sha256.
+A reader never sees a partial file. On object stores (S3, GCS, Azure, memory) one PUT is
+atomic, so each object is written once, directly. On file systems a file is written under a
+temporary name and moved into place; on local disks the data is fsynced before the move and
+the move before returning, so a file is durable before any registry row points at it. Reads
+verify the sha256.
+
+Only `create()` (run by init) makes anything at the root: the folder or bucket, and the marker
+`mfstore-store.json` that tells a store from a mistyped URL. Opening a store and reading from
+it never creates anything. Failures to reach, read or write the store are one-line
+`StoreError`s (a missing object is `FileNotFoundError` from `get_optional`, or an
+`IntegrityError` where the registry promised it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import posixpath
+import re
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from mfstore.errors import IntegrityError, StoreError
+from mfstore.errors import Fix, IntegrityError, StoreError
 
-VERIFY_HINT = "run `mfstore verify` to find and repair damaged layers"
+T = TypeVar("T")
+OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
+MARKER = "mfstore-store.json"
+CHECK_URL = Fix("setting", {"name": "store"})
+VERIFY = Fix("verify", {})
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def display(url: str) -> str:
+    """A store URL as it may be shown: credentials in it masked."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _transport_error(err: BaseException) -> bool:
+    """An error of the network or object-store client (botocore, aiohttp, google, azure…)
+    rather than of our own code."""
+    if isinstance(err, OSError):
+        return True
+    module = type(err).__module__.split(".")[0]
+    return module in {"botocore", "aiobotocore", "aiohttp", "google", "azure", "requests",
+                      "urllib3", "s3fs", "gcsfs", "adlfs", "fsspec"}
+
+
+def _defaults(url: str) -> dict[str, object]:
+    """Storage options where the user set none (fsspec reads `FSSPEC_S3_*` settings): on S3,
+    each read is one GET (s3fs otherwise sends a HEAD first to size a concurrent download),
+    and an endpoint that does not answer is reported within seconds, not minutes."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict[str, object] = {}
+    if "FSSPEC_S3_MAX_CONCURRENCY" not in os.environ:
+        options["max_concurrency"] = 1
+    if "FSSPEC_S3_CONFIG_KWARGS" not in os.environ:
+        options["config_kwargs"] = {"connect_timeout": 5,
+                                    "retries": {"max_attempts": 2, "mode": "standard"}}
+    return options
+
+
 class Store:
     """Bytes under relative paths of one fsspec root."""
 
-    def __init__(self, url: str, create: bool = True) -> None:
-        self.url = url
+    def __init__(self, url: str) -> None:
+        self.url, self.shown = url, display(url)
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(url)
+            self.fs, root = fsspec.core.url_to_fs(url, **_defaults(url))
         except (ValueError, ImportError) as err:
-            raise StoreError(f"cannot reach store {url!r}: {err}; check --store / "
-                             "MFSTORE_STORE or install the protocol's fsspec backend") from err
-        self.root = self.root.rstrip("/")
+            hint = " (install mfstore[s3] for s3://)" if url.startswith("s3") else ""
+            raise StoreError(f"cannot reach store {self.shown!r}: {err}{hint}",
+                             CHECK_URL) from err
+        self.root = root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
+        if url.startswith(("s3://", "s3a://")):
+            self.fs.retries = 2  # s3fs's own retries, on top of botocore's (5 by default)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (
+            self.fs.protocol,)
+        self.object_store = any(p in OBJECT_STORES for p in protocols)
+
+    @contextmanager
+    def _reaching(self, doing: str) -> Iterator[None]:
+        """Errors of the file system or its network client, as one line."""
         try:
-            if create:
-                self.fs.makedirs(self.root, exist_ok=True)
-            elif not self.fs.isdir(self.root):
-                raise StoreError(f"store {url!r} does not exist; run `mfstore init`")
-        except OSError as err:
-            raise StoreError(f"cannot reach store {url!r}: {err}; check --store / "
-                             "MFSTORE_STORE") from err
+            yield
+        except (IntegrityError, StoreError, FileNotFoundError):
+            raise
+        except Exception as err:
+            if not _transport_error(err):
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if isinstance(err, PermissionError):
+                reason = f"permission denied ({reason})"
+            raise StoreError(f"cannot {doing}: {reason}", CHECK_URL) from err
+
+    def _call(self, doing: str, fn: Callable[[], T]) -> T:
+        with self._reaching(doing):
+            return fn()
 
     def path(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
+        return f"{self.root}/{rel}" if rel else self.root
 
     def url_of(self, rel: str) -> str:
         """A URL a user can read, for messages."""
-        return self.path(rel) if self.local else f"{self.url.rstrip('/')}/{rel}"
+        return self.path(rel) if self.local else f"{self.shown.rstrip('/')}/{rel}"
+
+    # the store itself ------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Make the root (folder or bucket) and its marker; a no-op on an existing store."""
+        def make() -> None:
+            bucket = self.root.split("/")[0]
+            if self.object_store and not self.fs.exists(bucket):
+                with contextlib.suppress(FileExistsError):  # another process made it first
+                    self.fs.mkdir(bucket)
+            elif not self.object_store:
+                self.fs.makedirs(self.root, exist_ok=True)
+            if not self.fs.exists(self.path(MARKER)):
+                self.put(MARKER, json.dumps({"format": "mfstore.store/1"}).encode())
+        self._call(f"create store {self.shown!r}", make)
+
+    def check(self) -> None:
+        """Refuse a root that is not an mfstore store (one request: its marker)."""
+        def found() -> bool:
+            return bool(self.fs.exists(self.path(MARKER)) or (
+                self.local and self.fs.isdir(self.path("blocks"))))  # a round-1 store
+        if not self._call(f"reach store {self.shown!r}", found):
+            raise StoreError(f"there is no mfstore store at {self.shown!r}", Fix("init"),
+                             CHECK_URL)
+
+    # objects -----------------------------------------------------------------------------
 
     def put(self, rel: str, data: bytes) -> None:
         """Write `data` at `rel` atomically (and durably on local disks)."""
         final = self.path(rel)
-        tmp = f"{posixpath.dirname(final)}/.tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}"
-        try:
+        with self._reaching(f"write {self.url_of(rel)}"):
+            if self.object_store:
+                self.fs.pipe_file(final, data)
+                return
+            tmp = f"{posixpath.dirname(final)}/.tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}"
             self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
             if self.local:
-                self._put_local(tmp, final, data)
+                _put_local(tmp, final, data)
             else:
                 self.fs.pipe_file(tmp, data)
                 self.fs.mv(tmp, final)
-        except OSError as err:
-            raise StoreError(f"cannot write {self.url_of(rel)}: {err}") from err
-
-    @staticmethod
-    def _put_local(tmp: str, final: str, data: bytes) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def get(self, rel: str, expected_sha256: str | None = None) -> bytes:
-        """The bytes at `rel`; with `expected_sha256`, refused unless they match."""
+        """The bytes at `rel`, which must exist; with `expected_sha256`, refused unless they
+        match."""
         try:
-            data = self.fs.cat_file(self.path(rel))
+            data = self.get_optional(rel)
         except FileNotFoundError as err:
-            raise IntegrityError(f"{self.url_of(rel)} is missing; {VERIFY_HINT}") from err
-        except OSError as err:
-            raise StoreError(f"cannot read {self.url_of(rel)}: {err}") from err
+            raise IntegrityError(f"{self.url_of(rel)} is missing", VERIFY) from err
         if expected_sha256 is not None and sha256(data) != expected_sha256:
             raise IntegrityError(
-                f"{self.url_of(rel)} is damaged: its sha256 is not {expected_sha256[:12]}…; "
-                f"{VERIFY_HINT}"
-            )
+                f"{self.url_of(rel)} is damaged: its sha256 is not {expected_sha256[:12]}…",
+                VERIFY)
         return data
 
+    def get_optional(self, rel: str) -> bytes:
+        """The bytes at `rel` in one request; `FileNotFoundError` when there are none."""
+        def read() -> bytes:
+            if self.local and os.path.isdir(self.path(rel)):
+                raise FileNotFoundError(self.path(rel))
+            return bytes(self.fs.cat_file(self.path(rel)))
+        return self._call(f"read {self.url_of(rel)}", read)
+
     def exists(self, rel: str) -> bool:
-        return bool(self.fs.exists(self.path(rel)))
+        return bool(self._call(f"reach {self.url_of(rel)}",
+                               lambda: self.fs.exists(self.path(rel))))
 
     def size(self, rel: str) -> int:
-        return int(self.fs.size(self.path(rel)))
+        return int(self._call(f"reach {self.url_of(rel)}", lambda: self.fs.size(self.path(rel))))
+
+    def modified(self, rel: str) -> float | None:
+        """Seconds since the epoch of the last write, or None where the store cannot say."""
+        try:
+            return float(self.fs.modified(self.path(rel)).timestamp())
+        except (NotImplementedError, OSError, AttributeError, KeyError):
+            return None
 
     def delete(self, rel: str) -> None:
-        if self.exists(rel):
-            self.fs.rm(self.path(rel), recursive=True)
+        """Remove the file or folder `rel`; a missing one is fine."""
+        def remove() -> None:
+            if self.fs.exists(self.path(rel)):
+                self.fs.rm(self.path(rel), recursive=True)
+        self._call(f"delete {self.url_of(rel)}", remove)
 
     def list(self, prefix: str) -> list[str]:
         """Relative paths of every file under `prefix` (temporary files included)."""
-        base = self.path(prefix)
-        if not self.fs.exists(base):
-            return []
-        root = self.root + "/"
-        return sorted(p[len(root):] if p.startswith(root) else p
-                      for p in self.fs.find(base))
+        base, root = self.path(prefix), self.root + "/"
+
+        def find() -> list[str]:
+            return sorted(p[len(root):] if p.startswith(root) else p
+                          for p in self.fs.find(base))
+        return self._call(f"list {self.url_of(prefix)}", find)
+
+
+def _put_local(tmp: str, final: str, data: bytes) -> None:
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,9 +1,11 @@
 """Activation streams: ordered safetensors shards (`x`, `y`) plus a `manifest.json`.
 
 A stream holds the train, validation and test splits of one dataset as seen through one
-chain of layers; its id is a digest of (dataset fingerprint, chain). Shards are written
-atomically and the manifest last, so a stream without a manifest is incomplete and is never
-read. Readers verify every shard's sha256, prefetch the next shard in the background,
+chain of layers; its id is a digest of (dataset fingerprint, chain). Each writer puts its
+shards in a folder of its own (`streams/<id>/<run>/`) and the manifest last, so a stream
+without a manifest is incomplete and is never read, and two processes writing the same stream
+at once never mix their shards: the last manifest names one writer's complete set. Readers
+verify every shard's sha256, prefetch the next shard in the background,
 shuffle the shard order and a bounded buffer, and hold memory to a few shards whatever the
 dataset size or the depth; a stream under the RAM budget is held in memory instead.
 """
@@ -16,6 +18,7 @@ import hashlib
 import json
 import queue
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -24,8 +27,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from mfstore.batches import Batch, TensorBatches, epoch_generator
-from mfstore.errors import IntegrityError
-from mfstore.store import VERIFY_HINT, Store, sha256
+from mfstore.errors import Fix, IntegrityError
+from mfstore.store import Store, sha256
+
+REPAIR = Fix("repair", {"auto": True})
 
 SPLITS = ("train", "val", "test")
 
@@ -91,14 +96,37 @@ def manifest_path(sid: str) -> str:
 
 
 def read_manifest(store: Store, sid: str) -> Manifest | None:
-    """The manifest of a complete stream, or None when the stream is absent or incomplete."""
-    if not store.exists(manifest_path(sid)):
+    """The manifest of a complete stream (one request), or None when the stream is absent or
+    incomplete."""
+    try:
+        data = store.get_optional(manifest_path(sid))
+    except FileNotFoundError:
         return None
     try:
-        return Manifest.from_json(store.get(manifest_path(sid)))
+        return Manifest.from_json(data)
     except (ValueError, KeyError, TypeError) as err:
-        raise IntegrityError(f"{store.url_of(manifest_path(sid))} is damaged ({err}); "
-                             f"{VERIFY_HINT}") from err
+        raise IntegrityError(f"the manifest of stream {sid[:12]} "
+                             f"({store.url_of(manifest_path(sid))}) is damaged ({err})",
+                             REPAIR) from err
+
+
+def stream_problems(store: Store, sid: str) -> list[str]:
+    """What is wrong with a stream that should be complete: its manifest, and every shard's
+    presence and sha256 (every byte is read)."""
+    try:
+        manifest = read_manifest(store, sid)
+    except IntegrityError as err:
+        return [err.message]
+    if manifest is None:
+        return [f"its manifest {store.url_of(manifest_path(sid))} is missing"]
+    problems = []
+    for split in manifest.splits.values():
+        for shard in split.shards:
+            try:
+                store.get(shard.path, expected_sha256=shard.sha256)
+            except IntegrityError as err:
+                problems.append(err.message)
+    return problems
 
 
 class StreamWriter:
@@ -108,6 +136,7 @@ class StreamWriter:
                  shard_bytes: int = StreamOptions.shard_bytes) -> None:
         self.store, self.shard_bytes = store, shard_bytes
         self.manifest = Manifest(sid, dataset_fingerprint, list(chain), {})
+        self.folder = f"streams/{sid}/{uuid.uuid4().hex[:12]}"  # this writer's shards
 
     def write_split(self, split: str, batches: Iterable[Batch]) -> SplitInfo:
         """Cut the batches into shards of about `shard_bytes` (whole examples)."""
@@ -137,7 +166,7 @@ class StreamWriter:
         x = torch.cat(xs) if xs else torch.zeros(0, *info.example_shape)
         y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.int64)
         data = st_save({"x": x.contiguous(), "y": y.contiguous()})
-        path = f"streams/{self.manifest.id}/{split}-{len(info.shards):05d}.safetensors"
+        path = f"{self.folder}/{split}-{len(info.shards):05d}.safetensors"
         self.store.put(path, data)
         info.shards.append(Shard(path, int(y.shape[0]), sha256(data), len(data)))
         info.count += int(y.shape[0])
@@ -158,7 +187,11 @@ def release_freed_memory() -> None:
 
 
 def load_shard(store: Store, shard: Shard, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    tensors = st_load(store.get(shard.path, expected_sha256=shard.sha256))
+    try:
+        tensors = st_load(store.get(shard.path, expected_sha256=shard.sha256))
+    except IntegrityError as err:
+        sid = shard.path.split("/")[1]
+        raise IntegrityError(f"stream {sid[:12]} is damaged: {err.message}", REPAIR) from err
     x, y = tensors["x"], tensors["y"]  # (n, *example_shape), (n,)
     return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
 

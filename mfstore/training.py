@@ -23,7 +23,13 @@ from mfstore.config import (
 )
 from mfstore.evaluation import validate_stack
 from mfstore.fitting import fit
-from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback
+from mfstore.history import (
+    EarlyStopping,
+    EpochReport,
+    LayerHistory,
+    ProgressCallback,
+    check_finite,
+)
 from mfstore.modules import MFLayer
 
 SCHEDULES = ("sequential", "simultaneous")
@@ -185,6 +191,8 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
                 break
             train_losses = (_simultaneous_epoch(layers, first_active, train, epoch, opt, device)
                             / n).tolist()
+            for k in range(first_active, len(layers)):
+                check_finite("mf", k, epoch + 1, train_losses[k], config.lr, layers[k])
             if schedule is not None:
                 schedule.step()
             val_losses, val_accs = validate_stack(layers, val, device)

@@ -1,8 +1,10 @@
-"""`verify`: is every block readable, unchanged (sha256) and finite, and does every layer still
-reach the accuracy recorded when it was trained? Damaged versions are marked in the registry."""
+"""`verify`: is every block readable, unchanged (sha256) and finite, is every stream a network
+depends on complete and unchanged, and does every layer still reach the accuracy recorded when
+it was trained? Damaged layer versions and streams are marked in the registry."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,14 +12,14 @@ import torch
 
 from mfstore.block import LayerBlock
 from mfstore.config import resolve_device
-from mfstore.errors import IntegrityError, StoreError
+from mfstore.errors import ConfigError, Fix, IntegrityError, StoreError
 from mfstore.evaluation import stack_metrics
-from mfstore.lineage import retrain_command
 from mfstore.materialize import chain_stream
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.store import sha256
-from mfstore.stream import StreamBatches
+from mfstore.stream import StreamBatches, stream_id, stream_problems
+from mfstore.usage import Snapshot
 from mfstore.workspace import Workspace, block_path
 
 
@@ -26,10 +28,24 @@ class LayerCheck:
     layer: LayerVersion
     position: int | None  # 1-based place in the verified network
     problems: list[str] = field(default_factory=list)
-    accuracy: float | None = None  # measured now, with --data
+    accuracy: float | None = None  # measured now, with a dataset
     recorded: float | None = None  # recorded at training time
     note: str = ""
-    repair: str = ""
+    fixes: list[Fix] = field(default_factory=list)
+    repaired_by: str | None = None  # a newer version that repairs this one
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class StreamCheck:
+    id: str
+    dataset: str
+    chain: list[str]  # the layers that made it (refs where known), input side first
+    problems: list[str] = field(default_factory=list)
+    fixes: list[Fix] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -41,13 +57,32 @@ class VerifyReport:
     network: NetworkVersion | None
     checks: list[LayerCheck]
     dataset: str | None
+    streams: list[StreamCheck] = field(default_factory=list)
 
     @property
     def damaged(self) -> list[LayerCheck]:
-        return [c for c in self.checks if not c.ok]
+        """Damaged layers that need mending: in the whole store, a version another version
+        already repairs does not (it is kept for the networks that still name it)."""
+        return [c for c in self.checks if not c.ok
+                and (self.network is not None or c.repaired_by is None)]
+
+    @property
+    def damaged_streams(self) -> list[StreamCheck]:
+        return [s for s in self.streams if not s.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.damaged_streams
 
 
-def _integrity(ws: Workspace, layer: LayerVersion) -> tuple[list[str], LayerBlock | None]:
+def check_tolerance(tolerance: float) -> float:
+    if not (math.isfinite(tolerance) and 0 <= tolerance <= 1):
+        raise ConfigError(f"the accuracy tolerance must lie in [0, 1] (a fraction: 0.02 = 2 "
+                          f"points), got {tolerance}")
+    return tolerance
+
+
+def block_problems(ws: Workspace, layer: LayerVersion) -> tuple[list[str], LayerBlock | None]:
     """Problems with the block file, and the block when its bytes still parse."""
     path = block_path(layer.block_sha256)
     try:
@@ -76,15 +111,50 @@ def layer_accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
     return stack_metrics([block.to_layer()], source, device).accuracies[0]
 
 
-def _repair_hint(ws: Workspace, layer: LayerVersion, network: NetworkVersion | None,
-                 position: int | None) -> str:
+def _layer_fix(snap: Snapshot, layer: LayerVersion, network: NetworkVersion | None,
+               position: int | None) -> Fix:
     if network is not None and position is not None:
-        return f"mfstore repair {network.ref} --layer {position}"
+        return Fix("repair", {"network": network.ref, "layer": position})
     pair = (layer.name, layer.version)
-    for net in ws.registry.networks():
-        if net.status != "deleted" and pair in net.layers:
-            return f"mfstore repair {net.ref} --layer {net.layers.index(pair) + 1}"
-    return retrain_command(layer, layer.dataset, [])
+    for net in snap.networks:
+        if pair in net.layers:
+            return Fix("repair", {"network": net.ref, "layer": net.layers.index(pair) + 1})
+    return Fix("repair", {"auto": True})
+
+
+def _streams_in_scope(ws: Workspace, network: NetworkVersion | None,
+                      layers: list[LayerVersion]) -> dict[str, tuple[str, list[str]]]:
+    """Stream id -> (dataset name, chain refs) for the streams to check: the dataset's
+    examples and every recorded prefix of the network's chain, or every recorded stream."""
+    recorded = {s.id: s for s in ws.registry.streams()}
+    datasets = ws.registry.datasets()
+    if network is None:
+        names = {d.fingerprint: d.name for d in datasets}
+        refs = {v.digest: v.ref for v in ws.registry.layers()}
+        out: dict[str, tuple[str, list[str]]] = {d.stream_id: (d.name, []) for d in datasets}
+        for s in recorded.values():
+            out.setdefault(s.id, (names.get(s.dataset_fingerprint, "?"),
+                                  [refs.get(d, d[:12]) for d in s.chain]))
+        return out
+    dataset = next(d for d in datasets if d.name == network.dataset)
+    out = {dataset.stream_id: (dataset.name, [])}
+    for k in range(1, len(layers) + 1):
+        sid = stream_id(dataset.fingerprint, [v.digest for v in layers[:k]])
+        if sid in recorded:
+            out[sid] = (dataset.name, [v.ref for v in layers[:k]])
+    return out
+
+
+def check_streams(ws: Workspace, network: NetworkVersion | None,
+                  layers: list[LayerVersion]) -> list[StreamCheck]:
+    fix = Fix("repair", {"network": network.ref, "auto": True} if network else {"auto": True})
+    checks = []
+    for sid, (dataset, chain) in _streams_in_scope(ws, network, layers).items():
+        check = StreamCheck(sid, dataset, chain, stream_problems(ws.store, sid))
+        if not check.ok:
+            check.fixes.append(fix)
+        checks.append(check)
+    return checks
 
 
 def _scope(ws: Workspace, ref: str | None) -> tuple[NetworkVersion | None, list[LayerVersion]]:
@@ -95,39 +165,57 @@ def _scope(ws: Workspace, ref: str | None) -> tuple[NetworkVersion | None, list[
 
 
 def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = None,
-           tolerance: float = 0.02, device: str = "auto") -> VerifyReport:
-    """Check the blocks of network `ref` (or of every live layer version); with a dataset,
-    compare each layer's test accuracy on it with the accuracy recorded at training time."""
+           tolerance: float = 0.02, device: str = "auto",
+           streams: bool = True) -> VerifyReport:
+    """Check the blocks of network `ref` (or of every live layer version) and, with `streams`,
+    the streams they depend on; with a dataset, compare each layer's test accuracy on it with
+    the accuracy recorded at training time."""
+    check_tolerance(tolerance)
+    ws.store.check()  # a store that is not there is an error, even with nothing to check
     network, layers = _scope(ws, ref)
     dataset = ws.registry.dataset(dataset_name) if dataset_name else None
-    by_digest = {v.digest: v for v in ws.registry.layers() if v.status != "deleted"}
+    snap = Snapshot.read(ws.registry)
+    by_digest = {d: versions[0] for d, versions in snap.by_digest().items()}
+    stream_checks = check_streams(ws, network, layers) if streams else []
+    broken = {s.id for s in stream_checks if not s.ok}
+    repaired_by = {(v.name, v.repairs): v.ref for v in snap.layers if v.repairs is not None}
     checks: list[LayerCheck] = []
     intact: dict[str, bool] = {}  # digest -> block intact, for the layers checked so far
     for i, layer in enumerate(layers):
-        check = LayerCheck(layer, i + 1 if network else None)
-        check.problems, block = _integrity(ws, layer)
+        check = LayerCheck(layer, i + 1 if network else None,
+                           repaired_by=repaired_by.get((layer.name, layer.version)))
+        check.problems, block = block_problems(ws, layer)
         intact[layer.digest] = intact.get(layer.digest, False) or not check.problems
         if dataset is not None and block is not None:
-            _check_accuracy(ws, check, block, dataset, by_digest, intact, tolerance,
+            _check_accuracy(ws, check, block, dataset, by_digest, intact, broken, tolerance,
                             resolve_device(device))
-        if not check.ok:
-            check.repair = _repair_hint(ws, layer, network, check.position)
+        if not check.ok and check.repaired_by is None:
+            check.fixes.append(_layer_fix(snap, layer, network, check.position))
         checks.append(check)
+    _record(ws, checks, stream_checks)
+    return VerifyReport(network, checks, dataset.name if dataset else None, stream_checks)
+
+
+def _record(ws: Workspace, checks: list[LayerCheck], streams: list[StreamCheck]) -> None:
     for check in checks:
         status = "ok" if check.ok else "damaged"
         if check.layer.status != status:
             ws.registry.set_layer_status(check.layer.name, check.layer.version, status)
-    return VerifyReport(network, checks, dataset.name if dataset else None)
+    for stream in streams:
+        ws.registry.set_stream_status(stream.id, "ok" if stream.ok else "damaged")
 
 
-def _check_accuracy(ws: Workspace, check: LayerCheck, block: LayerBlock,
-                    dataset: DatasetRecord, by_digest: dict[str, LayerVersion],
-                    intact: dict[str, bool], tolerance: float, device: torch.device) -> None:
+def _check_accuracy(ws: Workspace, check: LayerCheck, block: LayerBlock, dataset: DatasetRecord,
+                    by_digest: dict[str, LayerVersion], intact: dict[str, bool],
+                    broken: set[str], tolerance: float, device: torch.device) -> None:
     chain = check.layer.signature.chain
     if not all(d in by_digest and intact.get(d, True) for d in chain):
         check.note = "accuracy not checked: an upstream layer is damaged or unknown"
         return
     upstream = [by_digest[d] for d in chain]
+    if any(stream_id(dataset.fingerprint, chain[:k]) in broken for k in range(len(chain) + 1)):
+        check.note = "accuracy not checked: its input stream is damaged"
+        return
     check.accuracy = layer_accuracy(ws, block, dataset, upstream, device)
     check.recorded = check.layer.metrics.get("test_accuracy")
     if check.recorded is not None and check.recorded - check.accuracy > tolerance:
@@ -135,3 +223,17 @@ def _check_accuracy(ws: Workspace, check: LayerCheck, block: LayerBlock,
             f"test accuracy {check.accuracy:.2%} against {check.recorded:.2%} recorded at "
             f"training (a drop of {100 * (check.recorded - check.accuracy):.1f} points, more "
             f"than the {100 * tolerance:.1f} tolerated)")
+
+
+def require_intact(ws: Workspace, layers: Sequence[LayerVersion]) -> None:
+    """Refuse to build on a layer marked damaged or whose block is damaged now (marked so)."""
+    snap = Snapshot.read(ws.registry)
+    for layer in layers:
+        problems = ["it is marked damaged"] if layer.status == "damaged" else (
+            block_problems(ws, layer)[0])
+        if problems:
+            if layer.status != "damaged":
+                ws.registry.set_layer_status(layer.name, layer.version, "damaged")
+            raise IntegrityError(f"layer {layer.ref} is damaged ({'; '.join(problems)}); "
+                                 "nothing was built on it",
+                                 _layer_fix(snap, layer, None, None))

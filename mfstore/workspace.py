@@ -1,14 +1,20 @@
 """`Workspace`: where things live. Resolves home, registry URL and store URL from arguments,
 then `MFSTORE_HOME` / `MFSTORE_REGISTRY` / `MFSTORE_STORE`, then defaults (`./.mfstore`,
-SQLite in home, `<home>/store`)."""
+SQLite in home, `<home>/store`).
+
+`Workspace.init` creates what is missing (registry, store); `Workspace.open` creates nothing
+and refuses a registry or store that is not there. The store is opened on first use, so a
+command that only reads the registry never touches it.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mfstore.block import LayerBlock
+from mfstore.errors import Fix, StoreError
 from mfstore.registry import LayerVersion, Registry
 from mfstore.store import Store, sha256
 from mfstore.stream import StreamOptions
@@ -20,28 +26,75 @@ def block_path(sha: str) -> str:
     return f"blocks/{sha[:2]}/{sha}.safetensors"
 
 
-@dataclass
-class Workspace:
+@dataclass(frozen=True)
+class Locations:
+    """Where a workspace lives, resolved once where a command or API call enters."""
+
     home: str
-    registry: Registry
-    store: Store
-    stream_options: StreamOptions = field(default_factory=StreamOptions)
+    registry: str
+    store: str
+    in_home: bool  # the registry or the store defaulted to a place inside home
+
+    @classmethod
+    def resolve(cls, home: str | None = None, registry: str | None = None,
+                store: str | None = None) -> Locations:
+        home = home or os.environ.get("MFSTORE_HOME") or DEFAULT_HOME
+        if os.path.exists(home) and not os.path.isdir(home):
+            raise StoreError(f"home {home!r} is a file, not a folder",
+                             Fix("setting", {"name": "home"}))
+        absolute = Path(home).resolve()
+        registry = registry or os.environ.get("MFSTORE_REGISTRY")
+        store = store or os.environ.get("MFSTORE_STORE")
+        return cls(home, registry or f"sqlite:///{absolute / 'registry.db'}",
+                   store or str(absolute / "store"), registry is None or store is None)
+
+
+def stream_options_from_env() -> StreamOptions:
+    return StreamOptions(
+        shard_bytes=int(os.environ.get("MFSTORE_SHARD_BYTES", StreamOptions.shard_bytes)),
+        ram_budget=int(os.environ.get("MFSTORE_RAM_BUDGET", StreamOptions.ram_budget)))
+
+
+class Workspace:
+    def __init__(self, where: Locations, registry: Registry,
+                 stream_options: StreamOptions | None = None) -> None:
+        self.where, self.home, self.registry = where, where.home, registry
+        self.stream_options = stream_options or stream_options_from_env()
+        self._store: Store | None = None
 
     @classmethod
     def open(cls, home: str | None = None, registry: str | None = None,
              store: str | None = None, stream_options: StreamOptions | None = None) -> Workspace:
-        home = home or os.environ.get("MFSTORE_HOME") or DEFAULT_HOME
-        registry = registry or os.environ.get("MFSTORE_REGISTRY")
-        store = store or os.environ.get("MFSTORE_STORE")
-        if registry is None or store is None:
-            Path(home).mkdir(parents=True, exist_ok=True)
-        registry = registry or f"sqlite:///{Path(home).resolve() / 'registry.db'}"
-        store = store or str(Path(home).resolve() / "store")
-        if stream_options is None:
-            stream_options = StreamOptions(
-                shard_bytes=int(os.environ.get("MFSTORE_SHARD_BYTES", StreamOptions.shard_bytes)),
-                ram_budget=int(os.environ.get("MFSTORE_RAM_BUDGET", StreamOptions.ram_budget)))
-        return cls(home, Registry(registry), Store(store), stream_options)
+        """An existing workspace; nothing is created."""
+        where = Locations.resolve(home, registry, store)
+        return cls(where, Registry(where.registry), stream_options)
+
+    @classmethod
+    def init(cls, home: str | None = None, registry: str | None = None,
+             store: str | None = None, stream_options: StreamOptions | None = None) -> Workspace:
+        """Create the registry and the store where they are missing (safe to run again, and
+        by several processes at once); an existing registry is brought up to date."""
+        where = Locations.resolve(home, registry, store)
+        if where.in_home:
+            try:
+                Path(where.home).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"cannot create home {where.home!r}: {err}",
+                                 Fix("setting", {"name": "home"})) from err
+        ws = cls(where, Registry(where.registry, create=True), stream_options)
+        store_ = Store(where.store)
+        store_.create()
+        ws._store = store_
+        return ws
+
+    @property
+    def store(self) -> Store:
+        """The store, opened and checked on first use."""
+        if self._store is None:
+            store = Store(self.where.store)
+            store.check()
+            self._store = store
+        return self._store
 
     def put_block(self, block: LayerBlock) -> str:
         """Store a block (durably) and return its address, the sha256 of its bytes."""

@@ -26,7 +26,7 @@ def _partial_stream(store_dir, known: set[str]) -> bool:
 
 def test_sigkill_while_writing_the_output_stream(tmp_path):
     env = {**os.environ, "MFSTORE_SHARD_BYTES": "200000"}
-    ws = Workspace.open(home=str(tmp_path))
+    ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
     known = {p.name for p in (tmp_path / "store" / "streams").iterdir()}
     proc = subprocess.Popen([MFSTORE, "--home", str(tmp_path), *COMMAND], env=env,

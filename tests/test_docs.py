@@ -1,15 +1,35 @@
-"""The README's commands are the ones CI and users run."""
+"""The README's commands are the ones CI and users run, and its examples run as written."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def _bash_blocks() -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return re.findall(r"```bash\n(.*?)```", README, re.S)
+
+
+def readme_commands() -> list[tuple[list[str], int]]:
+    """Every `mfstore …` line of the README's bash blocks, in order, with the exit code its
+    comment promises (`refused (exit N)`, else 0). `serve` (it runs until stopped) and the two
+    set-up commands are left out."""
+    commands = []
+    for block in _bash_blocks():
+        for line in block.replace("\\\n", " ").splitlines():
+            code, _, comment = line.partition("#")
+            words = shlex.split(code)
+            if not words or words[0] != "mfstore" or words[1] == "serve":
+                continue
+            expected = re.search(r"refused \(exit (\d+)\)", comment)
+            commands.append((words[1:], int(expected.group(1)) if expected else 0))
+    return commands
 
 
 def test_ci_runs_the_readme_test_command():
@@ -22,8 +42,22 @@ def test_readme_demo_command_sets_up_and_runs_the_demo():
     assert demo.startswith("python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0")
 
 
+@pytest.mark.slow
+def test_readme_command_line_runs_as_written(tmp_path, monkeypatch):
+    from tests.cli_run import cli
+
+    monkeypatch.chdir(tmp_path)
+    commands = readme_commands()
+    assert len(commands) > 25
+    for args, code in commands:
+        out = cli(*args)
+        assert out.returncode == code, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+    assert (tmp_path / "digits.onnx").exists() and (tmp_path / "triton").is_dir()
+
+
 def test_readme_python_blocks_run():
-    for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+    for block in re.findall(r"```python\n(.*?)```", README, re.S):
         exec(compile(block, "README.md", "exec"), {})
 
 

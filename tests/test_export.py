@@ -26,7 +26,7 @@ CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.01, device="cpu")
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    ws = Workspace.open(home=str(tmp_path_factory.mktemp("export")))
+    ws = Workspace.init(home=str(tmp_path_factory.mktemp("export")))
     import_dataset(ws, "digits", "sklearn:digits")
     train_network(ws, "mlp", "digits", "dense:32,dense:16:act=gelu", CONFIG)
     train_network(ws, "cnn", "digits", "conv:8,conv:8:pool=max,dense:16:act=tanh", CONFIG)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 
 import pytest
@@ -12,28 +11,7 @@ import torch
 from mfstore.block import LayerBlock
 from mfstore.store import sha256
 from mfstore.workspace import Workspace, block_path
-from tests.cli_run import in_home, json_of
-
-QUICK = ["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    home = tmp_path_factory.mktemp("trained")
-    for args in (["data", "add", "digits", "sklearn:digits"],
-                 ["train", "net", "--data", "digits", "--arch", "dense:32,dense:32",
-                  "--baseline", "none", *QUICK]):
-        out = in_home(home, *args)
-        assert out.returncode == 0, out.stderr
-    return home
-
-
-@pytest.fixture
-def home(trained, tmp_path):
-    copy = tmp_path / "home"
-    shutil.copytree(trained, copy)
-    return copy
-
+from tests.cli_run import QUICK, in_home, json_of
 
 
 def layer_of(home, ref):
@@ -72,7 +50,7 @@ def test_flipped_bytes_are_found_and_repaired_bit_for_bit(home):
     assert out.returncode == 8
     assert "DAMAGED layer 2 net.l2@1" in out.stdout
     assert "does not match its sha256 (changed, flipped or truncated bytes)" in out.stdout
-    assert "repair: mfstore repair net@1 --layer 2" in out.stdout
+    assert "repair: run `mfstore repair net@1 --layer 2`" in out.stdout
     assert "ok      layer 1 net.l1@1" in out.stdout
     assert layer_of(home, "net.l2@1")["status"] == "damaged"
     refused = in_home(home, "eval", "net@1")
@@ -188,7 +166,7 @@ def test_swap_lists_and_retrains_downstream_layers(home):
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: swapping in first@1 leaves downstream layers trained on another chain: "
-        "net.l2@1; pass --retrain-downstream to retrain them (or --force to keep them)")
+        "net.l2@1; pass --retrain-downstream to retrain them (or pass --force to keep them)")
     done = json_of(home, "swap", "net@1", "--layer", "1", "--with", "first@1",
                    "--retrain-downstream")
     assert done["stale"] == ["net.l2@1"] and [v["ref"] for v in done["retrained"]] == ["net.l2@2"]

@@ -29,7 +29,7 @@ SHAPE = [1, 8, 8]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     home = tmp_path_factory.mktemp("serve")
-    ws = Workspace.open(home=str(home))
+    ws = Workspace.init(home=str(home))
     import_dataset(ws, "digits", "sklearn:digits")
     train_network(ws, "net", "digits", "dense:32,dense:32",
                   TrainConfig(epochs=3, batch_size=64, lr=0.01, device="cpu"))

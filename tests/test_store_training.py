@@ -32,7 +32,7 @@ def _in_memory(digits, trainer, config=CONFIG):
 @pytest.mark.parametrize("schedule,trainer", [("sequential", train_sequential),
                                               ("simultaneous", train_simultaneous)])
 def test_store_training_matches_in_memory_bit_for_bit(tmp_path, digits, schedule, trainer):
-    ws = Workspace.open(home=str(tmp_path))
+    ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
     result = train_network(ws, "n", "digits", ARCH, CONFIG, schedule)
     stored = load_layers(ws, network_layers(ws, result.network))
@@ -46,7 +46,7 @@ def test_store_training_matches_in_memory_bit_for_bit(tmp_path, digits, schedule
 
 def test_streamed_from_shards_with_a_bounded_buffer_reaches_the_same_accuracy(tmp_path, digits):
     options = StreamOptions(shard_bytes=64 << 10, ram_budget=0, shuffle_buffer=256)
-    ws = Workspace.open(home=str(tmp_path), stream_options=options)
+    ws = Workspace.init(home=str(tmp_path), stream_options=options)
     import_dataset(ws, "digits", "sklearn:digits")
     config = TrainConfig(epochs=20, batch_size=64, seed=4, device="cpu")
     result = train_network(ws, "n", "digits", ARCH, config, "sequential")
@@ -59,7 +59,7 @@ def test_streamed_from_shards_with_a_bounded_buffer_reaches_the_same_accuracy(tm
 
 
 def test_output_streams_are_reused(tmp_path):
-    ws = Workspace.open(home=str(tmp_path))
+    ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
     train_network(ws, "n", "digits", "dense:16", CONFIG)
     files = {p: ws.store.fs.modified(ws.store.path(p)) for p in ws.store.list("streams")}

@@ -68,8 +68,10 @@ def test_a_damaged_shard_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-4])
     reader = StreamBatches(store, manifest, "val", 64, options=StreamOptions(ram_budget=0))
     with pytest.raises(IntegrityError, match=re.escape(
-            f"{path} is damaged: its sha256 is not {shard.sha256[:12]}…; run `mfstore verify`")):
+            f"stream {manifest.id[:12]} is damaged: {path} is damaged: its sha256 is not "
+            f"{shard.sha256[:12]}…; repair the store")) as err:
         list(reader.batches(0))
+    assert [(f.action, f.args) for f in err.value.fixes] == [("repair", {"auto": True})]
 
 
 def test_consumer_stopping_early_ends_the_prefetch_thread(tmp_path):

@@ -58,14 +58,16 @@ def _members(url: str) -> dict[str, bytes]:
     if fs.is_dir(url):
         names = [n for n in fs.list_names(url) if n in wanted]
         return {n: fs.read_bytes(fs.join(url, n)) for n in names}
-    data = fs.read_bytes(url)
+    data, cap = fs.read_bytes(url), fs.max_read_bytes()
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            return {
-                posixpath.basename(m.name): tar.extractfile(m).read()  # type: ignore[union-attr]
-                for m in tar.getmembers()
-                if m.isfile() and posixpath.basename(m.name) in wanted
-            }
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and posixpath.basename(m.name) in wanted]
+            if sum(m.size for m in members) > cap:
+                raise DataFormatError(f"{url}: its batches unpack to more than the {cap} bytes "
+                                      "a data file may hold (MFSTORE_MAX_READ_BYTES)")
+            return {posixpath.basename(m.name): tar.extractfile(m).read()  # type: ignore[union-attr]
+                    for m in members}
     except tarfile.TarError as err:
         raise DataFormatError(f"{url}: not a readable tar archive ({err})") from err
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
+import os
 import posixpath
+import zlib
 
 import fsspec
 from fsspec.spec import AbstractFileSystem
@@ -50,12 +51,53 @@ def join(url: str, name: str) -> str:
     return url.rstrip("/") + "/" + name
 
 
-def read_bytes(url: str) -> bytes:
-    """All bytes of `url`, gunzipped when the name ends in `.gz`."""
-    fs, path = resolve(url)
+def max_read_bytes() -> int:
+    """The most bytes a data file may hold (or unpack to): `MFSTORE_MAX_READ_BYTES`, 16 GiB
+    by default, so a device, a pipe or a runaway archive cannot exhaust memory."""
+    return int(os.environ.get("MFSTORE_MAX_READ_BYTES", 16 << 30))
+
+
+def _check_regular(fs: AbstractFileSystem, path: str, url: str, cap: int) -> None:
     try:
+        info = fs.info(path)
+    except FileNotFoundError as err:
+        raise DataSourceError(f"cannot reach {url!r}: no such file; check the path") from err
+    if info.get("type") == "directory":
+        raise DataSourceError(f"{url!r} is a directory; give a file or a supported folder")
+    if info.get("type") != "file":
+        raise DataSourceError(f"{url!r} is not a regular file (a device, pipe or socket); "
+                              "give a data file")
+    if (info.get("size") or 0) > cap:
+        raise DataFormatError(f"{url!r} holds {info['size']} bytes, more than the "
+                              f"{cap} a data file may hold (MFSTORE_MAX_READ_BYTES)")
+
+
+def _gunzip(data: bytes, url: str, cap: int) -> bytes:
+    unpack = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = unpack.decompress(data, cap + 1)
+        if len(out) > cap:
+            raise DataFormatError(f"{url!r} unpacks to more than the {cap} bytes a data file "
+                                  "may hold (MFSTORE_MAX_READ_BYTES)")
+        if not unpack.eof:
+            raise zlib.error("truncated stream")
+        return out
+    except zlib.error as err:
+        raise DataFormatError(f"{url!r} is not a valid gzip file ({err}); re-download it") from err
+
+
+def read_bytes(url: str) -> bytes:
+    """All bytes of `url` (a regular file, at most `max_read_bytes()`), gunzipped when the
+    name ends in `.gz`."""
+    fs, path = resolve(url)
+    cap = max_read_bytes()
+    try:
+        _check_regular(fs, path, url, cap)
         with fs.open(path, "rb") as f:
-            data = f.read()
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            raise DataFormatError(f"{url!r} holds more than the {cap} bytes a data file may "
+                                  "hold (MFSTORE_MAX_READ_BYTES)")
     except FileNotFoundError as err:
         raise DataSourceError(f"cannot reach {url!r}: no such file; check the path") from err
     except IsADirectoryError as err:
@@ -63,9 +105,5 @@ def read_bytes(url: str) -> bytes:
     except OSError as err:
         raise DataSourceError(f"cannot reach {url!r}: {err}") from err
     if url.endswith(".gz") and not url.endswith(".tar.gz"):
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise DataFormatError(
-                f"{url!r} is not a valid gzip file ({err}); re-download it") from err
+        return _gunzip(data, url, cap)
     return data

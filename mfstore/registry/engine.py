@@ -1,79 +1,107 @@
-"""Opening a registry database: SQLite pragmas, schema creation and the schema version."""
+"""Opening a registry database: the URL (driver chosen, password never shown), SQLite's
+settings, and errors that name the URL and the fix."""
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from mfstore.errors import RegistryError
-from mfstore.registry.rows import Base, MetaRow
+from mfstore.errors import Fix, RegistryError
 
-SCHEMA_VERSION = 2
-
-
-def _add_exports(engine: Engine) -> None:
-    Base.metadata.create_all(engine)  # creates only the missing `exports` table
+WRITE = {"mfstore_write": True}  # execution option: a transaction that will write
+CHECK_URL = Fix("setting", {"name": "registry"})
+INIT = Fix("init")
 
 
-MIGRATIONS = {1: _add_exports}  # from version N to N + 1
+def display_url(url: str | URL) -> str:
+    """`url` as it may be shown: as written, with the password masked."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
-    """WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue instead of deadlocking."""
+def engine_url(url: str) -> URL:
+    """The URL to connect with: `postgresql://` means psycopg 3 (the `postgres` extra)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as err:
+        raise RegistryError(f"cannot open registry {display_url(url)!r}: not a database URL "
+                            f"({err})", CHECK_URL) from err
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    database = str(url.database)
+    if url.query.get("uri") == "true" and database.startswith("file:"):  # sqlite:///file:…?uri=true
+        database = database[len("file:"):].split("?", 1)[0]
+        return None if database.startswith(":memory:") or database == "" else database
+    return database
+
+
+def check_sqlite_file(path: str, shown: str, create: bool) -> None:
+    """Refuse what is not a registry before SQLite creates or misreads it."""
+    if os.path.isdir(path):
+        raise RegistryError(f"registry {shown!r} is a folder, not a database file", CHECK_URL)
+    if not os.path.exists(path):
+        if not create:
+            raise RegistryError(f"there is no mfstore registry at {shown!r}", INIT, CHECK_URL)
+        return
+    if os.path.getsize(path) == 0:
+        raise RegistryError(f"registry {shown!r} is an empty file, not an mfstore registry; "
+                            "delete it or choose another registry", CHECK_URL)
+
+
+def _sqlite_settings(engine: Engine) -> None:
+    """WAL and a busy timeout; writers BEGIN IMMEDIATE so they queue instead of deadlocking,
+    readers BEGIN plainly (and work on a read-only file)."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get("mfstore_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def open_engine(url: str) -> Engine:
-    """An engine on `url` with the schema in place; errors name the URL and the fix."""
-    hint = "check --registry / MFSTORE_REGISTRY"
+def make_engine(url: str, create: bool = False) -> Engine:
+    """An engine on `url`; for SQLite the file must exist unless `create`."""
+    parsed, shown = engine_url(url), display_url(url)
+    path = sqlite_file(parsed)
+    if path is not None:
+        check_sqlite_file(path, shown, create)
     try:
-        engine = create_engine(url)
+        engine = create_engine(parsed, pool_pre_ping=path is None)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as err:
-        raise RegistryError(f"cannot open registry {url!r}: {err}; {hint}") from err
-    if engine.dialect.name == "sqlite":
-        _sqlite_pragmas(engine)
-    try:
-        _ensure_schema(engine)
-    except OperationalError as err:
-        raise RegistryError(f"cannot open registry {url!r}: {err.orig}; {hint}") from err
-    except SQLAlchemyError as err:
-        raise RegistryError(f"cannot open registry {url!r}: {err}; {hint}") from err
+        hint = " (install mfstore[postgres] for PostgreSQL)" if "postgres" in shown else ""
+        raise RegistryError(f"cannot open registry {shown!r}: {err}{hint}", CHECK_URL) from err
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_settings(engine)
     return engine
 
 
-def _ensure_schema(engine: Engine) -> None:
-    if not inspect(engine).has_table(MetaRow.__tablename__):
-        Base.metadata.create_all(engine)
-        with Session(engine) as session, session.begin():
-            if session.get(MetaRow, "schema_version") is None:
-                session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-    with Session(engine) as session:
-        found = session.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
-    while found is not None and found.isdigit() and int(found) in MIGRATIONS:
-        MIGRATIONS[int(found)](engine)
-        with Session(engine) as session, session.begin():
-            row = session.get(MetaRow, "schema_version")
-            if row is not None and row.value == found:
-                row.value = str(int(found) + 1)
-            found = row.value if row is not None else None
-    if found != str(SCHEMA_VERSION):
-        raise RegistryError(
-            f"registry schema version {found}, this mfstore expects {SCHEMA_VERSION}; use the "
-            "mfstore release that created it, or a new registry"
-        )
+def registry_error(shown: str, err: SQLAlchemyError, doing: str = "open") -> RegistryError:
+    """One line for a database error: the driver's first line, never the SQL or the password."""
+    orig = getattr(err, "orig", None) or err
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if "readonly" in first or "read-only" in first:
+        return RegistryError(f"cannot {doing} registry {shown!r}: it is read-only ({first})",
+                             CHECK_URL)
+    return RegistryError(f"cannot {doing} registry {shown!r}: {first}", CHECK_URL)

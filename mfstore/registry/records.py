@@ -11,6 +11,7 @@ from mfstore.errors import NotFoundError
 from mfstore.spec import LayerSpec
 
 LAYER_STATUSES = ("ok", "damaged", "deleted")
+STREAM_STATUSES = ("ok", "damaged")
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ class StreamRecord:
     dataset_fingerprint: str
     chain: tuple[str, ...]
     bytes: int
+    status: str = "ok"
     created: datetime | None = None
 
 
 def parse_ref(text: str) -> tuple[str, str | None]:
     """`name`, `name@3` or `name@prod` -> (name, selector or None)."""
     name, sep, selector = text.partition("@")
-    if not name or (sep and not selector):
+    if not name or (sep and not selector) or "@" in selector:
         raise NotFoundError(f"cannot read {text!r}; write NAME, NAME@VERSION or NAME@ALIAS")
     return name, selector or None

@@ -1,8 +1,11 @@
-"""`Registry`: datasets, layer versions, aliases, networks and streams, as plain records.
+"""`Registry`: datasets, layer versions, aliases, networks, streams and exports, as plain
+records.
 
-Versions are integers 1, 2, … per name, allocated inside the write transaction (SQLite takes
-the write lock at BEGIN) and retried on a unique-key conflict, so concurrent writers get
-distinct versions and lose nothing.
+Every write is one transaction that is either idempotent or retried on a conflict: versions
+are allocated inside the transaction (SQLite takes the write lock at BEGIN IMMEDIATE;
+PostgreSQL raises a unique violation that the retry resolves), and a row another process
+inserted first is read back instead of failing. Database errors become one-line
+`RegistryError`s that never show the password.
 """
 
 from __future__ import annotations
@@ -10,64 +13,95 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mfstore.block import InputSignature
-from mfstore.errors import ConflictError, NotFoundError, RegistryError
+from mfstore.errors import ConflictError, Fix, NotFoundError, RegistryError
+from mfstore.names import check_alias
 from mfstore.registry import rows as r
-from mfstore.registry.engine import open_engine
+from mfstore.registry.convert import (
+    dataset_record,
+    export_record,
+    layer_record,
+    network_record,
+    resolve,
+    stream_record,
+)
+from mfstore.registry.engine import WRITE, display_url, make_engine, registry_error
 from mfstore.registry.records import (
     LAYER_STATUSES,
+    STREAM_STATUSES,
     DatasetRecord,
     ExportRecord,
     LayerVersion,
     NetworkVersion,
     StreamRecord,
 )
+from mfstore.registry.schema import ensure_schema
 from mfstore.spec import LayerSpec
 
 T = TypeVar("T")
-KINDS: dict[str, Any] = {"layer": r.LayerRow, "network": r.NetworkRow}
+RETRIES = 30
+
+
+def _transient(err: OperationalError) -> bool:
+    """A lock or serialisation conflict that a retry resolves (not a read-only or gone DB)."""
+    text = str(err.orig).lower()
+    return any(w in text for w in ("locked", "busy", "deadlock", "could not serialize"))
 
 
 class Registry:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = open_engine(url)
+    def __init__(self, url: str, create: bool = False) -> None:
+        """Open the registry at `url` (any SQLAlchemy URL). Only `create=True` makes one in an
+        empty database; the schema is brought up to date under a lock."""
+        self.url, self.shown = url, display_url(url)
+        self.engine = make_engine(url, create)
+        ensure_schema(self.engine, url, create)
+        self._writer = self.engine.execution_options(**WRITE)
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine) as session:
+                yield session
+        except SQLAlchemyError as err:
+            raise registry_error(self.shown, err, "read") from err
 
-    def _retry(self, fn: Callable[[], T], attempts: int = 20) -> T:
-        for attempt in range(attempts):
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn` in one write transaction, retried on conflicts and busy locks."""
+        for attempt in range(RETRIES):
             try:
-                return fn()
-            except (SqlIntegrityError, OperationalError) as err:
-                if attempt == attempts - 1:
-                    raise RegistryError(f"registry {self.url!r} stayed busy: {err.orig}") from err
-                time.sleep(0.02 * (attempt + 1))
-        raise AssertionError("unreachable")
+                with Session(self._writer, expire_on_commit=False) as s, s.begin():
+                    return fn(s)
+            except SqlIntegrityError as err:
+                last: SQLAlchemyError = err
+            except OperationalError as err:
+                if not _transient(err):
+                    raise registry_error(self.shown, err, "write to") from err
+                last = err
+            except SQLAlchemyError as err:
+                raise registry_error(self.shown, err, "write to") from err
+            time.sleep(0.01 * (attempt + 1))
+        reason = str(getattr(last, "orig", last)).splitlines()[0]
+        raise RegistryError(f"registry {self.shown!r} stayed busy: {reason}") from last
 
     # datasets -----------------------------------------------------------------------------
 
     def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
         """Register a dataset; the same name with the same fingerprint is a no-op."""
-        with self._write() as s:
+        def attempt(s: Session) -> DatasetRecord:
             row = s.get(r.DatasetRow, record.name)
             if row is not None:
                 if row.fingerprint != record.fingerprint:
                     raise ConflictError(
                         f"dataset {record.name!r} already exists with other content "
                         f"(fingerprint {row.fingerprint[:12]}); choose another name")
-                return _dataset(row)
+                return dataset_record(row)
             row = r.DatasetRow(
                 name=record.name, fingerprint=record.fingerprint, source=record.source,
                 format=record.format, input_shape=list(record.input_shape),
@@ -76,20 +110,21 @@ class Registry:
                 class_names=record.class_names)
             s.add(row)
             s.flush()
-            return _dataset(row)
+            return dataset_record(row)
+        return self._write(attempt)
 
     def dataset(self, name: str) -> DatasetRecord:
-        with Session(self.engine) as s:
+        with self._read() as s:
             row = s.get(r.DatasetRow, name)
             if row is None:
-                raise NotFoundError(f"no dataset {name!r}; see `mfstore data list`, or import "
-                                    f"it with `mfstore data add {name} URL`")
-            return _dataset(row)
+                raise _missing(f"no dataset {name!r}", "datasets",
+                               Fix("import", {"name": name, "url": "URL"}))
+            return dataset_record(row)
 
     def datasets(self) -> list[DatasetRecord]:
-        with Session(self.engine) as s:
+        with self._read() as s:
             rows = s.scalars(select(r.DatasetRow).order_by(r.DatasetRow.name))
-            return [_dataset(x) for x in rows]
+            return [dataset_record(x) for x in rows]
 
     # layers -------------------------------------------------------------------------------
 
@@ -98,51 +133,53 @@ class Registry:
                   metrics: dict[str, Any], repairs: int | None = None,
                   note: str = "") -> LayerVersion:
         """Register the next version of layer `name`. Its block must already be stored."""
-        def attempt() -> LayerVersion:
-            with self._write() as s:
-                row = r.LayerRow(
-                    name=name, version=_next_version(s, r.LayerRow, name),
-                    block_sha256=block_sha256, digest=digest, spec=spec.to_dict(),
-                    signature=signature.to_dict(), dataset=dataset, config=config,
-                    metrics=metrics, status="ok", repairs=repairs, note=note)
-                s.add(row)
-                s.flush()
-                return _layer(row)
-        return self._retry(attempt)
+        def attempt(s: Session) -> LayerVersion:
+            row = r.LayerRow(
+                name=name, version=_next_version(s, r.LayerRow, name),
+                block_sha256=block_sha256, digest=digest, spec=spec.to_dict(),
+                signature=signature.to_dict(), dataset=dataset, config=config,
+                metrics=metrics, status="ok", repairs=repairs, note=note)
+            s.add(row)
+            s.flush()
+            return layer_record(row)
+        return self._write(attempt)
 
     def layer(self, name: str, selector: str | None = None) -> LayerVersion:
         """`selector`: a version number, an alias, or None for the newest live version."""
-        with Session(self.engine) as s:
-            return _layer(_resolve(s, "layer", name, selector))
+        with self._read() as s:
+            return layer_record(resolve(s, "layer", name, selector))
 
     def layers(self, name: str | None = None) -> list[LayerVersion]:
-        with Session(self.engine) as s:
+        with self._read() as s:
             q = select(r.LayerRow).order_by(r.LayerRow.name, r.LayerRow.version)
             if name is not None:
                 q = q.where(r.LayerRow.name == name)
-            return [_layer(x) for x in s.scalars(q)]
+            return [layer_record(x) for x in s.scalars(q)]
 
     def set_layer_status(self, name: str, version: int, status: str) -> None:
         if status not in LAYER_STATUSES:
             raise ValueError(status)
-        with self._write() as s:
-            _resolve(s, "layer", name, str(version), live_only=False).status = status
+
+        def attempt(s: Session) -> None:
+            resolve(s, "layer", name, str(version), live_only=False).status = status
+        self._write(attempt)
 
     # aliases ------------------------------------------------------------------------------
 
     def set_alias(self, kind: str, name: str, alias: str, version: int) -> None:
-        if alias.isdigit():
-            raise ConflictError(f"alias {alias!r} looks like a version; use a name like prod")
-        with self._write() as s:
-            _resolve(s, kind, name, str(version))
+        check_alias(alias)
+
+        def attempt(s: Session) -> None:
+            resolve(s, kind, name, str(version))
             row = s.get(r.AliasRow, (kind, name, alias))
             if row is None:
                 s.add(r.AliasRow(kind=kind, name=name, alias=alias, version=version))
             else:
                 row.version = version
+        self._write(attempt)
 
     def aliases(self, kind: str, name: str) -> dict[str, int]:
-        with Session(self.engine) as s:
+        with self._read() as s:
             q = select(r.AliasRow).where(r.AliasRow.kind == kind, r.AliasRow.name == name)
             return {a.alias: a.version for a in s.scalars(q)}
 
@@ -150,127 +187,86 @@ class Registry:
 
     def add_network(self, name: str, layers: list[tuple[str, int]], mode: str, dataset: str,
                     forced: bool = False, note: str = "") -> NetworkVersion:
-        def attempt() -> NetworkVersion:
-            with self._write() as s:
-                row = r.NetworkRow(name=name, version=_next_version(s, r.NetworkRow, name),
-                                   layers=[list(x) for x in layers], mode=mode, dataset=dataset,
-                                   forced=forced, note=note, status="ok")
-                s.add(row)
-                s.flush()
-                return _network(row)
-        return self._retry(attempt)
+        def attempt(s: Session) -> NetworkVersion:
+            row = r.NetworkRow(name=name, version=_next_version(s, r.NetworkRow, name),
+                               layers=[list(x) for x in layers], mode=mode, dataset=dataset,
+                               forced=forced, note=note, status="ok")
+            s.add(row)
+            s.flush()
+            return network_record(row)
+        return self._write(attempt)
 
     def network(self, name: str, selector: str | None = None) -> NetworkVersion:
-        with Session(self.engine) as s:
-            return _network(_resolve(s, "network", name, selector))
+        with self._read() as s:
+            return network_record(resolve(s, "network", name, selector))
 
     def networks(self, name: str | None = None) -> list[NetworkVersion]:
-        with Session(self.engine) as s:
+        with self._read() as s:
             q = select(r.NetworkRow).order_by(r.NetworkRow.name, r.NetworkRow.version)
             if name is not None:
                 q = q.where(r.NetworkRow.name == name)
-            return [_network(x) for x in s.scalars(q)]
+            return [network_record(x) for x in s.scalars(q)]
 
     def set_network_status(self, name: str, version: int, status: str) -> None:
-        with self._write() as s:
-            _resolve(s, "network", name, str(version), live_only=False).status = status
+        def attempt(s: Session) -> None:
+            resolve(s, "network", name, str(version), live_only=False).status = status
+        self._write(attempt)
 
     # exports ------------------------------------------------------------------------------
 
     def add_export(self, record: ExportRecord) -> ExportRecord:
-        with self._write() as s:
+        def attempt(s: Session) -> ExportRecord:
             row = r.ExportRow(network=record.network, version=record.version, mode=record.mode,
                               upto=record.upto, sha256=record.sha256, path=record.path,
                               target=record.target)
             s.add(row)
             s.flush()
-            return _export(row)
+            return export_record(row)
+        return self._write(attempt)
 
     def exports(self, network: str | None = None) -> list[ExportRecord]:
-        with Session(self.engine) as s:
+        with self._read() as s:
             q = select(r.ExportRow).order_by(r.ExportRow.id)
             if network is not None:
                 q = q.where(r.ExportRow.network == network)
-            return [_export(x) for x in s.scalars(q)]
+            return [export_record(x) for x in s.scalars(q)]
 
     # streams ------------------------------------------------------------------------------
 
     def add_stream(self, record: StreamRecord) -> None:
-        """Record a complete stream (its manifest is already stored)."""
-        with self._write() as s:
-            if s.get(r.StreamRow, record.id) is None:
+        """Record a complete stream (its manifest is already stored); recording it again marks
+        it intact."""
+        def attempt(s: Session) -> None:
+            row = s.get(r.StreamRow, record.id)
+            if row is None:
                 s.add(r.StreamRow(id=record.id, dataset_fingerprint=record.dataset_fingerprint,
-                                  chain=list(record.chain), bytes=record.bytes))
-
-    def stream(self, stream_id: str) -> StreamRecord | None:
-        with Session(self.engine) as s:
-            row = s.get(r.StreamRow, stream_id)
-            return None if row is None else _stream(row)
+                                  chain=list(record.chain), bytes=record.bytes, status="ok"))
+            elif row.status != "ok" or row.bytes != record.bytes:
+                row.status, row.bytes = "ok", record.bytes
+        self._write(attempt)
 
     def streams(self) -> list[StreamRecord]:
-        with Session(self.engine) as s:
-            return [_stream(x) for x in s.scalars(select(r.StreamRow).order_by(r.StreamRow.id))]
+        with self._read() as s:
+            return [stream_record(x)
+                    for x in s.scalars(select(r.StreamRow).order_by(r.StreamRow.id))]
+
+    def set_stream_status(self, stream_id: str, status: str) -> None:
+        if status not in STREAM_STATUSES:
+            raise ValueError(status)
+
+        def attempt(s: Session) -> None:
+            row = s.get(r.StreamRow, stream_id)
+            if row is not None:
+                row.status = status
+        self._write(attempt)
 
     def delete_stream(self, stream_id: str) -> None:
-        with self._write() as s:
-            s.execute(delete(r.StreamRow).where(r.StreamRow.id == stream_id))
+        self._write(lambda s: s.execute(delete(r.StreamRow).where(r.StreamRow.id == stream_id)))
 
 
 def _next_version(s: Session, table: Any, name: str) -> int:
     return int(s.scalar(select(func.max(table.version)).where(table.name == name)) or 0) + 1
 
 
-def _resolve(s: Session, kind: str, name: str, selector: str | None,
-             live_only: bool = True) -> Any:
-    table = KINDS[kind]
-    what = "layer" if kind == "layer" else "network"
-    listing = "mfstore layers list" if kind == "layer" else "mfstore nets list"
-    if selector is None:
-        q = select(table).where(table.name == name, table.status != "deleted")
-        row = s.scalars(q.order_by(table.version.desc()).limit(1)).first()
-        if row is None:
-            raise NotFoundError(f"no {what} named {name!r}; see `{listing}`")
-        return row
-    if selector.isdigit():
-        version = int(selector)
-    else:
-        alias = s.get(r.AliasRow, (kind, name, selector))
-        if alias is None:
-            raise NotFoundError(f"{what} {name!r} has no version or alias {selector!r}; "
-                                f"see `{listing}`")
-        version = alias.version
-    row = s.scalars(select(table).where(table.name == name, table.version == version)).first()
-    if row is None or (live_only and row.status == "deleted"):
-        raise NotFoundError(f"{what} {name!r} has no version {version}; see `{listing}`")
-    return row
-
-
-def _utc(when: datetime | None) -> datetime | None:
-    """SQLite drops the zone; every stored time is UTC."""
-    return when.replace(tzinfo=timezone.utc) if when and when.tzinfo is None else when
-
-
-def _dataset(x: r.DatasetRow) -> DatasetRecord:
-    return DatasetRecord(x.name, x.fingerprint, x.source, x.format, tuple(x.input_shape),
-                         x.classes, dict(x.counts), dict(x.normalizer), x.stream_id,
-                         dict(x.options), x.class_names, _utc(x.created))
-
-
-def _layer(x: r.LayerRow) -> LayerVersion:
-    return LayerVersion(x.name, x.version, x.block_sha256, x.digest, LayerSpec.from_dict(x.spec),
-                        InputSignature.from_dict(x.signature), x.dataset, dict(x.config),
-                        dict(x.metrics), x.status, x.repairs, x.note, _utc(x.created))
-
-
-def _network(x: r.NetworkRow) -> NetworkVersion:
-    return NetworkVersion(x.name, x.version, tuple((n, int(v)) for n, v in x.layers), x.mode,
-                          x.dataset, x.forced, x.note, x.status, _utc(x.created))
-
-
-def _export(x: r.ExportRow) -> ExportRecord:
-    return ExportRecord(x.network, x.version, x.mode, x.upto, x.sha256, x.path, x.target,
-                        _utc(x.created))
-
-
-def _stream(x: r.StreamRow) -> StreamRecord:
-    return StreamRecord(x.id, x.dataset_fingerprint, tuple(x.chain), x.bytes, _utc(x.created))
+def _missing(message: str, listing: str, *more: Fix) -> NotFoundError:
+    return NotFoundError(message, Fix("list", {"what": listing}), *more)

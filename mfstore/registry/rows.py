@@ -1,10 +1,11 @@
-"""SQLAlchemy tables. Only the registry package touches them."""
+"""SQLAlchemy tables. Only the registry package touches them; `migrations/` creates and
+changes them (a test checks that the two agree)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,8 +86,9 @@ class StreamRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     dataset_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     chain: Mapped[list] = mapped_column(JSON)
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
 
 
 class ExportRow(Base):

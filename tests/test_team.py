@@ -1,0 +1,158 @@
+"""A team's store: one PostgreSQL registry and one S3 bucket shared by several machines and
+processes, on real servers (PostgreSQL, and moto's S3 API on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import fsspec
+import pytest
+
+from mfstore.stream import read_manifest
+from mfstore.workspace import Workspace, block_path
+from tests.cli_run import MFSTORE, cli
+
+QUICK = ["--epochs", "2", "--batch-size", "64", "--device", "cpu"]
+
+
+@pytest.fixture
+def team(postgres, s3):
+    bucket = s3.new_bucket()
+    return postgres.new_database(), f"s3://{bucket}/mf", bucket
+
+
+def _where(team, home) -> list[str]:
+    registry, store, _ = team
+    return ["--home", str(home), "--registry", registry, "--store", store]
+
+
+def test_two_machines_share_one_registry_and_one_bucket(team, tmp_path, s3):
+    a, b = _where(team, tmp_path / "a"), _where(team, tmp_path / "b")
+    init = cli(*a, "init")
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.splitlines() == [f"registry  {team[0]}", f"store     {team[1]}"]
+    for args in (["data", "add", "digits", "sklearn:digits"],
+                 ["train-layer", "l1", "--data", "digits", "--kind", "dense", "--width", "16",
+                  *QUICK]):
+        assert cli(*a, *args).returncode == 0
+    out = cli(*b, "train-layer", "l2", "--data", "digits", "--on", "l1@1", "--kind", "dense",
+              "--width", "16", *QUICK)
+    assert out.returncode == 0, out.stderr
+    assert cli(*a, "compose", "net", "l1@1", "l2@1").returncode == 0
+    listed = json.loads(cli(*b, "nets", "list", "--json").stdout)
+    assert [n["ref"] for n in listed] == ["net@1"]
+    assert cli(*b, "verify", "net@1", "--data", "digits").returncode == 0
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # all in PG and S3
+
+
+def test_the_password_is_never_printed(postgres, s3, tmp_path):
+    registry = postgres.url("postgres", password="s3cr3t")  # trust auth: any password works
+    out = cli("--home", str(tmp_path), "--registry", registry, "--store",
+              f"s3://{s3.new_bucket()}/x", "init")
+    assert out.returncode == 0, out.stderr
+    assert "s3cr3t" not in out.stdout and "postgres:***@" in out.stdout
+
+
+def test_reading_never_creates_the_bucket(team, tmp_path, s3):
+    assert cli(*_where(team, tmp_path), "init").returncode == 0
+    registry = team[0]
+    missing = s3.new_bucket()
+    where = ["--home", str(tmp_path), "--registry", registry, "--store", f"s3://{missing}/x"]
+    assert cli(*where, "layers", "list").returncode == 0  # the registry alone answers
+    out = cli(*where, "verify")
+    assert out.returncode == 9
+    assert out.stderr.strip() == (f"error: there is no mfstore store at 's3://{missing}/x'; "
+                                  "run `mfstore init` first (or check --store / MFSTORE_STORE)")
+    assert not fsspec.filesystem("s3", skip_instance_cache=True).exists(missing)
+
+
+@pytest.mark.slow
+def test_an_unreachable_endpoint_is_one_line(team, tmp_path):
+    from tests.cli_run import mfstore
+
+    out = mfstore(*_where(team, tmp_path), "init", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert out.returncode == 9
+    line = out.stderr.strip()
+    assert line.startswith(f"error: cannot create store '{team[1]}': Could not connect to the "
+                           "endpoint URL") and line.endswith("check --store / MFSTORE_STORE")
+    assert "\n" not in line
+
+
+def test_each_object_is_one_put_and_nothing_is_copied(team, tmp_path, s3):
+    where = _where(team, tmp_path)
+    for args in (["init"], ["data", "add", "digits", "sklearn:digits"]):
+        assert cli(*where, *args).returncode == 0
+    mark = s3.mark()
+    out = cli(*where, "train-layer", "l1", "--data", "digits", "--kind", "dense", "--width",
+              "16", *QUICK)
+    assert out.returncode == 0, out.stderr
+    requests = s3.requests_since(mark, team[2])
+    assert requests["POST"] == requests["DELETE"] == 0  # no server-side copy, no rename
+    ws = Workspace.open(registry=team[0], store=team[1])
+    layer = ws.registry.layer("l1", "1")
+    shards = sum(len(s.shards) for s in _layer_stream(ws, layer).splits.values())
+    assert requests["PUT"] == 1 + shards + 1  # the block, the output shards, their manifest
+    assert ws.store.exists(block_path(layer.block_sha256))
+
+
+def _layer_stream(ws, layer):
+    from mfstore.stream import stream_id
+
+    dataset = ws.registry.dataset("digits")
+    return read_manifest(ws.store, stream_id(dataset.fingerprint, [layer.digest]))
+
+
+@pytest.mark.slow
+def test_eight_processes_on_an_empty_database(team, tmp_path):
+    script = (f"{MFSTORE} {{w}} init >/dev/null && {MFSTORE} {{w}} data add iris sklearn:iris "
+              f">/dev/null && "
+              f"{MFSTORE} {{w}} train-layer shared --data iris --kind dense --width 8 "
+              "--epochs 2 --device cpu --json")
+    procs = []
+    for p in range(8):
+        w = " ".join(_where(team, tmp_path / f"p{p}"))
+        procs.append(subprocess.Popen(["bash", "-c", script.format(w=w)], text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [r[1][-500:] for r in results]
+    versions = sorted(json.loads(out)["version"] for out, _ in results)
+    assert versions == list(range(1, 9))
+    ws = Workspace.open(registry=team[0], store=team[1])
+    assert [d.name for d in ws.registry.datasets()] == ["iris"]
+    for v in ws.registry.layers("shared"):
+        ws.load_block(v)  # every block is there and whole
+    assert json.loads(cli(*_where(team, tmp_path), "verify", "--json").stdout)["damaged"] == 0
+
+
+@pytest.mark.slow
+def test_sigkill_during_train_layer_leaves_nothing_half_done(team, tmp_path):
+    where = _where(team, tmp_path)
+    for args in (["init"], ["data", "add", "digits", "sklearn:digits"]):
+        assert cli(*where, *args).returncode == 0
+    command = [MFSTORE, *where, "train-layer", "wide", "--data", "digits", "--kind", "dense",
+               "--width", "2048", "--epochs", "1", "--device", "cpu"]
+    env = {**os.environ, "MFSTORE_SHARD_BYTES": "200000"}
+    s3fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    streams_before = set(s3fs.ls(f"{team[2]}/mf/streams"))
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not set(s3fs.ls(f"{team[2]}/mf/streams", refresh=True)) - streams_before:
+        assert proc.poll() is None, "finished before it could be killed mid-write"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ws = Workspace.open(registry=team[0], store=team[1])
+    for layer in ws.registry.layers("wide"):  # a row only ever points at a whole block
+        ws.load_block(layer)
+    recorded = {s.id for s in ws.registry.streams()}
+    for folder in set(s3fs.ls(f"{team[2]}/mf/streams", refresh=True)) - streams_before:
+        sid = folder.rsplit("/", 1)[-1]
+        assert sid not in recorded and read_manifest(ws.store, sid) is None  # never visible
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(cli(*where, "verify", "--json").stdout)["damaged_streams"] == 0
