@@ -25,12 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fashion_mnist_or_synthetic, machine, print_table
 
 from mfstore.baseline import train_backprop
-from mfstore.config import TrainConfig, resolve_device
+from mfstore.config import TrainConfig
+from mfstore.devices import resolve_device
 from mfstore.evaluation import evaluate
-from mfstore.experiment import split_batches
+from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.spec import build_specs, parse_arch
-from mfstore.training import train_sequential, train_simultaneous
+from mfstore.stack import train_sequential
+from mfstore.training import train_simultaneous
 
 NETS = {"mlp": "dense:1000,dense:1000", "cnn": "conv:64,conv:128,conv:256,conv:512"}
 
@@ -66,17 +68,18 @@ def run_seed(net: str, seed: int, data, args) -> dict[str, list[tuple[float, flo
                          lr_schedule=args.lr_schedule, patience=None, seed=seed,
                          device=args.device)
     device = resolve_device(config.device)
-    train, val, test = (split_batches(s, config) for s in (data.train, data.val, data.test))
+    train, val, test = (split_batches(s, config, device)
+                        for s in (data.train, data.val, data.test))
     specs = build_specs(parse_arch(NETS[net]), data.input_shape, data.classes)
     mf_layers = build_layers(specs, seed)
     monitor = Monitor(mf_layers, val, test, device, last_layer=len(specs) - 1)
     if args.schedule == "simultaneous":
-        train_simultaneous(mf_layers, train, val, config, callback=monitor)
+        train_simultaneous(mf_layers, train, val, config, device=device, callback=monitor)
     else:  # the monitor reads the stack while its last layer trains on the earlier ones' outputs
-        train_sequential(mf_layers, train, val, config, callback=monitor)
+        train_sequential(mf_layers, train, val, config, device=device, callback=monitor)
     bp_layers = build_layers(specs, seed)
     bp_monitor = Monitor(bp_layers, val, test, device, last_layer=None)
-    train_backprop(bp_layers, train, val, config, callback=bp_monitor)
+    train_backprop(bp_layers, train, val, config, device=device, callback=bp_monitor)
     return {**monitor.curves, **bp_monitor.curves}
 
 

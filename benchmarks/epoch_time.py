@@ -27,7 +27,8 @@ from common import fashion_mnist_or_synthetic, machine, median, print_table, tim
 
 from mfstore.baseline import backprop_parameters, bp_step
 from mfstore.batches import epoch_generator
-from mfstore.config import TrainConfig, make_optimizer
+from mfstore.config import TrainConfig
+from mfstore.devices import make_optimizer
 from mfstore.modules import MFLayer, MFNet, build_layers
 from mfstore.spec import build_specs, parse_arch
 from mfstore.training import mf_step

@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import FASHION_MNIST, machine, print_table
 
-from mfstore.config import TrainConfig, resolve_device
+from mfstore.config import TrainConfig
+from mfstore.devices import resolve_device
 from mfstore.stream import StreamOptions
 from mfstore.workspace import Workspace
 
@@ -42,10 +43,10 @@ def peak_mb(device: torch.device) -> float:
 
 def worker(algo: str, depth: int, home: str, batch: int, device_name: str) -> None:
     from mfstore.baseline import train_backprop
-    from mfstore.layer_training import train_network
-    from mfstore.materialize import dataset_stream, split_sources
     from mfstore.modules import build_layers
     from mfstore.spec import build_specs, parse_arch
+    from mfstore.store_training import train_network
+    from mfstore.stream_chain import StreamInputs
 
     device = resolve_device(device_name)
     ws = Workspace.open(home=home, stream_options=STREAMING)
@@ -56,22 +57,21 @@ def worker(algo: str, depth: int, home: str, batch: int, device_name: str) -> No
         train_network(ws, f"depth{depth}", "data", arch, config, "sequential")
     else:
         dataset = ws.registry.dataset("data")
-        sources = split_sources(ws, dataset_stream(ws, dataset), config)
+        ws.stream_options = StreamOptions(ram_budget=1 << 40)  # BP holds the data in memory
+        inputs = StreamInputs.of_chain(ws, dataset, [], config, device)
         specs = build_specs(parse_arch(arch), dataset.input_shape, dataset.classes)
-        memory = StreamOptions(ram_budget=1 << 40)  # BP holds the data in memory
-        for s in sources.values():
-            s.options = memory
-        train_backprop(build_layers(specs, 0), sources["train"], None, config)
+        train_backprop(build_layers(specs, 0), inputs.train, None, config, device=device)
     print(json.dumps({"peak_mb": peak_mb(device), "seconds": time.perf_counter() - start}))
 
 
 def one_layer_times(home: str, batch: int, device_name: str) -> tuple[float, float]:
     """Seconds for one dense:1000 layer, 1 epoch, from shards vs from memory."""
-    from mfstore.materialize import dataset_stream, split_sources
     from mfstore.modules import build_layers
     from mfstore.spec import build_specs, parse_arch
+    from mfstore.stream_chain import StreamInputs
     from mfstore.training import train_layer
 
+    device = resolve_device(device_name)
     ws = Workspace.open(home=home, stream_options=STREAMING)
     dataset = ws.registry.dataset("data")
     config = TrainConfig(epochs=1, batch_size=batch, patience=None, device=device_name)
@@ -80,11 +80,11 @@ def one_layer_times(home: str, batch: int, device_name: str) -> tuple[float, flo
     for name, ram in (("memory", 1 << 40), ("streamed", 0), ("memory", 1 << 40),
                       ("streamed", 0)):
         ws.stream_options = StreamOptions(16 << 20, ram, 8192)
-        train = split_sources(ws, dataset_stream(ws, dataset), config)["train"]
+        train = StreamInputs.of_chain(ws, dataset, [], config, device).train
         if ram:
             list(train.ordered())  # load before timing: we compare training, not loading
         start = time.perf_counter()
-        train_layer(build_layers(specs, 0)[0], train, None, config)
+        train_layer(build_layers(specs, 0)[0], train, None, config, device=device)
         times[name] = min(times.get(name, 1e9), time.perf_counter() - start)
     return times["streamed"], times["memory"]
 
@@ -149,10 +149,10 @@ def report_times(home: str, args: argparse.Namespace) -> None:
 
 
 def import_data(home: str, examples: int | None) -> int:
-    from mfstore.dataset import DatasetOptions
+    from mfstore.config import DatasetOptions
     from mfstore.importing import import_dataset
 
-    ws = Workspace.open(home=home, stream_options=STREAMING)
+    ws = Workspace.init(home=home, stream_options=STREAMING)
     source = FASHION_MNIST
     if examples is not None or not Path(FASHION_MNIST).is_dir():
         source = synthetic_npz(home, examples or 60000)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli import options as o
+from cli import options
 from cli.context import workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
-from mfstore.compose import compose as compose_network
-from mfstore.compose import extend as extend_network
-from mfstore.compose import swap as swap_layer
 
 Force = Annotated[bool, typer.Option(help="Accept a lineage mismatch (recorded).")]
 
 
-def _describe(network) -> str:
+def _describe(network: Any) -> str:
     return f"{network.ref}: " + " → ".join(f"{n}@{v}" for n, v in network.layers)
 
 
@@ -27,12 +24,14 @@ def compose(
                                                      "side first.")],
     mode: Annotated[str, typer.Option(help="Default prediction mode: bp or ff.")] = "bp",
     force: Force = False,
-    as_json: o.Json = False,
+    as_json: options.Json = False,
 ) -> None:
     """Register a network from layer versions; shapes and lineage must fit.
 
     Example: mfstore compose digits-mlp l1@1 l2@prod --mode ff
     """
+    from mfstore.compose import compose as compose_network
+
     network = compose_network(workspace(ctx), name, layers, mode, force)
     if as_json:
         print_json(record_dict(network))
@@ -40,34 +39,24 @@ def compose(
         stdout.print(f"registered {_describe(network)}" + (" (forced)" if network.forced else ""))
 
 
+@options.layer_options
+@options.train_options
 def extend(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
-    kind: Annotated[str, typer.Option(help="dense or conv.")],
-    width: Annotated[int, typer.Option(help="Units (dense) or channels (conv).")],
-    act: Annotated[str, typer.Option(help="relu, gelu, tanh, sigmoid or identity.")] = "relu",
-    pool: Annotated[str, typer.Option(help="conv pooling: avg, max or none.")] = "avg",
-    bias: Annotated[bool, typer.Option(help="Learn a bias.")] = True,
-    epochs: o.Epochs = 20,
-    batch_size: o.BatchSize = 128,
-    lr: o.LearningRate = 1e-3,
-    weight_decay: o.WeightDecay = 0.0,
-    optimizer: o.Optimizer = "adam",
-    lr_schedule: o.LrSchedule = "constant",
-    patience: o.Patience = 5,
-    seed: o.Seed = 0,
-    deterministic: o.Deterministic = False,
-    device: o.Device = "auto",
-    as_json: o.Json = False,
+    as_json: options.Json = False,
+    **given: Any,
 ) -> None:
     """Train one new layer on the network's outputs and register the longer network; the
     earlier layers stay the very same blocks.
 
     Example: mfstore extend digits-mlp@1 --kind dense --width 128
     """
-    config = o.train_config(ctx.params)
+    from mfstore.compose import extend as extend_network
+
+    config = options.train_config(ctx.params)
     with TrainingProgress(enabled=not as_json) as progress:
-        result = extend_network(workspace(ctx), ref, o.layer_plan(ctx.params),
+        result = extend_network(workspace(ctx), ref, options.layer_plan(ctx.params),
                                 config, progress)
     if as_json:
         print_json({"network": record_dict(result.network), "layer": record_dict(result.layer)})
@@ -85,12 +74,14 @@ def swap(
     retrain_downstream: Annotated[bool, typer.Option(
         help="Retrain the later layers whose lineage no longer fits.")] = False,
     force: Force = False,
-    as_json: o.Json = False,
+    as_json: options.Json = False,
 ) -> None:
     """Replace one layer of a network by another version of compatible shape.
 
     Example: mfstore swap digits-mlp@2 --layer 1 --with l1@3 --retrain-downstream
     """
+    from mfstore.compose import swap as swap_layer
+
     with TrainingProgress(enabled=not as_json) as progress:
         result = swap_layer(workspace(ctx), ref, layer, with_, retrain_downstream, force,
                             progress)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mfstore.workspace import Workspace
+if TYPE_CHECKING:
+    from mfstore.workspace import Workspace
 
 
 @dataclass
@@ -15,6 +16,14 @@ class Locations:
     home: str | None
     registry: str | None
     store: str | None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mfstore import __version__
+
+        typer.echo(f"mfstore {__version__}")
+        raise typer.Exit()
 
 
 def root(
@@ -27,6 +36,9 @@ def root(
     store: Annotated[str | None, typer.Option(
         envvar="MFSTORE_STORE",
         help="fsspec URL of the store (default <home>/store), e.g. s3://bucket/prefix.")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Train networks layer by layer with Mono-Forward; keep every layer as a block."""
     ctx.obj = Locations(home, registry, store)
@@ -38,11 +50,25 @@ def _where(ctx: typer.Context) -> Locations:
 
 def workspace(ctx: typer.Context) -> Workspace:
     """The existing workspace the global options name (nothing is created)."""
+    from mfstore.workspace import Workspace
+
     where = _where(ctx)
     return Workspace.open(where.home, where.registry, where.store)
 
 
+def optional_workspace(ctx: typer.Context) -> Workspace | None:
+    """The workspace, or None where there is no registry (training from a URL needs none)."""
+    from mfstore.errors import RegistryError
+
+    try:
+        return workspace(ctx)
+    except RegistryError:
+        return None
+
+
 def new_workspace(ctx: typer.Context) -> Workspace:
     """The workspace the global options name, created where missing (init)."""
+    from mfstore.workspace import Workspace
+
     where = _where(ctx)
     return Workspace.init(where.home, where.registry, where.store)

@@ -2,39 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli import options as o
+from cli import options
 from cli.context import workspace
 from cli.render import print_json, record_dict, records_table, stdout
-from mfstore.dataset import DatasetOptions
-from mfstore.importing import import_dataset
 
 app = typer.Typer(help="Import and inspect datasets.", no_args_is_help=True)
 
 
 @app.command("add")
+@options.dataset_options()
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name to register the dataset under.")],
     url: Annotated[str, typer.Argument(help="fsspec URL or sklearn:NAME.")],
-    fmt: o.Format = None,
-    label_column: o.LabelColumn = "label",
-    val_fraction: o.ValFraction = 0.1,
-    test_fraction: Annotated[float, typer.Option(
-        help="Share held out for test when the source has no test split.")] = 0.2,
-    split_seed: Annotated[int, typer.Option(help="Seed of the splits.")] = 0,
-    as_json: o.Json = False,
+    as_json: options.Json = False,
+    **given: Any,
 ) -> None:
     """Import a dataset once into stream(0) shards and register it.
 
     Example: mfstore data add fmnist /usr/share/datasets/fashion-mnist
     """
-    options = DatasetOptions(val_fraction=val_fraction, test_fraction=test_fraction,
-                             seed=split_seed, label_column=label_column, format=fmt)
-    record = import_dataset(workspace(ctx), name, url, options)
+    from mfstore.importing import import_dataset
+
+    record = import_dataset(workspace(ctx), name, url, options.data_options(ctx.params))
     if as_json:
         print_json(record_dict(record))
     else:
@@ -45,7 +39,7 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, as_json: o.Json = False) -> None:
+def list_(ctx: typer.Context, as_json: options.Json = False) -> None:
     """List datasets.
 
     Example: mfstore data list --json
@@ -62,7 +56,7 @@ def list_(ctx: typer.Context, as_json: o.Json = False) -> None:
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str, as_json: o.Json = False) -> None:
+def show(ctx: typer.Context, name: str, as_json: options.Json = False) -> None:
     """Show one dataset.
 
     Example: mfstore data show digits

@@ -8,11 +8,6 @@ import typer
 
 from cli.context import new_workspace
 from cli.render import TrainingProgress, network_accuracy_table, stdout
-from mfstore.config import TrainConfig
-from mfstore.export import export_network, onnx_accuracy
-from mfstore.importing import import_dataset
-from mfstore.layer_training import train_network
-from mfstore.network import evaluate_network
 
 DEMO_DATA = "sklearn:digits"
 DEMO_ARCH = "dense:256,dense:256"
@@ -28,6 +23,12 @@ def demo(
 
     Example: mfstore --home /tmp/mf demo
     """
+    from mfstore.config import TrainConfig
+    from mfstore.export import export_network, onnx_accuracy
+    from mfstore.importing import import_dataset
+    from mfstore.network import evaluate_network
+    from mfstore.store_training import train_network
+
     ws = new_workspace(ctx)
     stdout.print(f"[bold]1. import[/] {DEMO_DATA} into {ws.store.shown}")
     record = import_dataset(ws, "digits", DEMO_DATA)

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from cli import options as o
+from cli import options
 from cli.context import workspace
 from cli.render import print_json, stdout
-from mfstore.export import export_network
 
 
 def export(
@@ -26,13 +25,15 @@ def export(
     model_name: Annotated[str | None, typer.Option(
         help="Model name in the Triton repository (default: the network's name).")] = None,
     max_batch_size: Annotated[int, typer.Option(help="max_batch_size for Triton.")] = 1024,
-    as_json: o.Json = False,
+    as_json: options.Json = False,
 ) -> None:
     """Export a network to ONNX: float32 input `x` (raw, normalised in the graph), outputs
     `goodness` and `label`, dynamic batch, opset 17, checked against PyTorch first.
 
     Example: mfstore export digits-mlp@1 --mode ff --out digits.onnx --triton-repo ./triton
     """
+    from mfstore.export import export_network
+
     result = export_network(workspace(ctx), ref, mode, upto, out, triton_repo, model_name,
                             max_batch_size)
     if as_json:

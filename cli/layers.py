@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli import options as o
+from cli import options
 from cli.context import workspace
 from cli.render import (
     LAYER_HEADERS,
@@ -17,49 +17,34 @@ from cli.render import (
     records_table,
     stdout,
 )
-from mfstore.deletion import delete_layer
-from mfstore.layer_training import train_layer_version
-from mfstore.registry import parse_ref
-from mfstore.usage import used_by
 
 app = typer.Typer(help="Inspect, alias and delete layer versions.", no_args_is_help=True)
 
 
+@options.layer_options
+@options.train_options
 def train_layer(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Layer name; registers its next version.")],
-    data: Annotated[str, typer.Option(help="Registered dataset name.")],
-    kind: Annotated[str, typer.Option(help="dense or conv.")],
-    width: Annotated[int, typer.Option(help="Units (dense) or channels (conv).")],
+    data: Annotated[str, typer.Option(help="A registered dataset's name.")],
     on: Annotated[list[str] | None, typer.Option(
         help="Upstream layer LAYER@VERSION, input side first; repeat for a chain.")] = None,
-    act: Annotated[str, typer.Option(help="relu, gelu, tanh, sigmoid or identity.")] = "relu",
-    pool: Annotated[str, typer.Option(help="conv pooling: avg, max or none.")] = "avg",
-    bias: Annotated[bool, typer.Option(help="Learn a bias.")] = True,
     force: Annotated[bool, typer.Option(
         help="Train on a chain whose lineage does not fit.")] = False,
-    epochs: o.Epochs = 20,
-    batch_size: o.BatchSize = 128,
-    lr: o.LearningRate = 1e-3,
-    weight_decay: o.WeightDecay = 0.0,
-    optimizer: o.Optimizer = "adam",
-    lr_schedule: o.LrSchedule = "constant",
-    patience: o.Patience = 5,
-    seed: o.Seed = 0,
-    deterministic: o.Deterministic = False,
-    device: o.Device = "auto",
-    as_json: o.Json = False,
+    as_json: options.Json = False,
+    **given: Any,
 ) -> None:
     """Train one layer on the stream its upstream layers produce and register a version.
 
     Example: mfstore train-layer l2 --data digits --on l1@1 --kind dense --width 256
     """
-    config = o.train_config(ctx.params)
+    from mfstore.store_training import train_layer_on_chain
+
+    config = options.train_config(ctx.params)
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
-        version = train_layer_version(ws, name, data, on or [],
-                                      o.layer_plan(ctx.params), config,
-                                      callback=progress, force=force)
+        version = train_layer_on_chain(ws, name, data, on or [], options.layer_plan(ctx.params),
+                                       config, callback=progress, force=force)
     if as_json:
         print_json(record_dict(version))
         return
@@ -71,7 +56,7 @@ def train_layer(
 @app.command("list")
 def list_(ctx: typer.Context,
           name: Annotated[str | None, typer.Argument(help="Only this layer's versions.")] = None,
-          as_json: o.Json = False) -> None:
+          as_json: options.Json = False) -> None:
     """List layer versions.
 
     Example: mfstore layers list
@@ -86,16 +71,20 @@ def list_(ctx: typer.Context,
 @app.command("show")
 def show(ctx: typer.Context,
          ref: Annotated[str, typer.Argument(help="LAYER, LAYER@VERSION or LAYER@ALIAS.")],
-         as_json: o.Json = False) -> None:
+         as_json: options.Json = False) -> None:
     """Show one layer version: spec, lineage, metrics, config.
 
     Example: mfstore layers show l1@1
     """
+    from mfstore.registry.records import parse_ref
+
     ws = workspace(ctx)
     version = ws.registry.layer(*parse_ref(ref))
     data = record_dict(version)
     data["aliases"] = {a: v for a, v in ws.registry.aliases("layer", version.name).items()
                        if v == version.version}
+    from mfstore.usage import used_by
+
     data["used_by"] = used_by(ws.registry, version).to_dict()
     if as_json:
         print_json(data)
@@ -113,6 +102,8 @@ def alias(ctx: typer.Context,
 
     Example: mfstore layers alias l1@2 prod
     """
+    from mfstore.registry.records import parse_ref
+
     ws = workspace(ctx)
     version = ws.registry.layer(*parse_ref(ref))
     ws.registry.set_alias("layer", version.name, name, version.version)
@@ -127,5 +118,7 @@ def delete(ctx: typer.Context,
 
     Example: mfstore layers delete l1@3
     """
+    from mfstore.deletion import delete_layer
+
     layer = delete_layer(workspace(ctx), ref)
     stdout.print(f"deleted layer {layer.ref}")

@@ -17,7 +17,6 @@ app = typer.Typer(
     name="mfstore",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 app.callback()(root)
 app.command()(init)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import options as o
+from cli import options
 from cli.context import workspace
 from cli.render import (
     network_accuracy_table,
@@ -15,15 +15,12 @@ from cli.render import (
     records_table,
     stdout,
 )
-from mfstore.deletion import delete_network
-from mfstore.lineage_graph import network_graph, to_dot, to_mermaid
-from mfstore.network import evaluate_network, network_layers, resolve_network
 
 app = typer.Typer(help="Inspect, alias, graph and delete networks.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_(ctx: typer.Context, as_json: o.Json = False) -> None:
+def list_(ctx: typer.Context, as_json: options.Json = False) -> None:
     """List network versions.
 
     Example: mfstore nets list --json
@@ -40,11 +37,13 @@ def list_(ctx: typer.Context, as_json: o.Json = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context,
          ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
-         as_json: o.Json = False) -> None:
+         as_json: options.Json = False) -> None:
     """Show one network version and its layers.
 
     Example: mfstore nets show digits-mlp@1
     """
+    from mfstore.network import network_layers, resolve_network
+
     ws = workspace(ctx)
     network = resolve_network(ws, ref)
     layers = network_layers(ws, network)
@@ -69,6 +68,8 @@ def alias(ctx: typer.Context,
 
     Example: mfstore nets alias digits-mlp@2 prod
     """
+    from mfstore.network import resolve_network
+
     ws = workspace(ctx)
     network = resolve_network(ws, ref)
     ws.registry.set_alias("network", network.name, name, network.version)
@@ -86,6 +87,8 @@ def delete(ctx: typer.Context,
 
     Example: mfstore nets delete digits-mlp@1
     """
+    from mfstore.deletion import delete_network
+
     result = delete_network(workspace(ctx), ref, keep_layers)
     for network in result.networks:
         stdout.print(f"deleted network {network.ref}")
@@ -105,6 +108,9 @@ def graph(ctx: typer.Context,
 
     Example: mfstore nets graph digits-mlp@1 --format mermaid
     """
+    from mfstore.lineage_graph import network_graph, to_dot, to_mermaid
+    from mfstore.network import resolve_network
+
     writers = {"dot": to_dot, "mermaid": to_mermaid}
     if fmt not in writers:
         raise typer.BadParameter(f"unknown format {fmt!r}; choose dot or mermaid",
@@ -122,13 +128,15 @@ def evaluate(
     upto: Annotated[int | None, typer.Option(
         help="Use only the first K layers (degraded mode: later layers are not loaded).")
     ] = None,
-    device: o.Device = "auto",
-    as_json: o.Json = False,
+    device: options.Device = "auto",
+    as_json: options.Json = False,
 ) -> None:
     """Test accuracy of every layer on its own, of FF mode and of BP mode.
 
     Example: mfstore eval digits-mlp@1 --data digits --upto 1
     """
+    from mfstore.network import evaluate_network
+
     ws = workspace(ctx)
     network, accuracy = evaluate_network(ws, ref, data, upto, device=device)
     if as_json:

@@ -1,32 +1,91 @@
-"""Options shared by the commands that train."""
+"""Options shared by commands. Training and import options are not restated here: they are
+derived from the fields of `TrainConfig` and `DatasetOptions` (name, type, default, help),
+so a default changes in one place.
+
+    @train_options
+    def train_layer(ctx, name, …, **options): config = train_config(ctx.params)
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mfstore.config import TrainConfig
-from mfstore.dataset import DatasetOptions
+from mfstore.config import DatasetOptions, TrainConfig
 from mfstore.spec import LayerPlan
 
-Epochs = Annotated[int, typer.Option(help="Most epochs per layer.")]
-BatchSize = Annotated[int, typer.Option(help="Examples per step.")]
-LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
-WeightDecay = Annotated[float, typer.Option(
-    help="Weight decay (L2 for adam, decoupled for adamw).")]
-Optimizer = Annotated[str, typer.Option(help="adam or adamw.")]
-LrSchedule = Annotated[str, typer.Option(help="constant or cosine (over --epochs).")]
-Patience = Annotated[int, typer.Option(help="Stop a layer after this many epochs without a "
-                                            "better validation loss; 0 = never stop early.")]
-Seed = Annotated[int, typer.Option(help="Seed of initialisation, data order and splits.")]
-Deterministic = Annotated[bool, typer.Option(help="Deterministic kernels (bit-reproducible).")]
-Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+F = TypeVar("F", bound=Callable[..., Any])
+
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Format = Annotated[str | None, typer.Option("--format", help="idx, cifar, npz, csv, parquet or "
-                                                              "sklearn (default: from the URL).")]
-LabelColumn = Annotated[str, typer.Option(help="Label column of CSV / Parquet data.")]
-ValFraction = Annotated[float, typer.Option(help="Share of train held out for validation.")]
+Device = Annotated[str, typer.Option(help=next(
+    f.metadata["help"] for f in fields(TrainConfig) if f.name == "device"))]
+
+
+def _option_type(annotation: Any) -> Any:
+    """`int | None` -> int: the type an option parses (None means 'not given')."""
+    if isinstance(annotation, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def param_name(cls: type, name: str) -> str:
+    """The command parameter a field becomes (its `flag` when renamed)."""
+    meta = next(f.metadata for f in fields(cls) if f.name == name)
+    return str(meta.get("flag", name)).replace("-", "_")
+
+
+def _parameters(cls: type, skip: set[str]) -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in fields(cls):
+        meta = f.metadata
+        if "help" not in meta or f.name in skip:
+            continue
+        default = meta.get("none_is", None) if f.default is None else f.default
+        if f.default is MISSING:
+            default = inspect.Parameter.empty  # a required option
+        kind = _option_type(hints[f.name])
+        if f.default is None and "none_is" in meta:
+            kind = type(meta["none_is"])
+        flag = "--" + meta.get("flag", f.name.replace("_", "-"))
+        option = typer.Option(flag, help=meta["help"])
+        params.append(inspect.Parameter(param_name(cls, f.name), inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=Annotated[kind, option]))
+    return params
+
+
+def _with(params: list[inspect.Parameter]) -> Callable[[F], F]:
+    """Add `params` to a command that takes them in `**options`."""
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+        taken = {p.name for p in own}
+        new = [p for p in params if p.name not in taken]
+        fn.__signature__ = signature.replace(parameters=[*own, *new])  # type: ignore[attr-defined]
+        fn.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in new}}
+        return fn
+    return decorate
+
+
+def train_options(fn: F) -> F:
+    """The options of `TrainConfig` on a command that trains."""
+    return _with(_parameters(TrainConfig, set()))(fn)
+
+
+def layer_options(fn: F) -> F:
+    """The options of `LayerPlan` on a command that trains one layer."""
+    return _with(_parameters(LayerPlan, set()))(fn)
+
+
+def dataset_options(skip: set[str] | None = None) -> Callable[[F], F]:
+    """The options of `DatasetOptions` on a command that reads a data source."""
+    return _with(_parameters(DatasetOptions, skip or set()))
 
 
 def train_config(params: dict[str, Any]) -> TrainConfig:
@@ -34,11 +93,13 @@ def train_config(params: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict({**params, "patience": params["patience"] or None})
 
 
+def data_options(params: dict[str, Any]) -> DatasetOptions:
+    """The import options of a command (its `ctx.params`)."""
+    given = {f.name: params[param_name(DatasetOptions, f.name)] for f in fields(DatasetOptions)
+             if param_name(DatasetOptions, f.name) in params}
+    return DatasetOptions(**given)
+
+
 def layer_plan(params: dict[str, Any]) -> LayerPlan:
     """The layer options of a command (its `ctx.params`)."""
-    return LayerPlan(params["kind"], params["width"], params["act"], params["pool"],
-                     params["bias"])
-
-
-def dataset_options(fmt: str | None, label_column: str, val_fraction: float) -> DatasetOptions:
-    return DatasetOptions(format=fmt, label_column=label_column, val_fraction=val_fraction)
+    return LayerPlan(**{f.name: params[param_name(LayerPlan, f.name)] for f in fields(LayerPlan)})

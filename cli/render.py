@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mfstore.experiment import ExperimentResult
-from mfstore.history import EpochReport
+if TYPE_CHECKING:
+    from mfstore.experiment import ExperimentResult
+    from mfstore.history import EpochReport
 
 stdout = Console(soft_wrap=True)  # lines stay whole when piped; tables still fit
 stderr = Console(stderr=True)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli import options as o
+from cli import options
 from cli.context import workspace
 from cli.errors import DAMAGE_EXIT_CODE, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stdout
-from mfstore.gc import collect
-from mfstore.repair import repair as repair_network
-from mfstore.verify import LayerCheck, VerifyReport
-from mfstore.verify import verify as verify_blocks
+
+if TYPE_CHECKING:
+    from mfstore.verify import LayerCheck, VerifyReport
 
 Tolerance = Annotated[float, typer.Option(
     help="Accuracy drop (fraction, 0.02 = 2 points) that counts as damage.")]
@@ -75,8 +74,8 @@ def verify(
     tolerance: Tolerance = 0.02,
     streams: Annotated[bool, typer.Option(
         help="Check the streams too (every shard's sha256: reads every byte).")] = True,
-    device: o.Device = "auto",
-    as_json: o.Json = False,
+    device: options.Device = "auto",
+    as_json: options.Json = False,
 ) -> None:
     """Check every block (readable, sha256 unchanged, finite) and every stream the network
     depends on (manifest, every shard's sha256); with --data, each layer's accuracy too.
@@ -84,6 +83,8 @@ def verify(
 
     Example: mfstore verify digits-mlp@1 --data digits
     """
+    from mfstore.verify import verify as verify_blocks
+
     report = verify_blocks(workspace(ctx), ref, data, tolerance, device, streams)
     if as_json:
         print_json(_report_dict(report))
@@ -103,7 +104,7 @@ def repair(
     tolerance: Tolerance = 0.02,
     device: Annotated[str | None, typer.Option(
         help="Override the recorded device (cpu reproduces CPU-trained layers exactly).")] = None,
-    as_json: o.Json = False,
+    as_json: options.Json = False,
 ) -> None:
     """Retrain only the damaged layer with its recorded spec, config and seed on its intact
     upstream stream, and register the repaired network; rebuild damaged streams (derived ones
@@ -112,6 +113,8 @@ def repair(
     Example: mfstore repair digits-mlp@1 --layer 2
     Example: mfstore repair --auto
     """
+    from mfstore.repair import repair as repair_network
+
     with TrainingProgress(enabled=not as_json) as progress:
         result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress)
     if as_json:
@@ -143,13 +146,15 @@ def gc(
         help="Keep files younger than this many seconds (writes in progress).")] = 600,
     force: Annotated[bool, typer.Option(
         help="Collect even when the registry is empty but the store is not.")] = False,
-    as_json: o.Json = False,
+    as_json: options.Json = False,
 ) -> None:
     """Remove blocks and streams that nothing live references, streams marked damaged, and
     stale shards; never what a live layer's lineage or a live network needs.
 
     Example: mfstore gc --dry-run
     """
+    from mfstore.gc import collect
+
     out = collect(workspace(ctx), dry_run, grace, force)
     if as_json:
         print_json({"dry_run": dry_run, "bytes": out.bytes, "blocks": out.blocks,

@@ -3,17 +3,20 @@
 Run: python examples/train_layer_by_layer.py
 """
 
+import torch
+
 from mfstore import TrainConfig, build_layers, build_specs, evaluate, load_dataset, parse_arch
-from mfstore.experiment import split_batches
-from mfstore.training import train_sequential
+from mfstore.inputs import split_batches
+from mfstore.stack import train_sequential
 
 data = load_dataset("sklearn:digits")
 config = TrainConfig(epochs=20, batch_size=64, device="cpu")
 specs = build_specs(parse_arch("dense:128,dense:128,dense:128"), data.input_shape, data.classes)
 layers = build_layers(specs, config.seed)
-train, val, test = (split_batches(s, config) for s in (data.train, data.val, data.test))
-histories = train_sequential(layers, train, val, config)
-accuracy = evaluate(layers, test, train.x.device)
+device = torch.device("cpu")
+train, val, test = (split_batches(s, config, device) for s in (data.train, data.val, data.test))
+histories = train_sequential(layers, train, val, config, device=device)
+accuracy = evaluate(layers, test, device)
 for k, (acc, history) in enumerate(zip(accuracy.per_layer, histories, strict=True), 1):
     print(f"layer {k}: test accuracy {acc:.2%} (best epoch {history.best_epoch})")
 print(f"FF mode {accuracy.ff:.2%}, BP mode {accuracy.bp:.2%}")

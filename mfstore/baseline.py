@@ -4,16 +4,29 @@ serving as the linear head, with the same optimizer, data order, seed and early 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from mfstore.batches import BatchSource
-from mfstore.config import TrainConfig, resolve_device
-from mfstore.evaluation import validate_stack
-from mfstore.fitting import fit
+from mfstore.config import TrainConfig
+from mfstore.devices import resolve_device
+from mfstore.epochs import run_epochs
+from mfstore.errors import ConfigError
+from mfstore.evaluation import Accuracy, evaluate, validate_stack
 from mfstore.history import LayerHistory, ProgressCallback
-from mfstore.modules import MFLayer, MFNet
+from mfstore.inputs import LayerInputs
+from mfstore.modules import MFLayer, MFNet, build_layers
+from mfstore.spec import LayerSpec
+
+BASELINES = ("bp", "none")
+
+
+def check_baseline(baseline: str) -> str:
+    if baseline not in BASELINES:
+        raise ConfigError(f"unknown baseline {baseline!r}; choose bp or none")
+    return baseline
 
 
 def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
@@ -36,15 +49,38 @@ def bp_step(net: MFNet, x: torch.Tensor, y: torch.Tensor,
 
 
 def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                   config: TrainConfig, *,
+                   config: TrainConfig, *, device: torch.device | None = None,
                    callback: ProgressCallback | None = None) -> LayerHistory:
     """Train `layers` as one network with backprop from the last layer's goodness."""
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     net = MFNet(layers, mode="bp").to(device).train()
 
     def validate() -> tuple[float | None, float | None]:
         losses, accuracies = validate_stack(net.mf_layers, val, device)
         return losses[-1], accuracies[-1]
 
-    return fit(net, backprop_parameters(net), lambda x, y, opt: bp_step(net, x, y, opt), train,
-               validate, config, algorithm="bp", index=None, callback=callback)
+    return run_epochs(net, backprop_parameters(net), lambda x, y, opt: bp_step(net, x, y, opt),
+                      train, validate, config, device, algorithm="bp", index=None,
+                      callback=callback)
+
+
+@dataclass
+class BaselineResult:
+    layers: list[MFLayer]
+    history: LayerHistory
+    test: Accuracy  # only .bp is meaningful: BP trains no projection but the last
+    val: Accuracy
+
+
+def train_baseline(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
+                   device: torch.device,
+                   callback: ProgressCallback | None = None) -> BaselineResult:
+    """Backprop on the very layers MF starts from (same initial weights), on the same inputs,
+    data order, optimizer and seed; evaluated on the inputs' test and validation splits."""
+    if inputs.test is None or inputs.val is None:
+        raise ConfigError("the baseline is evaluated on a test and a validation split")
+    layers = build_layers(specs, config.seed)
+    history = train_backprop(layers, inputs.train, inputs.val, config, device=device,
+                             callback=callback)
+    return BaselineResult(layers, history, evaluate(layers, inputs.test, device),
+                          evaluate(layers, inputs.val, device))

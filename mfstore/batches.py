@@ -33,11 +33,19 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-class TensorBatches:
-    """Batches from tensors in memory (on any device)."""
+def training_batch_size(batch_size: int | None) -> int:
+    """A source read only in order (evaluation, writing outputs) has no training batch size."""
+    if batch_size is None:
+        raise ValueError("this batch source was made for reading in order only")
+    return batch_size
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0,
-                 eval_batch_size: int = 4096) -> None:
+
+class TensorBatches:
+    """Batches from tensors in memory (on any device). `batch_size` is None for a source that
+    is only read in order (evaluation, writing outputs)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None,
+                 seed: int = 0, eval_batch_size: int = 4096) -> None:
         self.x, self.y = x, y  # (N, *shape), (N,)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -47,14 +55,14 @@ class TensorBatches:
         return int(self.y.shape[0])
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        n = len(self)
-        if self.batch_size >= n:  # full batch: order cannot change the gradient
+        n, batch_size = len(self), training_batch_size(self.batch_size)
+        if batch_size >= n:  # full batch: order cannot change the gradient
             yield self.x, self.y
             return
         order = torch.randperm(n, generator=epoch_generator(self.seed, epoch))
         order = order.to(self.x.device)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
     def ordered(self) -> Iterator[Batch]:

@@ -47,6 +47,12 @@ class InputSignature:
         return cls(tuple(data["input_shape"]), tuple(data["chain"]), data["dataset_fingerprint"])
 
 
+def layer_tensors(layer: MFLayer) -> dict[str, torch.Tensor]:
+    """The tensors a block holds of `layer` (an empty `bias` when it has none)."""
+    bias = layer.bias if layer.bias is not None else torch.zeros(0)
+    return {"weight": layer.weight, "bias": bias, "projection": layer.projection}
+
+
 def weights_digest(spec: LayerSpec, tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
     for name in TENSORS:
@@ -74,10 +80,8 @@ class LayerBlock:
     def from_layer(cls, layer: MFLayer, signature: InputSignature, **meta: Any) -> LayerBlock:
         from mfstore import __version__
 
-        bias = layer.bias if layer.bias is not None else torch.zeros(0)
         tensors = {n: t.detach().to("cpu", torch.float32).contiguous().clone()
-                   for n, t in (("weight", layer.weight), ("bias", bias),
-                                ("projection", layer.projection))}
+                   for n, t in layer_tensors(layer).items()}
         return cls(layer.spec, tensors, signature, version=__version__, **meta)
 
     def to_layer(self) -> MFLayer:

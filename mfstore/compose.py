@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
+
 from mfstore.config import TrainConfig
+from mfstore.devices import resolve_device
 from mfstore.errors import ConfigError, LineageError, SpecError, option
 from mfstore.history import ProgressCallback
-from mfstore.layer_training import fit_layer, resolve_layers
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES
 from mfstore.names import check_name
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan
+from mfstore.store_training import resolve_layers, train_registered_layer
 from mfstore.verify import require_intact
 from mfstore.workspace import Workspace
 
@@ -63,8 +66,9 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     require_intact(ws, layers)
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
-    layer = fit_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers, spec, config,
-                      callback, note=f"extends {network.ref}")
+    layer = train_registered_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers,
+                                   spec, config, resolve_device(config.device), callback,
+                                   note=f"extends {network.ref}")
     extended = ws.registry.add_network(network.name, _refs([*layers, layer]), network.mode,
                                        dataset.name, forced=network.forced,
                                        note=f"{network.ref} extended with {layer.ref}")
@@ -74,13 +78,15 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
 def retrain(ws: Workspace, layer: LayerVersion, dataset: DatasetRecord,
             upstream: Sequence[LayerVersion], callback: ProgressCallback | None = None,
             repairs: int | None = None, note: str = "",
-            device: str | None = None) -> LayerVersion:
-    """A new version of `layer` trained on `upstream` with its recorded spec, config and seed."""
-    config = TrainConfig.from_dict(layer.config)
-    if device is not None:
-        config = TrainConfig.from_dict({**layer.config, "device": device})
-    return fit_layer(ws, layer.name, dataset, upstream, layer.spec, config, callback,
-                     repairs=repairs, note=note)
+            device: torch.device | None = None) -> LayerVersion:
+    """A new version of `layer` trained on `upstream` with its recorded spec, config and seed
+    (on `device` instead of the recorded one, when given)."""
+    recorded = TrainConfig.from_dict(layer.config)
+    config = recorded if device is None else TrainConfig.from_dict(
+        {**layer.config, "device": device.type})
+    return train_registered_layer(ws, layer.name, dataset, upstream, layer.spec, config,
+                                  device or resolve_device(recorded.device), callback,
+                                  repairs=repairs, note=note)
 
 
 @dataclass

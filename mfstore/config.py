@@ -1,44 +1,56 @@
-"""`TrainConfig`, compute devices and the deterministic mode."""
+"""How to train (`TrainConfig`) and how a source becomes a dataset (`DatasetOptions`).
+
+Each field is declared once, here, with its default and its help; the command line derives
+its options from these fields (`cli/options.py`). Nothing here imports torch, so a command
+that only reads the registry starts fast.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import torch
-
-from mfstore.errors import ConfigError, DeviceError
+from mfstore.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+MAX_SEED = 2**63 - 1
+
+
+def _help(text: str, **more: Any) -> dict[str, Any]:
+    return {"help": text, **more}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: shared by Mono-Forward and the backprop baseline."""
+    """How to train: shared by Mono-Forward and the baselines. Fields with a `help` are
+    command-line options."""
 
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
+    epochs: int = field(default=20, metadata=_help("Most epochs per layer."))
+    batch_size: int = field(default=128, metadata=_help("Examples per step."))
+    lr: float = field(default=1e-3, metadata=_help("Learning rate."))
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam (L2 weight decay) or adamw (decoupled)
-    lr_schedule: str = "constant"  # or cosine over `epochs`
-    patience: int | None = 5  # epochs without a better validation loss; None = never stop
+    weight_decay: float = field(default=0.0, metadata=_help(
+        "Weight decay (L2 for adam, decoupled for adamw)."))
+    optimizer: str = field(default="adam", metadata=_help("adam or adamw."))
+    lr_schedule: str = field(default="constant", metadata=_help(
+        "constant or cosine (over --epochs)."))
+    patience: int | None = field(default=5, metadata=_help(
+        "Stop a layer after this many epochs without a better validation loss; 0 = never "
+        "stop early.", none_is=0))
     min_delta: float = 0.0
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
+    seed: int = field(default=0, metadata=_help("Seed of initialisation and data order."))
+    deterministic: bool = field(default=False, metadata=_help(
+        "Deterministic kernels (bit-reproducible)."))
+    device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu or cuda."))
     eval_batch_size: int = 4096
 
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, "the evaluation batch size must be at least 1"),
             (math.isfinite(self.lr) and self.lr > 0,
              f"learning rate must be a positive number, got {self.lr}"),
             (all(0 <= b < 1 for b in self.betas), f"betas must lie in [0, 1), got {self.betas}"),
@@ -47,6 +59,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr schedule must be one of {LR_SCHEDULES}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (0 <= self.seed <= MAX_SEED, f"the seed must lie in 0..2**63-1, got {self.seed}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -66,52 +79,38 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` = CUDA when present, else CPU; asking for CUDA without it is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no CUDA device is available; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise DeviceError(f"unsupported device {name!r}; use auto, cpu or cuda")
-    return device
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How a source becomes a dataset. Part of the fingerprint. Fields with a `help` are
+    command-line options (`flag` renames one)."""
+
+    val_fraction: float = field(default=0.1, metadata=_help(
+        "Share of train held out for validation."))
+    test_fraction: float = field(default=0.2, metadata=_help(
+        "Share held out for test when the source has no test split."))
+    seed: int = field(default=0, metadata=_help("Seed of the splits.", flag="split-seed"))
+    normalize: str = "standard"  # "standard" (mean/std fitted on train) or "none"
+    label_column: str = field(default="label", metadata=_help(
+        "Label column of CSV / Parquet data."))
+    format: str | None = field(default=None, metadata=_help(
+        "idx, cifar, npz, csv, parquet or sklearn (default: from the URL)."))
+    classes: int | None = None  # None: fixed by the format, else max label + 1
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(f"val_fraction + test_fraction must stay below 1 to leave "
+                              f"examples to train on, got {self.val_fraction} + "
+                              f"{self.test_fraction}")
+        if self.normalize not in ("standard", "none"):
+            raise ConfigError(f"normalize must be 'standard' or 'none', got {self.normalize!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"the split seed must lie in 0..2**63-1, got {self.seed}")
+        if self.classes is not None and not 2 <= self.classes <= MAX_CLASSES:
+            raise ConfigError(f"classes must lie in 2..{MAX_CLASSES}, got {self.classes}")
 
 
-@contextlib.contextmanager
-def deterministic_mode(enabled: bool) -> Iterator[None]:
-    """Deterministic kernels inside the block (bit-reproducible runs); restored afterwards."""
-    if not enabled:
-        yield
-        return
-    previous = (torch.are_deterministic_algorithms_enabled(),
-                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
-
-
-def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig,
-                   device: torch.device, capturable: bool = False) -> torch.optim.Optimizer:
-    """Adam or AdamW: fused kernels on CUDA, multi-tensor (foreach) on CPU, for MF and BP alike.
-    `capturable` keeps the step count on the device so a CUDA graph can replay the step."""
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    fast: dict[str, bool] = {"foreach": True}
-    if device.type == "cuda":
-        fast = {"fused": True, "capturable": True} if capturable else {"fused": True}
-    return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, **fast)
-
-
-def make_schedule(optimizer: torch.optim.Optimizer,
-                  config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return None
+MAX_CLASSES = 100_000

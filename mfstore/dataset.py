@@ -14,29 +14,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from mfstore.errors import ConfigError, DataValidationError
+from mfstore.config import DatasetOptions
+from mfstore.errors import DataValidationError
 from mfstore.readers import RawData, read_source
-
-
-@dataclass(frozen=True)
-class DatasetOptions:
-    """How a source becomes a dataset. Part of the fingerprint."""
-
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2  # used only when the source has no test split
-    seed: int = 0
-    normalize: str = "standard"  # "standard" (mean/std fitted on train) or "none"
-    label_column: str = "label"
-    format: str | None = None
-    classes: int | None = None  # None: fixed by the format, else max label + 1
-
-    def __post_init__(self) -> None:
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
-        if self.normalize not in ("standard", "none"):
-            raise ConfigError(f"normalize must be 'standard' or 'none', got {self.normalize!r}")
 
 
 @dataclass

@@ -6,26 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mfstore.baseline import train_backprop
-from mfstore.batches import TensorBatches
-from mfstore.config import TrainConfig, resolve_device
-from mfstore.dataset import Dataset, Split
-from mfstore.errors import ConfigError
+import torch
+
+from mfstore.baseline import BaselineResult, check_baseline, train_baseline
+from mfstore.config import TrainConfig
+from mfstore.dataset import Dataset
+from mfstore.devices import resolve_device
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.history import LayerHistory, ProgressCallback
+from mfstore.inputs import MemoryInputs
 from mfstore.modules import MFLayer, build_layers
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
-from mfstore.training import SCHEDULES, train_sequential, train_simultaneous
-
-BASELINES = ("bp", "none")
-
-
-@dataclass
-class BaselineResult:
-    layers: list[MFLayer]
-    history: LayerHistory
-    test: Accuracy  # only .bp is meaningful: BP trains no projection but the last
-    val: Accuracy
+from mfstore.stack import check_schedule, train_stack
 
 
 @dataclass
@@ -58,33 +50,24 @@ class ExperimentResult:
         return out
 
 
-def split_batches(split: Split, config: TrainConfig) -> TensorBatches:
-    device = resolve_device(config.device)
-    return TensorBatches(split.x, split.y, config.batch_size, config.seed,
-                         config.eval_batch_size).to(device)
-
-
 def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: TrainConfig,
                    schedule: str = "sequential", baseline: str = "bp",
-                   callback: ProgressCallback | None = None) -> ExperimentResult:
-    """Train `arch` on `dataset` with Mono-Forward and (unless `baseline="none"`) backprop."""
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {schedule!r}; choose sequential or simultaneous")
-    if baseline not in BASELINES:
-        raise ConfigError(f"unknown baseline {baseline!r}; choose bp or none")
+                   callback: ProgressCallback | None = None,
+                   device: torch.device | None = None) -> ExperimentResult:
+    """Train `arch` on `dataset` with Mono-Forward and (unless `baseline="none"`) backprop,
+    in memory; nothing is registered."""
+    check_schedule(schedule)
+    check_baseline(baseline)
+    device = device or resolve_device(config.device)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes)
-    device = resolve_device(config.device)
-    train, val, test = (split_batches(s, config)
-                        for s in (dataset.train, dataset.val, dataset.test))
+    inputs = MemoryInputs.of_dataset(dataset, config, device)
     layers = build_layers(specs, config.seed)
-    trainer = train_sequential if schedule == "sequential" else train_simultaneous
-    histories = trainer(layers, train, val, config, callback=callback)
-    result = ExperimentResult(specs, schedule, config, layers, histories,
-                              evaluate(layers, test, device), evaluate(layers, val, device), None)
+    trained = train_stack(layers, inputs, config, device, schedule=schedule, callback=callback)
+    assert inputs.test is not None and inputs.val is not None
+    result = ExperimentResult(specs, schedule, config, layers, [t.history for t in trained],
+                              evaluate(layers, inputs.test, device),
+                              evaluate(layers, inputs.val, device), None)
     if baseline == "bp":
-        bp_layers = build_layers(specs, config.seed)  # the same initial weights as MF
-        history = train_backprop(bp_layers, train, val, config, callback=callback)
-        result.baseline = BaselineResult(bp_layers, history, evaluate(bp_layers, test, device),
-                                         evaluate(bp_layers, val, device))
+        result.baseline = train_baseline(specs, inputs, config, device, callback)
     return result

@@ -194,12 +194,12 @@ def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int |
 def onnx_accuracy(ws: Workspace, export: Export, split: str = "test") -> tuple[float, int]:
     """Accuracy of an exported model run by ONNX Runtime on a split of its dataset, fed raw
     examples (the stored normalised ones mapped back through the recorded statistics)."""
-    from mfstore.materialize import dataset_stream
     from mfstore.stream import StreamBatches
+    from mfstore.stream_chain import dataset_stream
 
     mean, std = normalizer_arrays(export.dataset)
     session = ort.InferenceSession(export.data, providers=["CPUExecutionProvider"])
-    source = StreamBatches(ws.store, dataset_stream(ws, export.dataset), split, 1,
+    source = StreamBatches(ws.store, dataset_stream(ws, export.dataset), split,
                            options=ws.stream_options)
     correct = total = 0
     for x, y in source.ordered():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mfstore.batches import TensorBatches
 from mfstore.dataset import Dataset, DatasetOptions, load_dataset
-from mfstore.errors import DataValidationError, Fix
-from mfstore.names import check_name
+from mfstore.errors import DataSourceError, DataValidationError, Fix, NotFoundError
+from mfstore.names import NAME, check_name
 from mfstore.registry import DatasetRecord, StreamRecord
 from mfstore.stream import SPLITS, Manifest, StreamWriter, stream_id, stream_problems
 from mfstore.workspace import Workspace
@@ -51,3 +51,55 @@ def reimport(ws: Workspace, record: DatasetRecord) -> Manifest:
             f"(fingerprint {dataset.fingerprint[:12]}, recorded {record.fingerprint[:12]})",
             Fix("import", {"name": record.name, "url": "URL"}))
     return write_examples(ws, dataset)
+
+
+def load_registered(ws: Workspace, record: DatasetRecord) -> Dataset:
+    """A registered dataset, read back from its stream(0) into memory (normalised already)."""
+    import torch
+
+    from mfstore.dataset import Normalizer, Split
+    from mfstore.stream import StreamBatches
+    from mfstore.stream_chain import dataset_stream
+
+    manifest = dataset_stream(ws, record)
+
+    def split(name: str) -> Split:
+        parts = list(StreamBatches(ws.store, manifest, name, options=ws.stream_options).ordered())
+        return Split(torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]))
+
+    return Dataset(record.source, record.format, split("train"), split("val"), split("test"),
+                   tuple(record.input_shape), record.classes,
+                   Normalizer.from_dict(record.normalizer), record.fingerprint,
+                   record.fingerprint, DatasetOptions(**record.options), record.class_names)
+
+
+def dataset_for_training(data: str, options: DatasetOptions | None,
+                         ws: Workspace | None) -> Dataset:
+    """What `--data` means to a command that trains in memory: a registered dataset's name
+    (when there is a workspace), else a URL or `sklearn:NAME` read on the fly."""
+    if ws is not None:
+        try:
+            return load_registered(ws, ws.registry.dataset(data))
+        except NotFoundError:
+            pass
+    try:
+        return load_dataset(data, options)
+    except DataSourceError as err:
+        if NAME.fullmatch(data) and not any(c in data for c in ".:/"):  # a name, not a path
+            raise DataSourceError(f"there is no registered dataset and no file named {data!r}",
+                                  Fix("list", {"what": "datasets"}),
+                                  Fix("import", {"name": data, "url": "URL"})) from err
+        raise
+
+
+def registered_dataset(ws: Workspace, data: str) -> DatasetRecord:
+    """What `--data` means to a command that registers what it trains: a registered
+    dataset's name; a URL must be imported first, under a name."""
+    try:
+        return ws.registry.dataset(data)
+    except NotFoundError as err:
+        if not NAME.fullmatch(data):
+            raise NotFoundError(f"{data!r} is a data source, not a registered dataset; what is "
+                                "registered must be trained on a registered dataset",
+                                Fix("import", {"name": "NAME", "url": data})) from err
+        raise

@@ -24,6 +24,12 @@ ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 MODES = ("bp", "ff")
 
 
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise SpecError(f"unknown prediction mode {mode!r}; choose bp or ff")
+    return mode
+
+
 def layer_generator(seed: int, index: int) -> torch.Generator:
     """The init RNG of layer `index`: depends on (seed, index) only, so adding layers after it
     never changes it (hot-plugging)."""
@@ -90,8 +96,7 @@ class MFNet(nn.Module):
     def __init__(self, layers: Sequence[MFLayer], mode: str = "bp", upto: int | None = None):
         super().__init__()
         check_chain([layer.spec for layer in layers])
-        if mode not in MODES:
-            raise SpecError(f"unknown prediction mode {mode!r}; choose bp or ff")
+        check_mode(mode)
         upto = len(layers) if upto is None else upto
         if not 1 <= upto <= len(layers):
             raise SpecError(f"upto must lie in 1..{len(layers)}, got {upto}")

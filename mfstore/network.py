@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from mfstore.config import resolve_device
+from mfstore.devices import resolve_device
 from mfstore.errors import SpecError, option
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.lineage import check_shapes
-from mfstore.materialize import dataset_stream
 from mfstore.modules import MFLayer, MFNet
 from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
 from mfstore.stream import StreamBatches
+from mfstore.stream_chain import dataset_stream
 from mfstore.workspace import Workspace
 
 
@@ -46,12 +46,12 @@ def evaluate_network(ws: Workspace, ref: str, dataset_name: str | None = None,
     versions = versions[:check_upto(network, upto, len(versions))]
     check_shapes(dataset, versions)
     layers = load_layers(ws, versions)
-    source = StreamBatches(ws.store, dataset_stream(ws, dataset), split, 1,
+    source = StreamBatches(ws.store, dataset_stream(ws, dataset), split,
                            options=ws.stream_options)
     return network, evaluate(layers, source, resolve_device(device))
 
 
-def materialize(ws: Workspace, ref: str, mode: str | None = None,
+def load_network(ws: Workspace, ref: str, mode: str | None = None,
                 upto: int | None = None) -> MFNet:
     """A network as a `torch.nn.Module` (goodness in its prediction mode). With `upto=K` only
     the first K blocks are read, so a network whose later layers are broken still answers."""

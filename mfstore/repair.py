@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from mfstore.compose import retrain
-from mfstore.config import resolve_device
+from mfstore.devices import resolve_device
 from mfstore.errors import ConfigError, SpecError, option
 from mfstore.history import ProgressCallback
 from mfstore.importing import reimport
 from mfstore.lineage import lineage_problems
-from mfstore.materialize import chain_stream
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
+from mfstore.stream_chain import chain_stream
 from mfstore.usage import Snapshot
 from mfstore.verify import StreamCheck, VerifyReport, layer_accuracy, verify
 from mfstore.workspace import Workspace
@@ -55,7 +57,8 @@ class RepairResult:
         return not self.repaired and not self.streams
 
 
-def repair_streams(ws: Workspace, damaged: list[StreamCheck]) -> list[str]:
+def repair_streams(ws: Workspace, damaged: list[StreamCheck],
+                   device: torch.device) -> list[str]:
     """Re-import damaged dataset streams; drop damaged derived streams and write them again
     where their upstream layers are intact. Returns the ids handled."""
     datasets = ws.registry.datasets()
@@ -72,7 +75,7 @@ def repair_streams(ws: Workspace, damaged: list[StreamCheck]) -> list[str]:
         record = records.get(check.id)
         owners = [d for d in datasets if record and d.fingerprint == record.dataset_fingerprint]
         if record and owners and all(d in by_digest for d in record.chain):
-            chain_stream(ws, owners[0], [by_digest[d] for d in record.chain])
+            chain_stream(ws, owners[0], [by_digest[d] for d in record.chain], device)
     return [c.id for c in damaged]
 
 
@@ -95,28 +98,28 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
     if position is None and not auto:
         raise ConfigError("say what to repair: a layer of a network, or everything verify "
                           "finds damaged", option("layer"), option("auto"))
+    dev = None if device is None else resolve_device(device)
     if ref is None:
-        return repair_store(ws, tolerance, device, callback)
+        return repair_store(ws, tolerance, dev, callback)
     network = resolve_network(ws, ref)
     report = None
+    streams: list[str] = []
     if auto:
         report = verify(ws, ref, network.dataset, tolerance, device or "auto")
-        streams = repair_streams(ws, report.damaged_streams)
+        streams = repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"))
         if streams:  # accuracy can be checked now that the streams are whole again
             report = verify(ws, ref, network.dataset, tolerance, device or "auto")
-    else:
-        streams = []
     chain = network_layers(ws, network)
     targets = _targets(ws, network.ref, position, auto, len(chain), report)
     result = RepairResult(None, streams=streams)
     if targets:
-        result.network = _repair_layers(ws, network, chain, targets, tolerance, device,
+        result.network = _repair_layers(ws, network, chain, targets, tolerance, dev,
                                         callback, result)
     return result
 
 
 def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVersion],
-                   targets: list[int], tolerance: float, device: str | None,
+                   targets: list[int], tolerance: float, device: torch.device | None,
                    callback: ProgressCallback | None, result: RepairResult) -> NetworkVersion:
     dataset = ws.registry.dataset(network.dataset)
     for k in sorted(targets):
@@ -138,12 +141,13 @@ def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVers
                                    note=note)
 
 
-def repair_store(ws: Workspace, tolerance: float = 0.02, device: str | None = None,
+def repair_store(ws: Workspace, tolerance: float = 0.02, device: torch.device | None = None,
                  callback: ProgressCallback | None = None) -> RepairResult:
     """Every damaged stream and layer version of the store (layers retrained on the chain
     their lineage records, input side first)."""
-    report = verify(ws, None, None, tolerance, device or "auto")
-    result = RepairResult(None, streams=repair_streams(ws, report.damaged_streams))
+    report = verify(ws, None, None, tolerance, device.type if device else "auto")
+    result = RepairResult(None, streams=repair_streams(ws, report.damaged_streams,
+                                                       device or resolve_device("auto")))
     by_digest = {d: vs[0] for d, vs in Snapshot.read(ws.registry).by_digest().items()
                  if vs[0].status == "ok"}
     for check in sorted(report.damaged, key=lambda c: len(c.layer.signature.chain)):  # inputs first
@@ -160,11 +164,11 @@ def repair_store(ws: Workspace, tolerance: float = 0.02, device: str | None = No
 
 
 def _recheck_downstream(ws: Workspace, chain: list[LayerVersion], k: int, targets: set[int],
-                        dataset: DatasetRecord, tolerance: float, device: str | None,
+                        dataset: DatasetRecord, tolerance: float, device: torch.device | None,
                         callback: ProgressCallback | None, result: RepairResult) -> None:
     """After a repair that changed layer k's tensors: keep each later layer whose accuracy on
     the new chain holds, retrain those whose accuracy fell."""
-    dev = resolve_device(device or "auto")
+    dev = device or resolve_device("auto")
     for j in range(k, len(chain)):
         if j + 1 in targets:
             continue

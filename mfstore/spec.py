@@ -8,7 +8,7 @@ rebuilt from its own file. Architectures are written `dense:1000,dense:1000` or
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mfstore.errors import SpecError
@@ -91,13 +91,15 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """A layer as written in an architecture string, before its input shape is known."""
+    """A layer as written in an architecture string, before its input shape is known. Fields
+    with a `help` are command-line options of the commands that train one layer."""
 
-    kind: str
-    width: int
-    activation: str = "relu"
-    pool: str = "avg"
-    bias: bool = True
+    kind: str = field(metadata={"help": f"Layer kind: {', '.join(KINDS)}."})
+    width: int = field(metadata={"help": "Units (dense) or channels (conv)."})
+    activation: str = field(default="relu", metadata={
+        "help": f"Activation: {', '.join(ACTIVATIONS)}.", "flag": "act"})
+    pool: str = field(default="avg", metadata={"help": "conv pooling: avg, max or none."})
+    bias: bool = field(default=True, metadata={"help": "Learn a bias."})
 
     def resolve(self, in_shape: tuple[int, ...], classes: int) -> LayerSpec:
         return LayerSpec(self.kind, self.width, tuple(in_shape), classes,

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mfstore.batches import Batch, TensorBatches, epoch_generator
+from mfstore.batches import Batch, TensorBatches, epoch_generator, training_batch_size
 from mfstore.errors import Fix, IntegrityError
 from mfstore.store import Store, sha256
 
@@ -232,8 +232,9 @@ def _prefetched(store: Store, shards: list[Shard], depth: int, pin: bool) -> Ite
 class StreamBatches:
     """A `BatchSource` over one split of a stream."""
 
-    def __init__(self, store: Store, manifest: Manifest, split: str, batch_size: int,
-                 seed: int = 0, options: StreamOptions | None = None,
+    def __init__(self, store: Store, manifest: Manifest, split: str,
+                 batch_size: int | None = None, seed: int = 0,
+                 options: StreamOptions | None = None,
                  eval_batch_size: int = 4096) -> None:
         self.store, self.info = store, manifest.splits[split]
         self.batch_size, self.seed, self.eval_batch_size = batch_size, seed, eval_batch_size
@@ -246,6 +247,10 @@ class StreamBatches:
     @property
     def in_memory(self) -> bool:
         return self.info.total_bytes <= self.options.ram_budget
+
+    def release(self) -> None:
+        """Let go of the split held in memory (read again on the next use)."""
+        self._memory = None
 
     def _held(self) -> TensorBatches:
         if self._memory is None:
@@ -268,7 +273,7 @@ class StreamBatches:
         if self.in_memory:  # the very order TensorBatches gives: streamed == in memory
             yield from self._held().batches(epoch)
             return
-        if self.batch_size >= len(self):  # full batch: one allocation, order is irrelevant
+        if training_batch_size(self.batch_size) >= len(self):  # full batch: order is irrelevant
             parts = list(_prefetched(self.store, self.info.shards, self.options.prefetch,
                                      self.options.pin_memory))
             yield torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
@@ -277,7 +282,7 @@ class StreamBatches:
         order = torch.randperm(len(self.info.shards), generator=gen).tolist()
         shape = tuple(self.info.example_shape)
         pool_x, pool_y = torch.zeros(0, *shape), torch.zeros(0, dtype=torch.int64)
-        limit, b = self.options.shuffle_buffer, self.batch_size
+        limit, b = self.options.shuffle_buffer, training_batch_size(self.batch_size)
         for x, y in _prefetched(self.store, [self.info.shards[i] for i in order],
                                 self.options.prefetch, self.options.pin_memory):
             pool_x, pool_y = torch.cat([pool_x, x]), torch.cat([pool_y, y])

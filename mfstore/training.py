@@ -8,21 +8,16 @@ detached, so no gradient crosses a layer boundary.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from mfstore.batches import Batch, BatchSource, TensorBatches
-from mfstore.config import (
-    TrainConfig,
-    deterministic_mode,
-    make_optimizer,
-    make_schedule,
-    resolve_device,
-)
+from mfstore.batches import Batch, BatchSource
+from mfstore.config import TrainConfig
+from mfstore.devices import deterministic_mode, make_optimizer, make_schedule, resolve_device
+from mfstore.epochs import run_epochs
 from mfstore.evaluation import validate_stack
-from mfstore.fitting import fit
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -33,10 +28,6 @@ from mfstore.history import (
 from mfstore.modules import MFLayer
 
 SCHEDULES = ("sequential", "simultaneous")
-
-# (trained layer, its train input, its validation input) -> the next layer's inputs
-NextInputs = Callable[[MFLayer, BatchSource, BatchSource | None],
-                      tuple[BatchSource, BatchSource | None]]
 
 
 def local_loss(layer: MFLayer, a_in: torch.Tensor,
@@ -53,19 +44,21 @@ def _report(callback: ProgressCallback | None, history: LayerHistory, report: Ep
 
 
 def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, config: TrainConfig,
-                *, index: int = 0, callback: ProgressCallback | None = None) -> LayerHistory:
+                *, device: torch.device | None = None, index: int = 0,
+                callback: ProgressCallback | None = None) -> LayerHistory:
     """Train one layer on `(x, y)` batches of its input; keep the weights of its best
-    validation epoch. `train` may come from memory or from a stream on disk."""
-    device = resolve_device(config.device)
+    validation epoch. `train` may come from memory or from a stream on disk. Without
+    `device`, the one `config.device` names."""
+    device = device or resolve_device(config.device)
     layer.to(device).train()
 
     def validate() -> tuple[float | None, float | None]:
         (loss,), (accuracy,) = validate_stack([layer], val, device)
         return loss, accuracy
 
-    return fit(layer, list(layer.parameters()),
-               lambda x, y, opt: mf_step([layer], x, y, opt)[0], train, validate, config,
-               algorithm="mf", index=index, callback=callback)
+    return run_epochs(layer, list(layer.parameters()),
+                      lambda x, y, opt: mf_step([layer], x, y, opt)[0], train, validate, config,
+                      device, algorithm="mf", index=index, callback=callback)
 
 
 def layer_output_batches(layer: MFLayer, source: BatchSource,
@@ -84,35 +77,6 @@ def layer_outputs(layer: MFLayer, source: BatchSource,
     batches = list(layer_output_batches(layer, source, device))
     return (torch.cat([a for a, _ in batches]),
             torch.cat([y.to(device, non_blocking=True) for _, y in batches]))
-
-
-def in_memory_next(config: TrainConfig) -> NextInputs:
-    """The next layer's inputs held in memory, batched and shuffled like the first layer's."""
-    device = resolve_device(config.device)
-
-    def next_inputs(layer: MFLayer, train: BatchSource,
-                    val: BatchSource | None) -> tuple[BatchSource, BatchSource | None]:
-        nxt = TensorBatches(*layer_outputs(layer, train, device), config.batch_size,
-                            config.seed, config.eval_batch_size)
-        nxt_val = None if val is None else TensorBatches(
-            *layer_outputs(layer, val, device), config.batch_size, config.seed,
-            config.eval_batch_size)
-        return nxt, nxt_val
-
-    return next_inputs
-
-
-def train_sequential(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                     config: TrainConfig, *, callback: ProgressCallback | None = None,
-                     next_inputs: NextInputs | None = None) -> list[LayerHistory]:
-    """Train layer 1 to the end, freeze it, feed its outputs to layer 2, and so on."""
-    next_inputs = next_inputs or in_memory_next(config)
-    histories = []
-    for index, layer in enumerate(layers):
-        histories.append(train_layer(layer, train, val, config, index=index, callback=callback))
-        if index + 1 < len(layers):
-            train, val = next_inputs(layer, train, val)
-    return histories
 
 
 def mf_step(layers: Sequence[MFLayer], x: torch.Tensor, y: torch.Tensor,
@@ -168,7 +132,7 @@ def _freeze_first_if_done(layers: Sequence[MFLayer], stoppers: list[EarlyStoppin
 
 
 def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                       config: TrainConfig, *,
+                       config: TrainConfig, *, device: torch.device | None = None,
                        callback: ProgressCallback | None = None) -> list[LayerHistory]:
     """The paper's Algorithm 1, with per-layer early stopping.
 
@@ -177,7 +141,7 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     outputs. Layers still training when the epochs run out keep their last weights (restoring
     them would invalidate the layers trained on top). A layer's fate therefore never depends on
     the layers after it, which keeps hot-plugging exact."""
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     for layer in layers:
         layer.to(device).train()
     histories = [LayerHistory() for _ in layers]

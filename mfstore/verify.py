@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 import torch
 
 from mfstore.block import LayerBlock
-from mfstore.config import resolve_device
+from mfstore.devices import resolve_device
 from mfstore.errors import ConfigError, Fix, IntegrityError, StoreError
 from mfstore.evaluation import stack_metrics
-from mfstore.materialize import chain_stream
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.store import sha256
 from mfstore.stream import StreamBatches, stream_id, stream_problems
+from mfstore.stream_chain import chain_stream
 from mfstore.usage import Snapshot
 from mfstore.workspace import Workspace, block_path
 
@@ -106,8 +106,8 @@ def block_problems(ws: Workspace, layer: LayerVersion) -> tuple[list[str], Layer
 def layer_accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
                    upstream: Sequence[LayerVersion], device: torch.device) -> float:
     """Test accuracy of one layer on its own, fed by the stream of `upstream`."""
-    manifest = chain_stream(ws, dataset, upstream, str(device))
-    source = StreamBatches(ws.store, manifest, "test", 1, options=ws.stream_options)
+    manifest = chain_stream(ws, dataset, upstream, device)
+    source = StreamBatches(ws.store, manifest, "test", options=ws.stream_options)
     return stack_metrics([block.to_layer()], source, device).accuracies[0]
 
 
@@ -171,6 +171,7 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
     the streams they depend on; with a dataset, compare each layer's test accuracy on it with
     the accuracy recorded at training time."""
     check_tolerance(tolerance)
+    dev = resolve_device(device)
     ws.store.check()  # a store that is not there is an error, even with nothing to check
     network, layers = _scope(ws, ref)
     dataset = ws.registry.dataset(dataset_name) if dataset_name else None
@@ -188,7 +189,7 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
         intact[layer.digest] = intact.get(layer.digest, False) or not check.problems
         if dataset is not None and block is not None:
             _check_accuracy(ws, check, block, dataset, by_digest, intact, broken, tolerance,
-                            resolve_device(device))
+                            dev)
         if not check.ok and check.repaired_by is None:
             check.fixes.append(_layer_fix(snap, layer, network, check.position))
         checks.append(check)

@@ -68,7 +68,7 @@ def test_cuda_without_a_gpu_is_refused(tmp_path):
                   cwd=tmp_path)
     assert out.returncode == 5
     assert out.stderr.strip() == (
-        "error: CUDA was requested but no CUDA device is available; use --device cpu")
+        "error: CUDA was requested but no CUDA device is available; pass --device cpu")
 
 
 def test_every_command_has_help_with_an_example():

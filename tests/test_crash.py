@@ -9,11 +9,13 @@ import time
 
 from mfstore.importing import import_dataset
 from mfstore.workspace import Workspace
-from tests.cli_run import MFSTORE
+from tests.cli_run import MFSTORE, cli
 from tests.store_checks import assert_consistent
 
-COMMAND = ["train-layer", "wide", "--data", "digits", "--kind", "dense", "--width", "2048",
-           "--epochs", "1", "--device", "cpu"]
+WIDE = ["train-layer", "wide", "--data", "digits", "--kind", "dense", "--width", "2048",
+        "--epochs", "1", "--device", "cpu"]
+COMMAND = ["train-layer", "top", "--data", "digits", "--on", "wide@1", "--kind", "dense",
+           "--width", "8", "--epochs", "1", "--device", "cpu"]  # writes wide@1's outputs first
 
 
 def _partial_stream(store_dir, known: set[str]) -> bool:
@@ -28,6 +30,7 @@ def test_sigkill_while_writing_the_output_stream(tmp_path):
     env = {**os.environ, "MFSTORE_SHARD_BYTES": "200000"}
     ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
+    assert cli("--home", str(tmp_path), *WIDE).returncode == 0
     known = {p.name for p in (tmp_path / "store" / "streams").iterdir()}
     proc = subprocess.Popen([MFSTORE, "--home", str(tmp_path), *COMMAND], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -47,5 +50,5 @@ def test_sigkill_while_writing_the_output_stream(tmp_path):
     again = subprocess.run([MFSTORE, "--home", str(tmp_path), *COMMAND], env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert "registered wide@" in again.stdout
+    assert "registered top@1" in again.stdout
     assert assert_consistent(Workspace.open(home=str(tmp_path))) == set()

@@ -17,8 +17,8 @@ from mfstore.config import TrainConfig
 from mfstore.errors import ExportError
 from mfstore.export import export_network
 from mfstore.importing import import_dataset
-from mfstore.layer_training import train_network
-from mfstore.network import materialize
+from mfstore.network import load_network
+from mfstore.store_training import train_network
 from mfstore.workspace import Workspace
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.01, device="cpu")
@@ -52,7 +52,7 @@ def test_export_matches_pytorch(ws, tmp_path, net, mode):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     goodness, label = session.run(["goodness", "label"], {"x": x})
     with torch.no_grad():
-        expected = materialize(ws, f"{net}@1", mode)(torch.from_numpy((x - mean) / std)).numpy()
+        expected = load_network(ws, f"{net}@1", mode)(torch.from_numpy((x - mean) / std)).numpy()
     assert np.abs(goodness - expected).max() / np.abs(expected).max() <= 1e-4
     assert np.array_equal(label, expected.argmax(1)) and label.dtype == np.int64
     assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][:1] == ["batch"]

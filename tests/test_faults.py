@@ -139,8 +139,9 @@ def test_an_empty_registry_file_is_refused_and_gc_removes_nothing(home):
     for args in (["nets", "list"], ["gc", "--dry-run", "--grace", "0"]):
         out = in_home(home, *args)
         assert out.returncode == 9
-        assert _error(out).startswith(f"error: registry 'sqlite:///{home}/registry.db' is an "
-                                      "empty file, not an mfstore registry")
+        assert _error(out) == (f"error: registry 'sqlite:///{home}/registry.db' is an empty "
+                               "file, not an mfstore registry; run `mfstore init` first (or "
+                               "check --registry / MFSTORE_REGISTRY)")
     assert len(list((home / "store").rglob("*.safetensors"))) > 0  # nothing collected
 
 

@@ -7,16 +7,19 @@ import pytest
 import torch
 
 from mfstore.config import TrainConfig
-from mfstore.experiment import split_batches
+from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.spec import build_specs, parse_arch
-from mfstore.training import train_sequential, train_simultaneous
+from mfstore.stack import train_sequential
+from mfstore.training import train_simultaneous
+
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("trainer", [train_sequential, train_simultaneous])
 def test_layers_of_a_deeper_net_equal_the_shallower_net(digits, trainer):
     config = TrainConfig(epochs=8, batch_size=64, patience=2, seed=11, device="cpu")
-    train, val = split_batches(digits.train, config), split_batches(digits.val, config)
+    train, val = split_batches(digits.train, config, CPU), split_batches(digits.val, config, CPU)
     specs = build_specs(parse_arch("dense:64,dense:48,dense:32"), digits.input_shape,
                         digits.classes)
     shallow, deep = build_layers(specs[:2], config.seed), build_layers(specs, config.seed)
@@ -31,7 +34,7 @@ def test_layers_of_a_deeper_net_equal_the_shallower_net(digits, trainer):
 
 def test_simultaneous_early_stopping_freezes_layers_in_order(digits):
     config = TrainConfig(epochs=40, batch_size=64, patience=1, seed=2, device="cpu")
-    train, val = split_batches(digits.train, config), split_batches(digits.val, config)
+    train, val = split_batches(digits.train, config, CPU), split_batches(digits.val, config, CPU)
     specs = build_specs(parse_arch("dense:64,dense:64"), digits.input_shape, digits.classes)
     layers = build_layers(specs, config.seed)
     reports = []

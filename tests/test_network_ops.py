@@ -109,9 +109,9 @@ def test_degraded_prediction_from_the_first_layers(home):
     _write_noise(home, "net.l2@1", register=False)  # layer 2 is broken
     degraded = json_of(home, "eval", "net@1", "--upto", "1")
     assert degraded["bp"] == degraded["ff"] == degraded["per_layer"][0] == full["per_layer"][0]
-    from mfstore.network import materialize
+    from mfstore.network import load_network
 
-    net = materialize(Workspace.open(home=str(home)), "net@1", "bp", upto=1)
+    net = load_network(Workspace.open(home=str(home)), "net@1", "bp", upto=1)
     assert len(net.layers) == 1
 
 
@@ -178,20 +178,27 @@ def test_swap_lists_and_retrains_downstream_layers(home):
 def test_gc_after_deleting_a_network_frees_exactly_its_blocks_and_streams(home):
     assert json_of(home, "gc", "--grace", "0")["bytes"] == 0  # nothing unreferenced yet
     json_of(home, "extend", "net@1", "--kind", "dense", "--width", "16", *QUICK)  # net@2 adds l3
+    json_of(home, "extend", "net@2", "--kind", "dense", "--width", "8", *QUICK)  # net@3 adds l4
     ws = Workspace.open(home=str(home))
-    l3 = ws.registry.layer("net.l3", "1")
-    own_block = block_path(l3.block_sha256)
+    l3, l4 = ws.registry.layer("net.l3", "1"), ws.registry.layer("net.l4", "1")
+    own_blocks = sorted(block_path(v.block_sha256) for v in (l3, l4))
     streams_before = {s.id for s in ws.registry.streams()}
+    out = in_home(home, "nets", "delete", "net@3")
+    assert out.stdout.splitlines() == [
+        "deleted network net@3", "deleted layer net.l4@1",
+        "kept layer net.l1@1: network net@1 holds it; network net@2 holds it",
+        "kept layer net.l2@1: network net@1 holds it; network net@2 holds it",
+        "kept layer net.l3@1: network net@2 holds it"]
     out = in_home(home, "nets", "delete", "net@2")
-    assert out.stdout.split("\n")[:2] == ["deleted network net@2", "deleted layer net.l3@1"]
+    assert out.stdout.splitlines()[:2] == ["deleted network net@2", "deleted layer net.l3@1"]
     dry = json_of(home, "gc", "--grace", "0", "--dry-run")
-    assert [p for p, _ in dry["blocks"]] == [own_block]
+    assert sorted(p for p, _ in dry["blocks"]) == own_blocks
     l3_streams = {sid for sid, _ in dry["streams"]}
-    assert len(l3_streams) == 1 and l3_streams < streams_before  # only l3's output stream
-    assert ws.store.exists(own_block)  # dry run removed nothing
+    assert len(l3_streams) == 1 and l3_streams < streams_before  # l3's output, which l4 read
+    assert all(ws.store.exists(p) for p in own_blocks)  # a dry run removes nothing
     freed = json_of(home, "gc", "--grace", "0")
     assert freed["bytes"] == dry["bytes"] > 0
-    assert not ws.store.exists(own_block)
+    assert not any(ws.store.exists(p) for p in own_blocks)
     assert {s.id for s in ws.registry.streams()} == streams_before - l3_streams
     assert in_home(home, "verify", "net@1", "--data", "digits").returncode == 0
     assert json_of(home, "gc", "--grace", "0")["bytes"] == 0

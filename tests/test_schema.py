@@ -107,8 +107,18 @@ def test_a_database_of_something_else_is_refused(url):
             Registry(url, create=create)
 
 
+def test_an_empty_file_is_refused_except_by_init(tmp_path):
+    path = tmp_path / "registry.db"
+    path.write_bytes(b"")
+    with pytest.raises(RegistryError, match=re.escape("is an empty file, not an mfstore "
+                                                      "registry; initialise the registry")):
+        Registry(f"sqlite:///{path}")
+    assert path.read_bytes() == b""
+    Registry(f"sqlite:///{path}", create=True)  # init treats it as none (another init may
+    Registry(f"sqlite:///{path}")  # be creating it at this very moment)
+
+
 @pytest.mark.parametrize("content,message", [
-    (b"", "is an empty file, not an mfstore registry; delete it or choose another registry"),
     (b"SQLite format 3\x00" + b"\x10\x00" + b"\x00" * 80, "file is not a database"),
     (b"hello, not a database at all" * 100, "file is not a database"),
 ])

@@ -16,10 +16,10 @@ import tritonclient.http as triton
 from mfstore.config import TrainConfig
 from mfstore.export import export_network
 from mfstore.importing import import_dataset
-from mfstore.layer_training import train_network
-from mfstore.materialize import dataset_stream
-from mfstore.network import materialize
+from mfstore.network import load_network
+from mfstore.store_training import train_network
 from mfstore.stream import StreamBatches
+from mfstore.stream_chain import dataset_stream
 from mfstore.workspace import Workspace
 from tests.server_run import running_server
 
@@ -44,7 +44,7 @@ def setup(tmp_path_factory):
     expected = {}
     with torch.no_grad():
         for mode in ("bp", "ff"):
-            expected[mode] = materialize(ws, "net@1", mode)(torch.from_numpy(x)).numpy()
+            expected[mode] = load_network(ws, "net@1", mode)(torch.from_numpy(x)).numpy()
     with running_server("--home", str(home), "serve", "--model-repo", str(repo)) as url:
         yield {"url": url, "home": home, "raw": raw, "expected": expected}
 

@@ -7,15 +7,18 @@ import torch
 
 from mfstore.config import TrainConfig
 from mfstore.evaluation import evaluate
-from mfstore.experiment import split_batches
 from mfstore.importing import import_dataset
-from mfstore.layer_training import train_network
+from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.network import evaluate_network, load_layers, network_layers
 from mfstore.spec import build_specs, parse_arch
+from mfstore.stack import train_sequential
+from mfstore.store_training import train_network
 from mfstore.stream import StreamOptions
-from mfstore.training import train_sequential, train_simultaneous
+from mfstore.training import train_simultaneous
 from mfstore.workspace import Workspace
+
+CPU = torch.device("cpu")
 
 ARCH = "dense:64,dense:48,dense:32"
 CONFIG = TrainConfig(epochs=6, batch_size=64, patience=2, seed=4, device="cpu")
@@ -24,7 +27,8 @@ CONFIG = TrainConfig(epochs=6, batch_size=64, patience=2, seed=4, device="cpu")
 def _in_memory(digits, trainer, config=CONFIG):
     specs = build_specs(parse_arch(ARCH), digits.input_shape, digits.classes)
     layers = build_layers(specs, config.seed)
-    train, val, test = (split_batches(s, config) for s in (digits.train, digits.val, digits.test))
+    train, val, test = (split_batches(s, config, CPU)
+                        for s in (digits.train, digits.val, digits.test))
     trainer(layers, train, val, config)
     return layers, evaluate(layers, test, torch.device("cpu"))
 
@@ -58,14 +62,17 @@ def test_streamed_from_shards_with_a_bounded_buffer_reaches_the_same_accuracy(tm
     assert abs(streamed.ff - accuracy.ff) < 0.03
 
 
-def test_output_streams_are_reused(tmp_path):
+def test_streams_are_written_when_read_and_reused(tmp_path):
     ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
-    train_network(ws, "n", "digits", "dense:16", CONFIG)
-    files = {p: ws.store.fs.modified(ws.store.path(p)) for p in ws.store.list("streams")}
-    from mfstore.materialize import chain_stream
+    train_network(ws, "n", "digits", "dense:16,dense:8", CONFIG)
+    assert len(ws.registry.streams()) == 2  # the examples, and what layer 2 trained on
+    from mfstore.stream_chain import chain_stream
 
-    layer = ws.registry.layer("n.l1")
-    chain_stream(ws, ws.registry.dataset("digits"), [layer])
-    assert {p: ws.store.fs.modified(ws.store.path(p)) for p in ws.store.list("streams")} == files
-    assert len(ws.registry.streams()) == 2
+    dataset = ws.registry.dataset("digits")
+    layers = [ws.registry.layer("n.l1"), ws.registry.layer("n.l2")]
+    chain_stream(ws, dataset, layers, CPU)  # asked for: the last layer's output, written once
+    files = {p: ws.store.modified(p) for p in ws.store.list("streams")}
+    chain_stream(ws, dataset, layers, CPU)
+    assert {p: ws.store.modified(p) for p in ws.store.list("streams")} == files
+    assert len(ws.registry.streams()) == 3

@@ -56,9 +56,9 @@ def check_sqlite_file(path: str, shown: str, create: bool) -> None:
         if not create:
             raise RegistryError(f"there is no mfstore registry at {shown!r}", INIT, CHECK_URL)
         return
-    if os.path.getsize(path) == 0:
-        raise RegistryError(f"registry {shown!r} is an empty file, not an mfstore registry; "
-                            "delete it or choose another registry", CHECK_URL)
+    if os.path.getsize(path) == 0 and not create:  # init may be making it right now
+        raise RegistryError(f"registry {shown!r} is an empty file, not an mfstore registry",
+                            INIT, CHECK_URL)
 
 
 def _sqlite_settings(engine: Engine) -> None:

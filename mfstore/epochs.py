@@ -10,13 +10,8 @@ import torch
 from torch import nn
 
 from mfstore.batches import BatchSource
-from mfstore.config import (
-    TrainConfig,
-    deterministic_mode,
-    make_optimizer,
-    make_schedule,
-    resolve_device,
-)
+from mfstore.config import TrainConfig
+from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -31,12 +26,12 @@ Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tenso
 Validation = Callable[[], tuple[float | None, float | None]]
 
 
-def fit(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchSource,
-        validate: Validation, config: TrainConfig, *, algorithm: str, index: int | None,
-        callback: ProgressCallback | None = None) -> LayerHistory:
+def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchSource,
+               validate: Validation, config: TrainConfig, device: torch.device, *,
+               algorithm: str, index: int | None,
+               callback: ProgressCallback | None = None) -> LayerHistory:
     """Train `params` of `module` with `step` for up to `config.epochs` epochs, stop early on
     the validation loss, and keep the weights of the best validation epoch."""
-    device = resolve_device(config.device)
     history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
     start = time.perf_counter()
     with deterministic_mode(config.deterministic):

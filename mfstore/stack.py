@@ -1,0 +1,98 @@
+"""The one training path: a stack of MF layers trained on `LayerInputs` (memory or the
+store's streams) with either schedule, each layer's own metrics measured, and each trained
+layer handed to `on_trained` (the store registers it there, before the next layer trains).
+
+    sequential:    inputs ─► layer 1 ─► on_trained ─► inputs.after(layer 1) ─► layer 2 ─► …
+    simultaneous:  inputs ─► every layer per batch (Algorithm 1) ─► on_trained for each
+
+`run_experiment` (in memory), `store_training` (through the store, registered), the baselines
+and the benchmarks all train through `train_stack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mfstore.batches import TensorBatches
+from mfstore.config import TrainConfig
+from mfstore.devices import resolve_device
+from mfstore.errors import ConfigError
+from mfstore.evaluation import stack_metrics
+from mfstore.history import LayerHistory, ProgressCallback
+from mfstore.inputs import LayerInputs, MemoryInputs
+from mfstore.modules import MFLayer
+from mfstore.training import SCHEDULES, train_layer, train_simultaneous
+
+
+@dataclass
+class Trained:
+    """One trained layer, with what it learnt from and how well it does on its own."""
+
+    position: int  # in the trained stack, 0-based
+    layer: MFLayer
+    history: LayerHistory
+    metrics: dict[str, float]  # val_/test_ accuracy and loss of this layer alone
+
+
+OnTrained = Callable[[Trained], None]
+
+
+def check_schedule(schedule: str) -> str:
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose sequential or simultaneous")
+    return schedule
+
+
+def layer_metrics(layers: Sequence[MFLayer], inputs: LayerInputs,
+                  device: torch.device) -> list[dict[str, float]]:
+    """Each layer's own validation and test loss and accuracy (layer-k mode), one pass per
+    split over the whole stack."""
+    out: list[dict[str, float]] = [{} for _ in layers]
+    for split, source in (("val", inputs.val), ("test", inputs.test)):
+        if source is None or len(source) == 0:
+            continue
+        m = stack_metrics(layers, source, device)
+        for k in range(len(layers)):
+            out[k][f"{split}_accuracy"] = m.accuracies[k]
+            out[k][f"{split}_loss"] = m.losses[k]
+    return out
+
+
+def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainConfig,
+                device: torch.device, *, schedule: str = "sequential", first_index: int = 0,
+                callback: ProgressCallback | None = None,
+                on_trained: OnTrained | None = None) -> list[Trained]:
+    """Train `layers` (layer k sits at `first_index + k` of its network) on `inputs`."""
+    check_schedule(schedule)
+    if schedule == "simultaneous":
+        histories = train_simultaneous(layers, inputs.train, inputs.val, config, device=device,
+                                       callback=callback)
+        metrics = layer_metrics(layers, inputs, device)
+        done = [Trained(k, layer, histories[k], metrics[k]) for k, layer in enumerate(layers)]
+        for trained in done:
+            if on_trained is not None:
+                on_trained(trained)
+        return done
+    done = []
+    for k, layer in enumerate(layers):
+        history = train_layer(layer, inputs.train, inputs.val, config, device=device,
+                              index=first_index + k, callback=callback)
+        done.append(Trained(k, layer, history, layer_metrics([layer], inputs, device)[0]))
+        if on_trained is not None:
+            on_trained(done[-1])
+        if k + 1 < len(layers):
+            inputs = inputs.after(layer)
+    return done
+
+
+def train_sequential(layers: Sequence[MFLayer], train: TensorBatches, val: TensorBatches | None,
+                     config: TrainConfig, *, device: torch.device | None = None,
+                     callback: ProgressCallback | None = None) -> list[LayerHistory]:
+    """Train layer 1 to the end, freeze it, feed its outputs (in memory) to layer 2, and so
+    on."""
+    device = device or resolve_device(config.device)
+    inputs = MemoryInputs(train, val, None, device)
+    return [t.history for t in train_stack(layers, inputs, config, device, callback=callback)]

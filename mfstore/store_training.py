@@ -1,0 +1,126 @@
+"""Training through the store: the one training path (`stack.train_stack`) on the streams of
+the store, every trained layer registered as soon as it is trained (its block stored first).
+
+- `train_registered_layer`: one new version of a layer on the stream its upstream chain
+  makes (`mfstore train-layer`, and `extend`, `swap` and `repair` retraining a layer);
+- `train_network`: every layer of an architecture, registered as `NET.l1, NET.l2, …`, and
+  the network `NET`, with the backprop baseline beside it when asked.
+
+Streams are written when a layer is trained on them: the last layer's output is never
+written unless a later command trains on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mfstore.baseline import BaselineResult, check_baseline, train_baseline
+from mfstore.block import InputSignature, LayerBlock
+from mfstore.config import TrainConfig
+from mfstore.devices import resolve_device
+from mfstore.history import ProgressCallback
+from mfstore.importing import registered_dataset
+from mfstore.lineage import check_lineage, check_shapes
+from mfstore.modules import build_layers, check_mode
+from mfstore.names import check_name
+from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
+from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
+from mfstore.stack import Trained, check_schedule, train_stack
+from mfstore.stream_chain import StreamInputs
+from mfstore.verify import require_intact
+from mfstore.workspace import Workspace
+
+
+def resolve_layers(ws: Workspace, refs: Sequence[str]) -> list[LayerVersion]:
+    return [ws.registry.layer(*parse_ref(ref)) for ref in refs]
+
+
+def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
+             chain: Sequence[str], config: TrainConfig, repairs: int | None = None,
+             note: str = "") -> LayerVersion:
+    """Store the block durably, then register the next version of `name`."""
+    layer = trained.layer
+    signature = InputSignature(layer.spec.in_shape, tuple(chain), dataset.fingerprint)
+    block = LayerBlock.from_layer(layer, signature, config=config.to_dict(),
+                                  metrics=trained.metrics, history=trained.history.to_dict())
+    sha = ws.put_block(block)
+    return ws.registry.add_layer(name, sha, block.digest, layer.spec, signature, dataset.name,
+                                 config.to_dict(), trained.metrics, repairs=repairs, note=note)
+
+
+def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
+                           upstream: Sequence[LayerVersion], spec: LayerSpec,
+                           config: TrainConfig, device: torch.device,
+                           callback: ProgressCallback | None = None,
+                           repairs: int | None = None, note: str = "") -> LayerVersion:
+    """Train `spec` on the stream of `upstream` and register it as the next version of
+    `name`."""
+    inputs = StreamInputs.of_chain(ws, dataset, upstream, config, device)
+    (layer,) = build_layers([spec], config.seed, first_index=len(upstream))
+    (trained,) = train_stack([layer], inputs, config, device, first_index=len(upstream),
+                             callback=callback)
+    return register(ws, name, trained, dataset, [u.digest for u in upstream], config,
+                    repairs, note)
+
+
+def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
+                         plan: LayerPlan, config: TrainConfig,
+                         callback: ProgressCallback | None = None,
+                         force: bool = False) -> LayerVersion:
+    """`mfstore train-layer`: the next version of `name`, on the outputs of the chain `on`."""
+    check_name(name, "layer")
+    device = resolve_device(config.device)
+    dataset = registered_dataset(ws, dataset_name)
+    upstream = resolve_layers(ws, on)
+    check_shapes(dataset, upstream)
+    if not force:
+        check_lineage(ws.registry, dataset, upstream)
+    require_intact(ws, upstream)
+    in_shape = upstream[-1].spec.out_shape if upstream else tuple(dataset.input_shape)
+    spec = plan.resolve(in_shape, dataset.classes)
+    return train_registered_layer(ws, name, dataset, upstream, spec, config, device, callback,
+                                  note="forced onto a foreign chain" if force else "")
+
+
+@dataclass
+class NetworkTraining:
+    network: NetworkVersion
+    layers: list[LayerVersion]
+    baseline: BaselineResult | None = None
+
+
+def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
+                  config: TrainConfig, schedule: str = "sequential", mode: str = "bp",
+                  callback: ProgressCallback | None = None,
+                  baseline: str = "none") -> NetworkTraining:
+    """Train every layer through the store and register them as layers `NET.l1`, `NET.l2`, …
+    and the network `NET`."""
+    check_name(net, "network")
+    check_schedule(schedule)
+    check_mode(mode)
+    check_baseline(baseline)
+    device = resolve_device(config.device)
+    dataset = registered_dataset(ws, dataset_name)
+    plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
+    specs = build_specs(plans, dataset.input_shape, dataset.classes)
+    inputs = StreamInputs.of_chain(ws, dataset, [], config, device)
+    versions: list[LayerVersion] = []
+
+    def registered(trained: Trained) -> None:
+        versions.append(register(ws, f"{net}.l{trained.position + 1}", trained, dataset,
+                                 [v.digest for v in versions], config,
+                                 note=f"trained {schedule}"))
+
+    train_stack(build_layers(specs, config.seed), inputs, config, device, schedule=schedule,
+                callback=callback, on_trained=registered)
+    network = ws.registry.add_network(net, [(v.name, v.version) for v in versions], mode,
+                                      dataset.name, note=f"trained {schedule}")
+    result = NetworkTraining(network, versions)
+    if baseline == "bp":
+        result.baseline = train_baseline(specs, StreamInputs.of_chain(ws, dataset, [], config,
+                                                                      device),
+                                         config, device, callback)
+    return result
