@@ -14,7 +14,9 @@ server on the same two cores, so S3 here is slower than a real object store on a
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,7 +74,12 @@ def main() -> None:
     finally:
         postgres.stop()
         s3.stop()
+        shutil.rmtree(work, ignore_errors=True)
     report(args, times, requests)
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "store_backends.json").write_text(json.dumps(
+        {"args": vars(args), "seconds": times, "s3_requests": requests}, indent=1))
 
 
 def report(args: argparse.Namespace, times: dict[str, list[float]],

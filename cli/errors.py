@@ -65,6 +65,13 @@ def _train_layer(a: dict[str, Any]) -> str:
                                         "--kind", a["kind"], "--width", a["width"])
 
 
+def _delete(a: dict[str, Any]) -> str:
+    commands = [command("nets", "delete", n) for n in a.get("networks", [])]
+    commands += [command("layers", "delete", x) for x in a.get("layers", [])]
+    return "first delete " + " and ".join([*a.get("networks", []), *a.get("layers", [])]) + \
+        " (" + ", ".join(commands) + ")"
+
+
 def render_fix(fix: Fix) -> str:
     """A fix as the command line (or option) that applies it."""
     a = fix.args
@@ -78,12 +85,12 @@ def render_fix(fix: Fix) -> str:
         return f"see `{LISTINGS[a['what']]}`"
     renderers = {
         "init": lambda: f"run {command('init')} first",
+        "upgrade": lambda: f"upgrade it with {command('init')}",
         "train_layer": lambda: _train_layer(a),
         "verify": lambda: f"run {command('verify', *[a['network']] if a.get('network') else [])}",
         "repair": lambda: _repair(a),
         "import": lambda: "import it with " + command("data", "add", a["name"], a["url"]),
-        "delete": lambda: f"first delete {a['ref']} with " + command(
-            "nets" if a.get("kind") == "network" else "layers", "delete", a["ref"]),
+        "delete": lambda: _delete(a),
     }
     return renderers[fix.action]() if fix.action in renderers else fix.describe()
 

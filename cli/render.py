@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from mfstore.history import EpochReport
 
 stdout = Console(soft_wrap=True)  # lines stay whole when piped; tables still fit
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 class TrainingProgress:

@@ -8,8 +8,8 @@ import typer
 
 from cli import options
 from cli.context import workspace
-from cli.errors import DAMAGE_EXIT_CODE, render_fix
-from cli.render import TrainingProgress, print_json, record_dict, stdout
+from cli.errors import DAMAGE_EXIT_CODE, render_error, render_fix
+from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
 
 if TYPE_CHECKING:
     from mfstore.verify import LayerCheck, VerifyReport
@@ -122,7 +122,8 @@ def repair(
                     "repaired": [{"old": r.old.ref, "new": r.new.ref, "identical": r.identical}
                                  for r in result.repaired],
                     "retrained_downstream": [v.ref for v in result.retrained_downstream],
-                    "kept_downstream": result.kept_downstream, "streams": result.streams})
+                    "kept_downstream": result.kept_downstream, "streams": result.streams,
+                    "left": {k: render_error(v)[len("error: "):] for k, v in result.left.items()}})
         return
     if result.nothing:
         stdout.print("nothing to repair")
@@ -137,6 +138,11 @@ def repair(
         stdout.print(f"retrained downstream {v.ref}")
     if result.network is not None:
         stdout.print(f"registered {result.network.ref}")
+    for what, why in result.left.items():
+        stderr.print(f"not repaired: {what}: {render_error(why)[len('error: '):]}",
+                     highlight=False)
+    if result.left:
+        raise typer.Exit(DAMAGE_EXIT_CODE)
 
 
 def gc(

@@ -66,6 +66,7 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     require_intact(ws, layers)
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
+    check_name(f"{network.name}.l{len(layers) + 1}", "layer")
     layer = train_registered_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers,
                                    spec, config, resolve_device(config.device), callback,
                                    note=f"extends {network.ref}")

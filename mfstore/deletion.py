@@ -34,33 +34,37 @@ def _doomed_networks(ws: Workspace, ref: str) -> list[NetworkVersion]:
     return doomed
 
 
+def _keep_rule(live: list[LayerVersion], networks: list[NetworkVersion],
+               leaving: set[str]) -> dict[str, str]:
+    """{layer ref: why it stays} for the layers of `leaving` something live still needs;
+    what stays keeps the layers it was trained over, so repeat to a fixpoint."""
+    snap = Snapshot(live, networks)
+    candidates = [v for v in live if v.ref in leaving]
+    going, kept = {v.ref for v in candidates}, {}
+    changed = True
+    while changed:
+        changed = False
+        for layer in candidates:
+            usage = snap.usage(layer, going) if layer.ref in going else None
+            if usage:
+                kept[layer.ref] = usage.describe()
+                going.discard(layer.ref)
+                changed = True
+    return kept
+
+
 def delete_network(ws: Workspace, ref: str, keep_layers: bool = False) -> Deletion:
     """Mark NET@V (or every version of NET) deleted, and the layer versions nothing else
-    live needs, unless `keep_layers`."""
+    live needs, unless `keep_layers` — in one transaction, so a layer registered over one of
+    them meanwhile keeps it."""
     doomed = _doomed_networks(ws, ref)
-    for network in doomed:
-        ws.registry.set_network_status(network.name, network.version, "deleted")
-    result = Deletion(doomed)
-    if keep_layers:
-        return result
-    snap = Snapshot.read(ws.registry)
-    candidates = {f"{n}@{v}" for network in doomed for n, v in network.layers}
-    layers = [v for v in snap.layers if v.ref in candidates]
-    leaving = {v.ref for v in layers}
-    changed = True
-    while changed:  # what is kept keeps the layers it was trained over: repeat to a fixpoint
-        changed = False
-        for layer in layers:
-            usage = snap.usage(layer, leaving) if layer.ref in leaving else None
-            if usage:
-                result.kept[layer.ref] = usage.describe()
-                leaving.discard(layer.ref)
-                changed = True
-    for layer in layers:
-        if layer.ref in leaving:
-            ws.registry.set_layer_status(layer.name, layer.version, "deleted")
-            result.layers.append(layer)
-    return result
+    pairs = [] if keep_layers else list(dict.fromkeys(
+        p for network in doomed for p in network.layers))
+    before = {v.ref: v for v in ws.registry.layers() if v.status != "deleted"}
+    kept = ws.registry.delete_unneeded([(n.name, n.version) for n in doomed], pairs, _keep_rule)
+    gone = [before[f"{n}@{v}"] for n, v in pairs
+            if f"{n}@{v}" in before and f"{n}@{v}" not in kept]
+    return Deletion(doomed, gone, kept)
 
 
 def delete_layer(ws: Workspace, ref: str) -> LayerVersion:
@@ -69,10 +73,9 @@ def delete_layer(ws: Workspace, ref: str) -> LayerVersion:
     if parse_ref(ref)[1] is None:
         raise ConflictError(f"say which version of layer {layer.name!r} to delete, e.g. "
                             f"{layer.ref}")
-    usage = Snapshot.read(ws.registry).usage(layer)
-    if usage:
-        fixes = [Fix("delete", {"ref": n, "kind": "network"}) for n in usage.networks]
-        fixes += [Fix("delete", {"ref": x, "kind": "layer"}) for x in usage.layers]
-        raise ConflictError(f"layer {layer.ref} is still needed: {usage.describe()}", *fixes)
-    ws.registry.set_layer_status(layer.name, layer.version, "deleted")
+    kept = ws.registry.delete_unneeded([], [(layer.name, layer.version)], _keep_rule)
+    if kept:
+        usage = Snapshot.read(ws.registry).usage(layer)
+        raise ConflictError(f"layer {layer.ref} is still needed: {kept[layer.ref]}",
+                            Fix("delete", {"networks": usage.networks, "layers": usage.layers}))
     return layer

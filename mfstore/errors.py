@@ -19,12 +19,13 @@ class Fix:
 
     `action` is one of:
       - `init`: create the registry and store (`Workspace.init`);
+      - `upgrade`: bring an older registry's schema up to date (`Workspace.init` does);
       - `option`: set option `name` (to `value` when given); `why` says what it does;
       - `train_layer`: train layer `name` on dataset `data` over the chain `on` with `kind`
         and `width`;
       - `verify` / `repair`: check or mend `network` (or the whole store), `layer` = position;
       - `import`: import dataset `name` from `url`;
-      - `delete`: delete `what` (`ref`) first.
+      - `delete`: delete the live `networks` and `layers` that need it first (all of them).
     """
 
     action: str
@@ -41,13 +42,16 @@ class Fix:
             return (f"retrain {a['name']} on {chain} of dataset {a['data']!r} "
                     f"({a['kind']}:{a['width']})")
         target = a.get("network") or a.get("ref") or a.get("name") or "the store"
+        if self.action == "delete":
+            return "first delete " + " and ".join([*a.get("networks", []), *a.get("layers", [])])
         return {"init": "initialise the registry and store first (Workspace.init)",
+                "upgrade": "upgrade it (Workspace.init)",
                 "setting": f"check the {a.get('name')} location",
                 "list": f"see the {a.get('what')} there are",
                 "verify": f"verify {target}",
                 "repair": f"repair {target}",
                 "import": f"import {a.get('name')!r} from {a.get('url')!r}",
-                "delete": f"delete {target} first"}.get(self.action, self.action)
+                }.get(self.action, self.action)
 
 
 def option(name: str, why: str = "", value: Any = None) -> Fix:
@@ -128,3 +132,19 @@ class LineageError(MFStoreError):
 
 class ExportError(MFStoreError):
     """An export failed its checks (ONNX checker, or parity with PyTorch)."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (botocore's span several; the first may say nothing)."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text or type(err).__name__
+
+
+def transport_error(err: BaseException) -> bool:
+    """An error of a file system or its network client (OSError, botocore, aiohttp, google,
+    azure…) rather than of mfstore's own code."""
+    if isinstance(err, OSError):
+        return True
+    module = type(err).__module__.split(".")[0]
+    return module in {"botocore", "aiobotocore", "aiohttp", "google", "azure", "requests",
+                      "urllib3", "s3fs", "gcsfs", "adlfs", "fsspec"}

@@ -3,9 +3,12 @@
 A block is live while a layer version that is not deleted points at it (deletion never strands
 a live layer's lineage, see `deletion`). A stream is live while its dataset exists, it is not
 marked damaged, and every layer of its chain computes what a live layer version computes.
-Inside a live stream, shards its manifest does not name (another writer's, or an interrupted
-rewrite's) are stale. Anything unreferenced is garbage once older than the grace period, which
-protects writes in progress; streams marked damaged by `verify` go at once.
+Inside a live stream, shards its manifest does not name (an interrupted write's, or those a
+repair replaced) are stale. Anything unreferenced, a derived stream marked damaged by `verify`
+included, is garbage once every file of it is older than the grace period, which protects
+writes in progress (a repair rewriting it, say). A dataset's own stream(0) is never collected
+while its dataset exists, even damaged: it is the only copy of the examples (repair it).
+Several collectors at once are fine: a file another one removed first is simply gone.
 """
 
 from __future__ import annotations
@@ -72,25 +75,25 @@ def collect(ws: Workspace, dry_run: bool = False, grace_seconds: float = 600,
 
     def old(path: str) -> bool:
         modified = ws.store.modified(path)
-        return modified is None or now - modified >= grace_seconds
+        return modified is not None and now - modified >= grace_seconds
 
     by_stream: dict[str, list[str]] = {}
     for path in files:
         name = path.rsplit("/", 1)[-1]
         if path.startswith("streams/"):
             by_stream.setdefault(path.split("/")[1], []).append(path)
-        elif name.startswith(".tmp-"):
-            if old(path):
-                out.temporary.append((path, ws.store.size(path)))
-        elif name.split(".")[0] not in live_blocks and old(path):
-            out.blocks.append((path, ws.store.size(path)))
+        elif name.startswith(".tmp-") and old(path):
+            out.temporary.append((path, ws.store.size_or_zero(path)))
+        elif not name.startswith(".tmp-") and name.split(".")[0] not in live_blocks and old(path):
+            out.blocks.append((path, ws.store.size_or_zero(path)))
+    roots = {d.stream_id for d in ws.registry.datasets()}
     for sid, stream_files in sorted(by_stream.items()):
-        if sid in damaged or (sid not in live_streams and all(old(p) for p in stream_files)):
-            out.streams.append((sid, sum(ws.store.size(p) for p in stream_files)))
-        elif sid in live_streams:
+        if sid in live_streams:
             out.temporary += _stale_shards(ws, sid, stream_files, old)
+        elif sid not in roots and all(old(p) for p in stream_files):
+            out.streams.append((sid, sum(ws.store.size_or_zero(p) for p in stream_files)))
     if not dry_run:
-        _remove(ws, out)
+        _remove(ws, out, damaged)
     return out
 
 
@@ -101,12 +104,12 @@ def _stale_shards(ws: Workspace, sid: str, files: list[str],
         return []
     named = {s.path for split in manifest.splits.values() for s in split.shards}
     named.add(manifest_path(sid))
-    return [(p, ws.store.size(p)) for p in files if p not in named and old(p)]
+    return [(p, ws.store.size_or_zero(p)) for p in files if p not in named and old(p)]
 
 
-def _remove(ws: Workspace, out: Collection) -> None:
+def _remove(ws: Workspace, out: Collection, damaged: set[str]) -> None:
     for path, _ in out.blocks + out.temporary:
         ws.store.delete(path)
     for sid, _ in out.streams:
         ws.store.delete(f"streams/{sid}")
-        ws.registry.delete_stream(sid)
+        ws.registry.delete_stream(sid, only_if="damaged" if sid in damaged else None)

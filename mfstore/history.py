@@ -41,7 +41,7 @@ def check_finite(algorithm: str, layer: int | None, epoch: int, loss: float, lr:
         raise DivergenceError(
             f"training diverged: {who} ({algorithm}) reached a non-finite loss or weight at "
             f"epoch {epoch} with learning rate {lr:g}; nothing was registered",
-            option("lr", "lower, e.g. a tenth of it", value=lr / 10))
+            option("lr", "(a tenth of it)", value=lr / 10))
 
 
 @dataclass

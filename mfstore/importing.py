@@ -5,21 +5,37 @@ from __future__ import annotations
 
 from mfstore.batches import TensorBatches
 from mfstore.dataset import Dataset, DatasetOptions, load_dataset
-from mfstore.errors import DataSourceError, DataValidationError, Fix, NotFoundError
+from mfstore.errors import (
+    DataFormatError,
+    DataSourceError,
+    DataValidationError,
+    Fix,
+    IntegrityError,
+    NotFoundError,
+)
 from mfstore.names import NAME, check_name
+from mfstore.readers import canonical
 from mfstore.registry import DatasetRecord, StreamRecord
-from mfstore.stream import SPLITS, Manifest, StreamWriter, stream_id, stream_problems
+from mfstore.stream import (
+    SPLITS,
+    Manifest,
+    StreamWriter,
+    manifest_path,
+    stream_id,
+    stream_problems,
+)
 from mfstore.workspace import Workspace
 
 
-def write_examples(ws: Workspace, dataset: Dataset) -> Manifest:
-    """Write the dataset's splits as its stream(0) and record the stream."""
+def write_examples(ws: Workspace, dataset: Dataset, replace: bool = False) -> Manifest:
+    """Write the dataset's splits as its stream(0) (`replace`: over a damaged one) and record
+    the stream."""
     sid = stream_id(dataset.fingerprint, [])
     writer = StreamWriter(ws.store, sid, dataset.fingerprint, [], ws.stream_options.shard_bytes)
     for split in SPLITS:
         part = getattr(dataset, split)
         writer.write_split(split, TensorBatches(part.x, part.y, 1).ordered())
-    manifest = writer.finish()
+    manifest = writer.finish(replace)
     ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, (), manifest.total_bytes))
     return manifest
 
@@ -32,9 +48,9 @@ def import_dataset(ws: Workspace, name: str, url: str,
     dataset = load_dataset(url, options)
     sid = stream_id(dataset.fingerprint, [])
     if stream_problems(ws.store, sid):
-        write_examples(ws, dataset)
+        write_examples(ws, dataset, replace=read_manifest_quietly(ws, sid))
     return ws.registry.add_dataset(DatasetRecord(
-        name=name, fingerprint=dataset.fingerprint, source=url, format=dataset.format,
+        name=name, fingerprint=dataset.fingerprint, source=canonical(url), format=dataset.format,
         input_shape=dataset.input_shape, classes=dataset.classes,
         counts={s: len(getattr(dataset, s)) for s in SPLITS},
         normalizer=dataset.normalizer.to_dict(), stream_id=sid,
@@ -44,13 +60,24 @@ def import_dataset(ws: Workspace, name: str, url: str,
 def reimport(ws: Workspace, record: DatasetRecord) -> Manifest:
     """Rebuild stream(0) of a registered dataset from its recorded source and options; the
     source must still hold the same examples (same fingerprint)."""
-    dataset = load_dataset(record.source, DatasetOptions(**record.options))
+    try:
+        dataset = load_dataset(record.source, DatasetOptions(**record.options))
+    except (DataSourceError, DataFormatError) as err:
+        raise IntegrityError(
+            f"the examples of dataset {record.name!r} cannot be read again from its recorded "
+            f"source {record.source!r} ({err.message})",
+            Fix("import", {"name": record.name, "url": "URL"})) from err
     if dataset.fingerprint != record.fingerprint:
         raise DataValidationError(
             f"{record.source!r} no longer holds the examples of dataset {record.name!r} "
             f"(fingerprint {dataset.fingerprint[:12]}, recorded {record.fingerprint[:12]})",
             Fix("import", {"name": record.name, "url": "URL"}))
-    return write_examples(ws, dataset)
+    return write_examples(ws, dataset, replace=True)
+
+
+def read_manifest_quietly(ws: Workspace, sid: str) -> bool:
+    """Whether stream `sid` has a manifest (readable or not)."""
+    return ws.store.exists(manifest_path(sid))
 
 
 def load_registered(ws: Workspace, record: DatasetRecord) -> Dataset:

@@ -29,3 +29,4 @@ def check_alias(alias: str) -> str:
         raise ConfigError(f"alias {alias!r} looks like a version number; use a name such as "
                           "prod or staging")
     return alias
+

@@ -21,7 +21,7 @@ import torch
 
 from mfstore.compose import retrain
 from mfstore.devices import resolve_device
-from mfstore.errors import ConfigError, SpecError, option
+from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError, option
 from mfstore.history import ProgressCallback
 from mfstore.importing import reimport
 from mfstore.lineage import lineage_problems
@@ -51,32 +51,47 @@ class RepairResult:
     retrained_downstream: list[LayerVersion] = field(default_factory=list)
     kept_downstream: list[str] = field(default_factory=list)
     streams: list[str] = field(default_factory=list)  # ids of the streams rebuilt or dropped
+    left: dict[str, MFStoreError] = field(default_factory=dict)  # not mended, and why
 
     @property
     def nothing(self) -> bool:
-        return not self.repaired and not self.streams
+        return not self.repaired and not self.streams and not self.left
 
 
-def repair_streams(ws: Workspace, damaged: list[StreamCheck],
-                   device: torch.device) -> list[str]:
+def intact_by_digest(ws: Workspace) -> dict[str, LayerVersion]:
+    """An intact (status ok) live version for every weights digest that has one."""
+    out: dict[str, LayerVersion] = {}
+    for digest, versions in Snapshot.read(ws.registry).by_digest().items():
+        ok = [v for v in versions if v.status == "ok"]
+        if ok:
+            out[digest] = ok[0]
+    return out
+
+
+def repair_streams(ws: Workspace, damaged: list[StreamCheck], device: torch.device,
+                   result: RepairResult) -> None:
     """Re-import damaged dataset streams; drop damaged derived streams and write them again
-    where their upstream layers are intact. Returns the ids handled."""
+    where their upstream layers are intact. What cannot be mended goes in `result.left`."""
     datasets = ws.registry.datasets()
     records = {s.id: s for s in ws.registry.streams()}
-    by_digest = {d: vs[0] for d, vs in Snapshot.read(ws.registry).by_digest().items()
-                 if vs[0].status == "ok"}
+    by_digest = intact_by_digest(ws)
     for check in damaged:
         roots = [d for d in datasets if d.stream_id == check.id]
         if roots:
-            reimport(ws, roots[0])
+            try:
+                reimport(ws, roots[0])
+            except MFStoreError as err:
+                result.left[f"stream {check.id[:12]}"] = err
+                continue
+            result.streams.append(check.id)
             continue
         ws.store.delete(f"streams/{check.id}")
         ws.registry.delete_stream(check.id)
+        result.streams.append(check.id)
         record = records.get(check.id)
         owners = [d for d in datasets if record and d.fingerprint == record.dataset_fingerprint]
         if record and owners and all(d in by_digest for d in record.chain):
             chain_stream(ws, owners[0], [by_digest[d] for d in record.chain], device)
-    return [c.id for c in damaged]
 
 
 def _targets(ws: Workspace, ref: str, position: int | None, auto: bool, count: int,
@@ -103,15 +118,14 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
         return repair_store(ws, tolerance, dev, callback)
     network = resolve_network(ws, ref)
     report = None
-    streams: list[str] = []
+    result = RepairResult(None)
     if auto:
         report = verify(ws, ref, network.dataset, tolerance, device or "auto")
-        streams = repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"))
-        if streams:  # accuracy can be checked now that the streams are whole again
+        repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"), result)
+        if result.streams:  # accuracy can be checked now that the streams are whole again
             report = verify(ws, ref, network.dataset, tolerance, device or "auto")
     chain = network_layers(ws, network)
     targets = _targets(ws, network.ref, position, auto, len(chain), report)
-    result = RepairResult(None, streams=streams)
     if targets:
         result.network = _repair_layers(ws, network, chain, targets, tolerance, dev,
                                         callback, result)
@@ -146,15 +160,17 @@ def repair_store(ws: Workspace, tolerance: float = 0.02, device: torch.device | 
     """Every damaged stream and layer version of the store (layers retrained on the chain
     their lineage records, input side first)."""
     report = verify(ws, None, None, tolerance, device.type if device else "auto")
-    result = RepairResult(None, streams=repair_streams(ws, report.damaged_streams,
-                                                       device or resolve_device("auto")))
-    by_digest = {d: vs[0] for d, vs in Snapshot.read(ws.registry).by_digest().items()
-                 if vs[0].status == "ok"}
+    result = RepairResult(None)
+    repair_streams(ws, report.damaged_streams, device or resolve_device("auto"), result)
+    by_digest = intact_by_digest(ws)
     for check in sorted(report.damaged, key=lambda c: len(c.layer.signature.chain)):  # inputs first
         old = check.layer
         upstream = [by_digest.get(d) for d in old.signature.chain]
         if any(u is None for u in upstream):
-            continue  # its upstream is damaged too and not mended yet: repair that first
+            result.left[old.ref] = IntegrityError(
+                "no intact version of a layer it was trained over is left (that layer was "
+                "retrained with other weights, or lost)")
+            continue
         dataset = ws.registry.dataset(old.dataset)
         new = retrain(ws, old, dataset, [u for u in upstream if u is not None], callback,
                       repairs=old.version, note=f"repairs {old.ref}", device=device)

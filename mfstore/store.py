@@ -7,10 +7,11 @@ the move before returning, so a file is durable before any registry row points a
 verify the sha256.
 
 Only `create()` (run by init) makes anything at the root: the folder or bucket, and the marker
-`mfstore-store.json` that tells a store from a mistyped URL. Opening a store and reading from
-it never creates anything. Failures to reach, read or write the store are one-line
-`StoreError`s (a missing object is `FileNotFoundError` from `get_optional`, or an
-`IntegrityError` where the registry promised it).
+`mfstore-store.json` that names the registry the store belongs to, which tells a store from a
+mistyped URL and keeps a second registry from collecting a store that is not its own.
+Opening a store and reading from it never creates anything. Failures to reach, read or write
+the store are one-line `StoreError`s (a missing object is `FileNotFoundError` from
+`get_optional`, or an `IntegrityError` where the registry promised it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +29,8 @@ from typing import TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from mfstore.errors import Fix, IntegrityError, StoreError
+from mfstore.errors import Fix, IntegrityError, StoreError, one_line, transport_error
+from mfstore.urls import mask_credentials
 
 T = TypeVar("T")
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
@@ -44,17 +45,7 @@ def sha256(data: bytes) -> str:
 
 def display(url: str) -> str:
     """A store URL as it may be shown: credentials in it masked."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
-
-
-def _transport_error(err: BaseException) -> bool:
-    """An error of the network or object-store client (botocore, aiohttp, google, azure…)
-    rather than of our own code."""
-    if isinstance(err, OSError):
-        return True
-    module = type(err).__module__.split(".")[0]
-    return module in {"botocore", "aiobotocore", "aiohttp", "google", "azure", "requests",
-                      "urllib3", "s3fs", "gcsfs", "adlfs", "fsspec"}
+    return mask_credentials(url)
 
 
 def _defaults(url: str) -> dict[str, object]:
@@ -99,9 +90,9 @@ class Store:
         except (IntegrityError, StoreError, FileNotFoundError):
             raise
         except Exception as err:
-            if not _transport_error(err):
+            if not (transport_error(err) or isinstance(err, ValueError)):
                 raise
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = one_line(err)
             if isinstance(err, PermissionError):
                 reason = f"permission denied ({reason})"
             raise StoreError(f"cannot {doing}: {reason}", CHECK_URL) from err
@@ -119,8 +110,9 @@ class Store:
 
     # the store itself ------------------------------------------------------------------------
 
-    def create(self) -> None:
-        """Make the root (folder or bucket) and its marker; a no-op on an existing store."""
+    def create(self, registry_id: str) -> None:
+        """Make the root (folder or bucket) and its marker, which names the registry the store
+        belongs to; a no-op on this registry's existing store, refused on another's."""
         def make() -> None:
             bucket = self.root.split("/")[0]
             if self.object_store and not self.fs.exists(bucket):
@@ -128,35 +120,65 @@ class Store:
                     self.fs.mkdir(bucket)
             elif not self.object_store:
                 self.fs.makedirs(self.root, exist_ok=True)
-            if not self.fs.exists(self.path(MARKER)):
-                self.put(MARKER, json.dumps({"format": "mfstore.store/1"}).encode())
+            marker = json.dumps({"format": "mfstore.store/1", "registry": registry_id},
+                                sort_keys=True).encode()
+            self.put(MARKER, marker, exclusive=True)
         self._call(f"create store {self.shown!r}", make)
+        self.check(registry_id)
 
-    def check(self) -> None:
-        """Refuse a root that is not an mfstore store (one request: its marker)."""
-        def found() -> bool:
-            return bool(self.fs.exists(self.path(MARKER)) or (
-                self.local and self.fs.isdir(self.path("blocks"))))  # a round-1 store
-        if not self._call(f"reach store {self.shown!r}", found):
+    def check(self, registry_id: str) -> None:
+        """Refuse a root that is not the store of registry `registry_id` (one request: the
+        marker `create` wrote)."""
+        try:
+            marker = json.loads(self.get_optional(MARKER))
+            owner = marker.get("registry") if isinstance(marker, dict) else None
+        except FileNotFoundError:
             raise StoreError(f"there is no mfstore store at {self.shown!r}", Fix("init"),
-                             CHECK_URL)
+                             CHECK_URL) from None
+        except ValueError:
+            owner = None
+        if owner != registry_id:
+            raise StoreError(f"the store {self.shown!r} belongs to another registry (its marker "
+                             f"names {str(owner)[:12]}, this registry is {registry_id[:12]}); "
+                             "point --registry and --store at the pair that belong together",
+                             CHECK_URL, Fix("setting", {"name": "registry"}))
 
     # objects -----------------------------------------------------------------------------
 
-    def put(self, rel: str, data: bytes) -> None:
-        """Write `data` at `rel` atomically (and durably on local disks)."""
+    def put(self, rel: str, data: bytes, exclusive: bool = False) -> bool:
+        """Write `data` at `rel` atomically (and durably on local disks). With `exclusive`,
+        only if nothing is there yet (atomically on local disks and S3); returns whether it
+        was written."""
         final = self.path(rel)
         with self._reaching(f"write {self.url_of(rel)}"):
             if self.object_store:
-                self.fs.pipe_file(final, data)
-                return
+                return self._put_object(final, data, exclusive)
             tmp = f"{posixpath.dirname(final)}/.tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}"
             self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
             if self.local:
-                _put_local(tmp, final, data)
-            else:
-                self.fs.pipe_file(tmp, data)
-                self.fs.mv(tmp, final)
+                return _put_local(tmp, final, data, exclusive)
+            if exclusive and self.fs.exists(final):
+                return False
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, final)
+            return True
+
+    def _put_object(self, final: str, data: bytes, exclusive: bool) -> bool:
+        """One PUT; exclusive through a conditional write (If-None-Match) where the client
+        offers one (s3fs), else after a check."""
+        if not exclusive:
+            self.fs.pipe_file(final, data)
+            return True
+        if self.fs.protocol in ("s3", ("s3", "s3a")) or "s3" in self.fs.protocol:
+            try:
+                self.fs.pipe_file(final, data, mode="create")
+                return True
+            except FileExistsError:
+                return False
+        if self.fs.exists(final):
+            return False
+        self.fs.pipe_file(final, data)
+        return True
 
     def get(self, rel: str, expected_sha256: str | None = None) -> bytes:
         """The bytes at `rel`, which must exist; with `expected_sha256`, refused unless they
@@ -186,17 +208,28 @@ class Store:
     def size(self, rel: str) -> int:
         return int(self._call(f"reach {self.url_of(rel)}", lambda: self.fs.size(self.path(rel))))
 
+    def size_or_zero(self, rel: str) -> int:
+        """The size of `rel`, or 0 once another process removed it."""
+        try:
+            return self.size(rel)
+        except FileNotFoundError:
+            return 0
+
     def modified(self, rel: str) -> float | None:
-        """Seconds since the epoch of the last write, or None where the store cannot say."""
+        """Seconds since the epoch of the last write of `rel`: None when it is gone, 0.0
+        where the store cannot say (everything counts as old there)."""
         try:
             return float(self.fs.modified(self.path(rel)).timestamp())
-        except (NotImplementedError, OSError, AttributeError, KeyError):
+        except FileNotFoundError:
             return None
+        except (NotImplementedError, OSError, AttributeError, KeyError):
+            return 0.0
 
     def delete(self, rel: str) -> None:
-        """Remove the file or folder `rel`; a missing one is fine."""
+        """Remove the file or folder `rel`; a missing one (removed by another process, say)
+        is fine."""
         def remove() -> None:
-            if self.fs.exists(self.path(rel)):
+            with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(self.path(rel), recursive=True)
         self._call(f"delete {self.url_of(rel)}", remove)
 
@@ -210,14 +243,23 @@ class Store:
         return self._call(f"list {self.url_of(prefix)}", find)
 
 
-def _put_local(tmp: str, final: str, data: bytes) -> None:
+def _put_local(tmp: str, final: str, data: bytes, exclusive: bool) -> bool:
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, final)
+    if exclusive:
+        try:
+            os.link(tmp, final)  # fails where a file is already in place
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+    else:
+        os.replace(tmp, final)
     dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return True

@@ -106,6 +106,7 @@ def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequen
     dataset = registered_dataset(ws, dataset_name)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes)
+    check_name(f"{net}.l{len(specs)}", "layer")  # the longest name its layers will get
     inputs = StreamInputs.of_chain(ws, dataset, [], config, device)
     versions: list[LayerVersion] = []
 

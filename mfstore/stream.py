@@ -173,9 +173,19 @@ class StreamWriter:
         xs.clear()
         ys.clear()
 
-    def finish(self) -> Manifest:
-        self.store.put(manifest_path(self.manifest.id), self.manifest.to_json())
-        return self.manifest
+    def finish(self, replace: bool = False) -> Manifest:
+        """Complete the stream with its manifest. Another writer may have completed the same
+        stream meanwhile: then its manifest stands (written only if none exists, atomically)
+        and this writer's shards go; with `replace` (a rebuild), this one's stands."""
+        path = manifest_path(self.manifest.id)
+        if self.store.put(path, self.manifest.to_json(), exclusive=not replace):
+            return self.manifest
+        theirs = read_manifest(self.store, self.manifest.id)
+        if theirs is None:  # removed again meanwhile: ours will do
+            self.store.put(path, self.manifest.to_json())
+            return self.manifest
+        self.store.delete(self.folder)
+        return theirs
 
 
 def release_freed_memory() -> None:

@@ -46,13 +46,13 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
 
 
 def write_outputs(ws: Workspace, layer: MFLayer, source: Manifest, sid: str, dataset_fp: str,
-                  chain: Sequence[str], device: torch.device) -> Manifest:
+                  chain: Sequence[str], device: torch.device, replace: bool = False) -> Manifest:
     """Every split of `source` through `layer`, written as stream `sid` (bounded memory)."""
     writer = StreamWriter(ws.store, sid, dataset_fp, chain, ws.stream_options.shard_bytes)
     for split in SPLITS:
         reader = StreamBatches(ws.store, source, split, options=ws.stream_options)
         writer.write_split(split, layer_output_batches(layer, reader, device))
-    return writer.finish()
+    return writer.finish(replace)
 
 
 def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest: str,
@@ -68,9 +68,12 @@ def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest:
         if module is None:
             assert version is not None
             module = ws.load_block(version).to_layer()
-        found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain, device)
-        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
-                                            found.total_bytes))
+        found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain, device,
+                              replace=rewrite)
+    elif ws.registry.stream(sid) is not None:
+        return found
+    ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
+                                        found.total_bytes))  # recorded once
     return found
 
 

@@ -54,7 +54,7 @@ class Snapshot:
         pair = (layer.name, layer.version)
         networks = [n.ref for n in self.networks if pair in n.layers and n.ref not in leaving]
         others = [v for v in self.layers if v.digest == layer.digest and v.ref != layer.ref
-                  and v.ref not in leaving]
+                  and v.ref not in leaving and v.status == "ok"]  # an intact twin serves
         layers = [] if others else [v.ref for v in self.layers if layer.digest in
                                     v.signature.chain and v.ref not in leaving]
         return Usage(networks, layers)

@@ -172,7 +172,7 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
     the accuracy recorded at training time."""
     check_tolerance(tolerance)
     dev = resolve_device(device)
-    ws.store.check()  # a store that is not there is an error, even with nothing to check
+    ws.store  # noqa: B018 - a store that is not there is an error, even with nothing to check
     network, layers = _scope(ws, ref)
     dataset = ws.registry.dataset(dataset_name) if dataset_name else None
     snap = Snapshot.read(ws.registry)

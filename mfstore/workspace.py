@@ -83,7 +83,7 @@ class Workspace:
                                  Fix("setting", {"name": "home"})) from err
         ws = cls(where, Registry(where.registry, create=True), stream_options)
         store_ = Store(where.store)
-        store_.create()
+        store_.create(ws.registry.id)
         ws._store = store_
         return ws
 
@@ -92,7 +92,7 @@ class Workspace:
         """The store, opened and checked on first use."""
         if self._store is None:
             store = Store(self.where.store)
-            store.check()
+            store.check(self.registry.id)
             self._store = store
         return self._store
 

@@ -151,3 +151,53 @@ def test_concurrent_writers_get_distinct_versions_and_lose_nothing(url, tmp_path
     rows = Registry(url).layers("shared")
     assert sorted(r.version for r in rows) == list(range(1, 61))
     assert sorted(r.note for r in rows) == sorted(f"p{p}-{i}" for p in range(6) for i in range(10))
+
+
+def test_nothing_is_registered_over_a_layer_deleted_meanwhile(url):
+    registry = Registry(url, create=True)
+    base = _add(registry, "base")
+    registry.set_layer_status("base", base.version, "deleted")
+    on_deleted = InputSignature((4,), (base.digest,), "fp")
+    with pytest.raises(ConflictError, match=re.escape(
+            "a layer 'top' was trained over (weights digest) was deleted meanwhile; nothing "
+            "was registered")):
+        registry.add_layer("top", "s" * 64, "d2", LayerSpec("dense", 4, (4,), 2), on_deleted,
+                           "d", {}, {})
+    with pytest.raises(NotFoundError, match=re.escape("layer 'base' has no version 1")):
+        registry.add_network("net", [("base", 1)], "bp", "d")
+    assert registry.layers("top") == [] and registry.networks() == []
+
+
+def test_deletion_keeps_what_the_rule_keeps_in_one_transaction(url):
+    registry = Registry(url, create=True)
+    _add(registry, "a"), _add(registry, "b")
+    registry.add_network("n", [("a", 1), ("b", 1)], "bp", "d")
+    kept = registry.delete_unneeded([("n", 1)], [("a", 1), ("b", 1)],
+                                    lambda live, nets, leaving: {"a@1": "reason"})
+    assert kept == {"a@1": "reason"} and registry.networks()[0].status == "deleted"
+    assert {v.ref: v.status for v in registry.layers()} == {"a@1": "ok", "b@1": "deleted"}
+
+
+@pytest.mark.parametrize("selector", ["²", "١", "9" * 400])
+def test_selectors_that_are_not_plain_versions_are_not_found(url, selector):
+    registry = Registry(url, create=True)
+    _add(registry)
+    with pytest.raises(NotFoundError, match=re.escape("layer 'l' has no version")):
+        registry.layer("l", selector)
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://u:s3cr/3t@127.0.0.1:1/db", "postgresql://u:***@127.0.0.1:1/db"),
+    ("postgresql://u:p@ss3cr3t@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h:1/db?password=s3cr3t&x=1", "postgresql://u@h:1/db?password=***&x=1"),
+    ("s3://key:secret@bucket/x", "s3://key:***@bucket/x"),
+    ("sqlite:///file:/tmp/r.db?mode=ro&uri=true", "sqlite:///file:/tmp/r.db?mode=ro&uri=true"),
+])
+def test_credentials_are_never_shown(url, shown):
+    from mfstore.registry.engine import display_url
+
+    assert display_url(url) == shown
+    if url.startswith("postgresql"):  # nothing listens on port 1: the error shows the URL
+        with pytest.raises(RegistryError) as err:
+            Registry(url.replace("@h/", "@127.0.0.1:1/").replace("@h:1/", "@127.0.0.1:1/"))
+        assert "s3cr3t" not in str(err.value) and "s3cr/3t" not in str(err.value)

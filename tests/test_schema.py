@@ -5,7 +5,6 @@ is not an mfstore registry."""
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from mfstore.errors import RegistryError
-from mfstore.registry import Registry
+from mfstore.registry import Registry, StreamRecord
 from mfstore.registry.engine import engine_url
 from mfstore.registry.rows import Base
 from mfstore.registry.schema import HEAD, MIGRATIONS, REVISIONS
@@ -45,39 +44,51 @@ def test_migrations_build_exactly_the_tables_the_code_maps(url):
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
 
 
-ROUND1_V2 = """
+ROUND1 = """
 CREATE TABLE mfstore_meta (key VARCHAR(64) PRIMARY KEY, value VARCHAR(256) NOT NULL);
 INSERT INTO mfstore_meta VALUES ('schema_version', '{version}');
 CREATE TABLE layer_versions (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL,
   version INTEGER NOT NULL, block_sha256 VARCHAR(64) NOT NULL, digest VARCHAR(64) NOT NULL,
   spec JSON NOT NULL, signature JSON NOT NULL, dataset VARCHAR(200) NOT NULL,
   config JSON NOT NULL, metrics JSON NOT NULL, status VARCHAR(16) NOT NULL, repairs INTEGER,
-  note VARCHAR(2000) NOT NULL, created DATETIME NOT NULL, UNIQUE (name, version));
+  note VARCHAR(2000) NOT NULL, created TIMESTAMP NOT NULL, UNIQUE (name, version));
 CREATE TABLE streams (id VARCHAR(64) PRIMARY KEY, dataset_fingerprint VARCHAR(64) NOT NULL,
-  chain JSON NOT NULL, bytes INTEGER NOT NULL, created DATETIME NOT NULL);
+  chain JSON NOT NULL, bytes INTEGER NOT NULL, created TIMESTAMP NOT NULL);
+CREATE TABLE aliases (kind VARCHAR(16), name VARCHAR(200), alias VARCHAR(100),
+  version INTEGER NOT NULL, PRIMARY KEY (kind, name, alias));
 INSERT INTO layer_versions VALUES (1, 'l', 1, 'sha', 'dig',
   '{{"kind": "dense", "width": 4, "in_shape": [3], "classes": 2}}',
   '{{"input_shape": [3], "chain": [], "dataset_fingerprint": "fp"}}', 'd', '{{}}', '{{}}',
   'ok', NULL, '', '2026-01-01 00:00:00');
 INSERT INTO streams VALUES ('s', 'fp', '[]', 123, '2026-01-01 00:00:00');
+INSERT INTO aliases VALUES ('layer', 'l', 'prod', 1)
 """
+EXPORTS = """CREATE TABLE exports (id INTEGER PRIMARY KEY, network VARCHAR(200) NOT NULL,
+  version INTEGER NOT NULL, mode VARCHAR(8) NOT NULL, upto INTEGER, sha256 VARCHAR(64) NOT NULL,
+  path VARCHAR(2000) NOT NULL, target VARCHAR(2000) NOT NULL, created TIMESTAMP NOT NULL)"""
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
-def test_a_round1_registry_is_adopted_and_keeps_its_rows(tmp_path, version):
-    path = tmp_path / "r.db"
-    with sqlite3.connect(path) as db:
-        db.executescript(ROUND1_V2.format(version=version))
+def test_a_round1_registry_is_upgraded_on_purpose_and_keeps_its_rows(url, version):
+    with create_engine(engine_url(url)).begin() as conn:
+        for statement in ROUND1.format(version=version).split(";\n"):
+            conn.execute(text(statement))
         if version == "2":  # version 2 added the exports table
-            db.execute("CREATE TABLE exports (id INTEGER PRIMARY KEY, network VARCHAR(200) NOT NULL"
-                       ", version INTEGER NOT NULL, mode VARCHAR(8) NOT NULL, upto INTEGER, "
-                       "sha256 VARCHAR(64) NOT NULL, path VARCHAR(2000) NOT NULL, target "
-                       "VARCHAR(2000) NOT NULL, created DATETIME NOT NULL)")
-    registry = Registry(f"sqlite:///{path}")  # an existing registry: no init needed
-    assert registry.layer("l").version == 1 and registry.exports() == []
+            conn.execute(text(EXPORTS))
+    with pytest.raises(RegistryError, match=re.escape(
+            f"has schema {version}, older than this mfstore's {HEAD}: upgrade it once, on "
+            "purpose")) as err:
+        Registry(url)
+    assert [f.action for f in err.value.fixes] == ["upgrade"]
+    registry = Registry(url, create=True)  # init upgrades
+    assert registry.layer("l", "prod").version == 1 and registry.exports() == []
     assert [(s.id, s.bytes, s.status) for s in registry.streams()] == [("s", 123, "ok")]
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM mfstore_meta").fetchone() == ("3",)  # round 1 refuses
+    registry.add_stream(StreamRecord("big", "fp", (), 3_500_000_000))  # sizes are 64-bit now
+    registry.set_alias("layer", "l", "a" * 150, 1)  # aliases as long as names
+    with create_engine(engine_url(url)).connect() as conn:
+        assert conn.execute(text("SELECT value FROM mfstore_meta WHERE key = 'schema_version'")
+                            ).scalar() == "3"  # a round-1 mfstore refuses it now
+    assert len(registry.id) == 32 and Registry(url).id == registry.id
 
 
 def test_a_newer_schema_is_refused(url):
@@ -85,7 +96,7 @@ def test_a_newer_schema_is_refused(url):
     with create_engine(engine_url(url)).begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
     with pytest.raises(RegistryError, match=re.escape(
-            "has schema 0999, newer than this mfstore knows (up to 0003); use the mfstore "
+            "has schema 0999, newer than this mfstore knows (up to 0004); use the mfstore "
             "release that wrote it")):
         Registry(url)
 

@@ -84,3 +84,16 @@ def test_consumer_stopping_early_ends_the_prefetch_thread(tmp_path):
     next(it)
     it.close()
     assert not any(t.name == "mfstore-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("url", ["memory://stream-race", "local"])
+def test_two_writers_of_one_stream_agree_on_the_first_complete_one(tmp_path, url):
+    store = Store(str(tmp_path) if url == "local" else url)
+    first, second = (StreamWriter(store, "race", "fp", ["a"], shard_bytes=100) for _ in range(2))
+    for writer, offset in ((first, 0), (second, 1000)):
+        x = torch.arange(offset, offset + 50, dtype=torch.float32)[:, None]
+        writer.write_split("train", TensorBatches(x, torch.zeros(50, dtype=torch.long)).ordered())
+    assert first.finish() == first.manifest
+    assert second.finish() == first.manifest  # the second adopts the stream that stands
+    assert not any(p.startswith(second.folder) for p in store.list("streams"))
+    assert read_manifest(store, "race") == first.manifest

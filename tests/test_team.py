@@ -164,3 +164,45 @@ def test_sigkill_during_train_layer_leaves_nothing_half_done(team, tmp_path):
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert json.loads(cli(*where, "verify", "--json").stdout)["damaged_streams"] == 0
+
+
+def test_an_invalid_bucket_name_is_one_line(team, tmp_path):
+    registry = team[0]
+    out = cli("--home", str(tmp_path), "--registry", registry, "--store", "s3://Bad_Bucket!/x",
+              "init")
+    assert out.returncode == 9
+    assert out.stderr.startswith("error: cannot create store 's3://Bad_Bucket!/x': ")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_data_from_an_unreachable_endpoint_is_one_line(team, tmp_path):
+    from tests.cli_run import mfstore
+
+    where = _where(team, tmp_path)
+    assert cli(*where, "init").returncode == 0
+    out = mfstore("--home", str(tmp_path), "--registry", team[0], "data", "add", "x",
+                  "s3://somewhere/f.npz", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert out.returncode == 3
+    assert out.stderr.startswith("error: cannot reach 's3://somewhere/f.npz': Could not "
+                                 "connect to the endpoint URL")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_collectors_and_writers_at_once_end_cleanly(team, tmp_path):
+    where = _where(team, tmp_path)
+    for args in (["init"], ["data", "add", "digits", "sklearn:digits"],
+                 ["train", "n1", "--data", "digits", "--arch", "dense:16,dense:8",
+                  "--baseline", "none", *QUICK], ["nets", "delete", "n1"]):
+        assert cli(*where, *args).returncode == 0
+    env = {**os.environ, "MFSTORE_SHARD_BYTES": "4000"}
+    procs = [subprocess.Popen([MFSTORE, *where, "gc", "--grace", "0"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs.append(subprocess.Popen(
+        [MFSTORE, *where, "train", "n2", "--data", "digits", "--arch", "dense:16,dense:8",
+         "--baseline", "none", *QUICK], env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE))
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [r[1][-400:] for r in results]
+    assert json.loads(cli(*where, "verify", "n2", "--json").stdout)["damaged_streams"] == 0

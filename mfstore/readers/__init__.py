@@ -14,7 +14,13 @@ from mfstore.readers.tabular import read_csv, read_npz, read_parquet
 
 FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn")
 
-__all__ = ["FORMATS", "RawData", "detect_format", "read_source"]
+__all__ = ["FORMATS", "RawData", "canonical", "detect_format", "read_source"]
+
+
+def canonical(url: str) -> str:
+    """The source as it is recorded: a local path made absolute, so that it can be read again
+    from any folder (repair rebuilds a dataset's stream from it)."""
+    return url if url.startswith("sklearn:") else fs.absolute(url)
 
 
 def _format_from_name(url: str) -> str | None:

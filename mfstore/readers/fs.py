@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import posixpath
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from mfstore.errors import DataFormatError, DataSourceError
+from mfstore.errors import DataFormatError, DataSourceError, one_line, transport_error
 
 
 def resolve(url: str) -> tuple[AbstractFileSystem, str]:
@@ -22,29 +25,47 @@ def resolve(url: str) -> tuple[AbstractFileSystem, str]:
         ) from err
 
 
+@contextmanager
+def reaching(url: str, doing: str = "reach") -> Iterator[None]:
+    """Errors of the file system or its network client, as one-line `DataSourceError`s."""
+    try:
+        yield
+    except (DataSourceError, DataFormatError, IsADirectoryError):
+        raise
+    except FileNotFoundError as err:
+        raise DataSourceError(f"cannot {doing} {url!r}: no such file; check the path") from err
+    except Exception as err:
+        if not transport_error(err):
+            raise
+        raise DataSourceError(f"cannot {doing} {url!r}: {one_line(err)}") from err
+
+
 def exists(url: str) -> bool:
     fs, path = resolve(url)
-    try:
+    with reaching(url):
         return bool(fs.exists(path))
-    except OSError as err:
-        raise DataSourceError(f"cannot reach {url!r}: {err}") from err
 
 
 def is_dir(url: str) -> bool:
     fs, path = resolve(url)
-    try:
+    with reaching(url):
         return bool(fs.isdir(path))
-    except OSError as err:
-        raise DataSourceError(f"cannot reach {url!r}: {err}") from err
 
 
 def list_names(url: str) -> list[str]:
     """Base names of the entries of the directory `url`."""
     fs, path = resolve(url)
-    try:
+    with reaching(url, "list"):
         return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
-    except OSError as err:
-        raise DataSourceError(f"cannot list {url!r}: {err}") from err
+
+
+def absolute(url: str) -> str:
+    """A local path made absolute (so it can be read again from another folder); other URLs
+    as they are."""
+    fs, _ = resolve(url)
+    if isinstance(fs, LocalFileSystem) and "://" not in url:
+        return os.path.abspath(url)
+    return url
 
 
 def join(url: str, name: str) -> str:
@@ -92,18 +113,15 @@ def read_bytes(url: str) -> bytes:
     fs, path = resolve(url)
     cap = max_read_bytes()
     try:
-        _check_regular(fs, path, url, cap)
-        with fs.open(path, "rb") as f:
-            data = f.read(cap + 1)
-        if len(data) > cap:
-            raise DataFormatError(f"{url!r} holds more than the {cap} bytes a data file may "
-                                  "hold (MFSTORE_MAX_READ_BYTES)")
-    except FileNotFoundError as err:
-        raise DataSourceError(f"cannot reach {url!r}: no such file; check the path") from err
+        with reaching(url):
+            _check_regular(fs, path, url, cap)
+            with fs.open(path, "rb") as f:
+                data = f.read(cap + 1)
     except IsADirectoryError as err:
         raise DataSourceError(f"{url!r} is a directory; give a file or a supported folder") from err
-    except OSError as err:
-        raise DataSourceError(f"cannot reach {url!r}: {err}") from err
+    if len(data) > cap:
+        raise DataFormatError(f"{url!r} holds more than the {cap} bytes a data file may "
+                              "hold (MFSTORE_MAX_READ_BYTES)")
     if url.endswith(".gz") and not url.endswith(".tar.gz"):
         return _gunzip(data, url, cap)
     return data

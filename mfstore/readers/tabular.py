@@ -11,6 +11,7 @@ pyarrow 26, apache/arrow#34314).
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +33,7 @@ def arrow_buffer(data: bytes) -> pa.Buffer:
 def read_npz(url: str) -> RawData:
     """Arrays `x` and `y` (and optionally `x_test`, `y_test`)."""
     data = fs.read_bytes(url)
+    _check_unpacked_size(data, url)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             found = {name: arrays[name] for name in arrays.files}
@@ -47,6 +49,19 @@ def read_npz(url: str) -> RawData:
         found["x_test"] if has_test else None, found["y_test"] if has_test else None,
         format="npz",
     )
+
+
+def _check_unpacked_size(data: bytes, url: str) -> None:
+    """A compressed .npz may unpack to far more than the file holds: cap the members' sizes."""
+    cap = fs.max_read_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile as err:
+        raise DataFormatError(f"{url}: not a readable .npz file ({err})") from err
+    if unpacked > cap:
+        raise DataFormatError(f"{url}: its arrays unpack to {unpacked} bytes, more than the "
+                              f"{cap} a data file may hold (MFSTORE_MAX_READ_BYTES)")
 
 
 def _encode_labels(column: pa.ChunkedArray, url: str) -> tuple[np.ndarray, list[str] | None]:
@@ -94,8 +109,18 @@ def read_csv(url: str, label_column: str = "label") -> RawData:
 
 
 def read_parquet(url: str, label_column: str = "label") -> RawData:
+    data = arrow_buffer(fs.read_bytes(url))
     try:
-        table = pq.read_table(pa.BufferReader(arrow_buffer(fs.read_bytes(url))), use_threads=False,
+        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+        unpacked = meta.num_rows * meta.num_columns * 8  # read as float64 (N, F) features
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataFormatError(f"{url}: not a readable Parquet file ({err})") from err
+    if unpacked > fs.max_read_bytes():
+        raise DataFormatError(f"{url}: its columns unpack to {unpacked} bytes, more than the "
+                              f"{fs.max_read_bytes()} a data file may hold "
+                              "(MFSTORE_MAX_READ_BYTES)")
+    try:
+        table = pq.read_table(pa.BufferReader(data), use_threads=False,
                               pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataFormatError(f"{url}: not a readable Parquet file ({err})") from err

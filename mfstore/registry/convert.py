@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,7 +40,7 @@ def resolve(s: Session, kind: str, name: str, selector: str | None,
         if row is None:
             raise _not_found(kind, f"no {kind} named {name!r}")
         return row
-    if selector.isdigit():
+    if re.fullmatch(r"[0-9]+", selector):
         version = int(selector) if len(selector) < 12 else MAX_VERSION + 1
     else:
         alias = s.get(r.AliasRow, (kind, name, selector))

@@ -4,7 +4,6 @@ settings, and errors that name the URL and the fix."""
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -12,6 +11,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from mfstore.errors import Fix, RegistryError
+from mfstore.urls import mask_credentials, scrub
 
 WRITE = {"mfstore_write": True}  # execution option: a transaction that will write
 CHECK_URL = Fix("setting", {"name": "registry"})
@@ -19,10 +19,10 @@ INIT = Fix("init")
 
 
 def display_url(url: str | URL) -> str:
-    """`url` as it may be shown: as written, with the password masked."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """`url` as it may be shown: as written, with the password masked (in the authority and
+    in a `password=` query parameter)."""
+    return mask_credentials(url.render_as_string(hide_password=False)
+                            if isinstance(url, URL) else url)
 
 
 def engine_url(url: str) -> URL:
@@ -90,17 +90,20 @@ def make_engine(url: str, create: bool = False) -> Engine:
     try:
         engine = create_engine(parsed, pool_pre_ping=path is None)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as err:
-        hint = " (install mfstore[postgres] for PostgreSQL)" if "postgres" in shown else ""
-        raise RegistryError(f"cannot open registry {shown!r}: {err}{hint}", CHECK_URL) from err
+        hint = " (install mfstore[postgres] for PostgreSQL)" if (
+            parsed.drivername in ("postgresql", "postgresql+psycopg")) else ""
+        raise RegistryError(f"cannot open registry {shown!r}: {scrub(str(err), url)}{hint}",
+                            CHECK_URL) from err
     if parsed.get_backend_name() == "sqlite":
         _sqlite_settings(engine)
     return engine
 
 
-def registry_error(shown: str, err: SQLAlchemyError, doing: str = "open") -> RegistryError:
+def registry_error(url: str, err: SQLAlchemyError, doing: str = "open") -> RegistryError:
     """One line for a database error: the driver's first line, never the SQL or the password."""
     orig = getattr(err, "orig", None) or err
     first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    first, shown = scrub(first, url), display_url(url)
     if "readonly" in first or "read-only" in first:
         return RegistryError(f"cannot {doing} registry {shown!r}: it is read-only ({first})",
                              CHECK_URL)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -47,12 +47,28 @@ from mfstore.spec import LayerSpec
 
 T = TypeVar("T")
 RETRIES = 30
+LINEAGE_LOCK = 0x6D66_6C69_6E65  # pg_advisory_xact_lock key: registrations vs deletions
 
 
 def _transient(err: OperationalError) -> bool:
     """A lock or serialisation conflict that a retry resolves (not a read-only or gone DB)."""
     text = str(err.orig).lower()
     return any(w in text for w in ("locked", "busy", "deadlock", "could not serialize"))
+
+
+def _conflict(err: SqlIntegrityError) -> bool:
+    """A unique-key conflict with a concurrent writer (a retry re-reads and resolves it), as
+    opposed to a row that breaks another constraint."""
+    orig = err.orig
+    return type(orig).__name__ == "UniqueViolation" or "UNIQUE constraint" in str(orig)
+
+
+def _lineage_lock(s: Session) -> None:
+    """Serialise registrations and deletions of layers and networks: what a deletion finds
+    unused is not used by a registration committing meanwhile. SQLite's writers are
+    serialised already (BEGIN IMMEDIATE)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LINEAGE_LOCK})
 
 
 class Registry:
@@ -63,6 +79,8 @@ class Registry:
         self.engine = make_engine(url, create)
         ensure_schema(self.engine, url, create)
         self._writer = self.engine.execution_options(**WRITE)
+        with self._read() as s:
+            self.id = str(s.scalar(select(r.MetaRow.value).where(r.MetaRow.key == "registry_id")))
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -70,22 +88,27 @@ class Registry:
             with Session(self.engine) as session:
                 yield session
         except SQLAlchemyError as err:
-            raise registry_error(self.shown, err, "read") from err
+            raise registry_error(self.url, err, "read") from err
 
-    def _write(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn` in one write transaction, retried on conflicts and busy locks."""
+    def _write(self, fn: Callable[[Session], T], lineage: bool = False) -> T:
+        """Run `fn` in one write transaction, retried on conflicts and busy locks; with
+        `lineage`, under the lock that orders registrations and deletions."""
         for attempt in range(RETRIES):
             try:
                 with Session(self._writer, expire_on_commit=False) as s, s.begin():
+                    if lineage:
+                        _lineage_lock(s)
                     return fn(s)
             except SqlIntegrityError as err:
+                if not _conflict(err):
+                    raise registry_error(self.url, err, "write to") from err
                 last: SQLAlchemyError = err
             except OperationalError as err:
                 if not _transient(err):
-                    raise registry_error(self.shown, err, "write to") from err
+                    raise registry_error(self.url, err, "write to") from err
                 last = err
             except SQLAlchemyError as err:
-                raise registry_error(self.shown, err, "write to") from err
+                raise registry_error(self.url, err, "write to") from err
             time.sleep(0.01 * (attempt + 1))
         reason = str(getattr(last, "orig", last)).splitlines()[0]
         raise RegistryError(f"registry {self.shown!r} stayed busy: {reason}") from last
@@ -132,8 +155,10 @@ class Registry:
                   signature: InputSignature, dataset: str, config: dict[str, Any],
                   metrics: dict[str, Any], repairs: int | None = None,
                   note: str = "") -> LayerVersion:
-        """Register the next version of layer `name`. Its block must already be stored."""
+        """Register the next version of layer `name`. Its block must already be stored, and the
+        layers it was trained over (`signature.chain`) must still be live."""
         def attempt(s: Session) -> LayerVersion:
+            _require_live_digests(s, signature.chain, name)
             row = r.LayerRow(
                 name=name, version=_next_version(s, r.LayerRow, name),
                 block_sha256=block_sha256, digest=digest, spec=spec.to_dict(),
@@ -142,7 +167,7 @@ class Registry:
             s.add(row)
             s.flush()
             return layer_record(row)
-        return self._write(attempt)
+        return self._write(attempt, lineage=True)
 
     def layer(self, name: str, selector: str | None = None) -> LayerVersion:
         """`selector`: a version number, an alias, or None for the newest live version."""
@@ -188,13 +213,15 @@ class Registry:
     def add_network(self, name: str, layers: list[tuple[str, int]], mode: str, dataset: str,
                     forced: bool = False, note: str = "") -> NetworkVersion:
         def attempt(s: Session) -> NetworkVersion:
+            for layer, version in layers:
+                resolve(s, "layer", layer, str(version))  # each must still be live
             row = r.NetworkRow(name=name, version=_next_version(s, r.NetworkRow, name),
                                layers=[list(x) for x in layers], mode=mode, dataset=dataset,
                                forced=forced, note=note, status="ok")
             s.add(row)
             s.flush()
             return network_record(row)
-        return self._write(attempt)
+        return self._write(attempt, lineage=True)
 
     def network(self, name: str, selector: str | None = None) -> NetworkVersion:
         with self._read() as s:
@@ -211,6 +238,26 @@ class Registry:
         def attempt(s: Session) -> None:
             resolve(s, "network", name, str(version), live_only=False).status = status
         self._write(attempt)
+
+    def delete_unneeded(self, networks: list[tuple[str, int]], layers: list[tuple[str, int]],
+                        keep: KeepRule) -> dict[str, str]:
+        """In one transaction under the lineage lock: mark `networks` deleted, then those of
+        `layers` that `keep` does not keep. `keep(live layers, live networks, leaving)` sees
+        the live rows after the networks went and returns {layer ref: why it stays}."""
+        def attempt(s: Session) -> dict[str, str]:
+            for name, version in networks:
+                resolve(s, "network", name, str(version), live_only=False).status = "deleted"
+            s.flush()
+            live = [layer_record(x) for x in s.scalars(
+                select(r.LayerRow).where(r.LayerRow.status != "deleted"))]
+            nets = [network_record(x) for x in s.scalars(
+                select(r.NetworkRow).where(r.NetworkRow.status != "deleted"))]
+            kept = keep(live, nets, {f"{n}@{v}" for n, v in layers})
+            for name, version in layers:
+                if f"{name}@{version}" not in kept:
+                    resolve(s, "layer", name, str(version), live_only=False).status = "deleted"
+            return kept
+        return self._write(attempt, lineage=True)
 
     # exports ------------------------------------------------------------------------------
 
@@ -245,6 +292,11 @@ class Registry:
                 row.status, row.bytes = "ok", record.bytes
         self._write(attempt)
 
+    def stream(self, stream_id: str) -> StreamRecord | None:
+        with self._read() as s:
+            row = s.get(r.StreamRow, stream_id)
+            return None if row is None else stream_record(row)
+
     def streams(self) -> list[StreamRecord]:
         with self._read() as s:
             return [stream_record(x)
@@ -260,8 +312,24 @@ class Registry:
                 row.status = status
         self._write(attempt)
 
-    def delete_stream(self, stream_id: str) -> None:
-        self._write(lambda s: s.execute(delete(r.StreamRow).where(r.StreamRow.id == stream_id)))
+    def delete_stream(self, stream_id: str, only_if: str | None = None) -> None:
+        """Forget a stream (`only_if` a status: unless a writer marked it otherwise since)."""
+        q = delete(r.StreamRow).where(r.StreamRow.id == stream_id)
+        if only_if is not None:
+            q = q.where(r.StreamRow.status == only_if)
+        self._write(lambda s: s.execute(q))
+
+
+KeepRule = Callable[[list[LayerVersion], list[NetworkVersion], set[str]], dict[str, str]]
+
+
+def _require_live_digests(s: Session, chain: tuple[str, ...], name: str) -> None:
+    for digest in dict.fromkeys(chain):
+        live = s.scalar(select(func.count()).select_from(r.LayerRow).where(
+            r.LayerRow.digest == digest, r.LayerRow.status != "deleted"))
+        if not live:
+            raise ConflictError(f"a layer {name!r} was trained over (weights {digest[:12]}) "
+                                "was deleted meanwhile; nothing was registered")
 
 
 def _next_version(s: Session, table: Any, name: str) -> int:

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -54,7 +63,7 @@ class LayerRow(Base):
     metrics: Mapped[dict] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="ok")
     repairs: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    note: Mapped[str] = mapped_column(String(2000), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -62,7 +71,7 @@ class AliasRow(Base):
     __tablename__ = "aliases"
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # layer | network
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(200), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
 
 
@@ -76,7 +85,7 @@ class NetworkRow(Base):
     mode: Mapped[str] = mapped_column(String(8))
     dataset: Mapped[str] = mapped_column(String(200))
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
-    note: Mapped[str] = mapped_column(String(2000), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="ok")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

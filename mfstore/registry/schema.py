@@ -1,10 +1,12 @@
 """The registry's schema: which one a database holds, and bringing it to this mfstore's.
 
-Alembic migrations (`migrations/`) create and change the tables. A database is upgraded under
-a lock, so N processes meeting an empty or old database at once are safe: a PostgreSQL
-advisory lock held for the migrating transaction, or SQLite's write lock (BEGIN IMMEDIATE).
-Everyone re-reads the state once they hold the lock, so the migration runs once. Only `create`
-(init) makes a registry in an empty database; a database holding other tables is refused.
+Alembic migrations (`migrations/`) create and change the tables. Creating and upgrading are
+explicit: only `create` (init) makes a registry in an empty database or upgrades an older
+one; every other opening refuses an older schema (a team upgrades once, on purpose, since
+machines still on the older mfstore cannot open it afterwards). It happens under a lock, so N
+processes at once are safe: a PostgreSQL advisory lock held for the migrating transaction, or
+SQLite's write lock (BEGIN IMMEDIATE); everyone re-reads the state once they hold the lock,
+so the migration runs once. A database holding other tables is refused.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mfstore.errors import RegistryError
+from mfstore.errors import Fix, RegistryError
 from mfstore.registry.engine import CHECK_URL, INIT, WRITE, display_url, registry_error
 
-HEAD = "0003"  # the newest revision under migrations/versions (a test checks it)
-REVISIONS = ("0001", "0002", "0003")
+HEAD = "0004"  # the newest revision under migrations/versions (a test checks it)
+REVISIONS = ("0001", "0002", "0003", "0004")
 LEGACY_VERSIONS = ("1", "2")  # round-1 `mfstore_meta.schema_version`s, adopted by 0001
 LOCK_KEY = 0x6D6673746F7265  # pg_advisory_xact_lock key: b"mfstore"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -46,6 +48,10 @@ def _refuse(state: str, found: str | None, shown: str, create: bool) -> None:
     if state == "empty" and not create:
         raise RegistryError(f"there is no mfstore registry at {shown!r} (the database is "
                             "empty)", INIT, CHECK_URL)
+    if state in ("old", "legacy") and not create:
+        raise RegistryError(f"registry {shown!r} has schema {found}, older than this mfstore's "
+                            f"{HEAD}: upgrade it once, on purpose (machines still on the older "
+                            "mfstore cannot open it afterwards)", Fix("upgrade"))
     if state == "foreign":
         raise RegistryError(f"{shown!r} holds tables of something else, not an mfstore "
                             "registry; choose another database", CHECK_URL)
@@ -82,4 +88,4 @@ def ensure_schema(engine: Engine, url: str, create: bool = False) -> None:
             if state != "current":
                 _upgrade(conn)
     except SQLAlchemyError as err:
-        raise registry_error(shown, err) from err
+        raise registry_error(url, err) from err
