@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from mfstore import layer_math
 from mfstore.errors import SpecError
 from mfstore.spec import LayerSpec
 
-ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "identity": lambda z: z,
-}
 MODES = ("bp", "ff")
 
 
@@ -49,26 +42,17 @@ class MFLayer(nn.Module):
         super().__init__()
         self.spec = spec
         gen = generator or torch.Generator().manual_seed(0)
-        if spec.kind == "dense":
-            fan_in = spec.in_features
-            self.weight = _uniform((spec.width, fan_in), fan_in, gen)  # (n_i, n_{i-1})
-        else:
-            fan_in = spec.in_shape[0] * 9
-            self.weight = _uniform((spec.width, spec.in_shape[0], 3, 3), fan_in, gen)
+        kind = layer_math.kind(spec.kind)
+        layer_math.activation(spec.activation)  # an unknown one is an error here already
+        fan_in = kind.fan_in(spec)
+        self.weight = _uniform(kind.weight_shape(spec), fan_in, gen)  # dense: (n_i, n_{i-1})
         self.bias = _uniform((spec.width,), fan_in, gen) if spec.bias else None
         self.projection = _uniform((spec.classes, spec.out_features), spec.out_features, gen)
-        self._act = ACTIVATION_FNS[spec.activation]
+        self._forward = kind.torch
 
     def forward(self, a_in: torch.Tensor) -> torch.Tensor:
         """Activations of this layer: (B, *spec.out_shape)."""
-        if self.spec.kind == "dense":
-            return self._act(F.linear(a_in.flatten(1), self.weight, self.bias))  # (B, n_i)
-        a = self._act(F.conv2d(a_in, self.weight, self.bias, padding=1))  # (B, C, H, W)
-        if self.spec.pool == "avg":
-            return F.avg_pool2d(a, 2)  # (B, C, H/2, W/2)
-        if self.spec.pool == "max":
-            return F.max_pool2d(a, 2)
-        return a
+        return self._forward(self, a_in)
 
     def goodness(self, a: torch.Tensor) -> torch.Tensor:
         """`G = a M^T`: (B, classes)."""

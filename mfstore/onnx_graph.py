@@ -12,7 +12,6 @@ The normaliser is in the graph, so the model takes the same raw input the datase
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mfstore import layer_math
 from mfstore.modules import MFLayer
 
 OPSET = 17
@@ -40,39 +40,9 @@ class _Graph:
         return name
 
 
-def _activation(g: _Graph, kind: str, x: str, prefix: str) -> str:
-    if kind == "relu":
-        return g.op("Relu", [x], f"{prefix}/relu")
-    if kind == "tanh":
-        return g.op("Tanh", [x], f"{prefix}/tanh")
-    if kind == "sigmoid":
-        return g.op("Sigmoid", [x], f"{prefix}/sigmoid")
-    if kind == "gelu":  # exact GELU, as F.gelu: 0.5 x (1 + erf(x / sqrt 2)); Gelu is opset 20
-        root2 = g.const(f"{prefix}/sqrt2", np.array(math.sqrt(2.0), np.float32))
-        half = g.const(f"{prefix}/half", np.array(0.5, np.float32))
-        one = g.const(f"{prefix}/one", np.array(1.0, np.float32))
-        erf = g.op("Erf", [g.op("Div", [x, root2], f"{prefix}/scaled")], f"{prefix}/erf")
-        inner = g.op("Add", [erf, one], f"{prefix}/erf1")
-        return g.op("Mul", [g.op("Mul", [x, half], f"{prefix}/halfx"), inner], f"{prefix}/gelu")
-    return x  # identity
-
-
 def _layer(g: _Graph, layer: MFLayer, a: str, k: int) -> str:
-    """Activations of layer k: (B, *out_shape)."""
-    spec, prefix = layer.spec, f"layer{k}"
-    weight = g.const(f"{prefix}/weight", layer.weight.detach().cpu().numpy())
-    inputs = [weight] if layer.bias is None else [
-        weight, g.const(f"{prefix}/bias", layer.bias.detach().cpu().numpy())]
-    if spec.kind == "dense":
-        flat = g.op("Flatten", [a], f"{prefix}/flatten", axis=1) if len(spec.in_shape) > 1 else a
-        z = g.op("Gemm", [flat, *inputs], f"{prefix}/gemm", transB=1)  # (B, n)
-        return _activation(g, spec.activation, z, prefix)
-    z = g.op("Conv", [a, *inputs], f"{prefix}/conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    act = _activation(g, spec.activation, z, prefix)  # (B, C, H, W)
-    if spec.pool == "none":
-        return act
-    pool = "AveragePool" if spec.pool == "avg" else "MaxPool"
-    return g.op(pool, [act], f"{prefix}/pool", kernel_shape=[2, 2], strides=[2, 2])
+    """Activations of layer k: (B, *out_shape), as `layer_math` defines its kind."""
+    return layer_math.kind(layer.spec.kind).onnx(g, layer, a, f"layer{k}")
 
 
 def _goodness(g: _Graph, layer: MFLayer, a: str, k: int) -> str:
