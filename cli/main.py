@@ -9,8 +9,10 @@ from cli.context import root
 from cli.demo import demo
 from cli.errors import MFStoreGroup
 from cli.init import init
+from cli.report import report
 from cli.serve import serve
 from cli.train import train
+from cli.ui import ui
 
 app = typer.Typer(
     cls=MFStoreGroup,
@@ -35,6 +37,8 @@ app.command()(repair.repair)
 app.command()(repair.gc)
 app.command()(export.export)
 app.command()(serve)
+app.command()(ui)
+app.command()(report)
 app.command()(demo)
 
 

@@ -1,0 +1,63 @@
+"""`mfstore report`: one network as one self-contained HTML file (and its charts as PNG)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.context import workspace
+from cli.render import stdout
+from mfstore.errors import ConfigError, option
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write `data` at `path` whole or not at all (a temporary file moved into place)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}",
+                          option("out" if path.suffix != ".png" else "png")) from err
+
+
+def _check_folder(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise ConfigError(f"cannot write {what} into {path}: no such folder",
+                          option("out" if what == "the report" else "png"))
+
+
+def report(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+    out: Annotated[Path, typer.Option(help="HTML file to write.")],
+    png: Annotated[Path | None, typer.Option(
+        help="Also write every chart as a PNG into this folder (needs matplotlib: "
+             "mfstore[png]).")] = None,
+) -> None:
+    """Write one self-contained HTML report of a network (per-layer accuracy, FF and BP mode,
+    verify status with repair commands, lineage, learning curves, dataset, exports) to attach
+    to a review or a ticket; it opens offline in any browser.
+
+    Example: mfstore report digits-mlp@1 --out report.html --png charts/
+    """
+    from serving.ui.png import check_png, to_png
+    from serving.ui.report import network_report
+
+    _check_folder(out.parent if str(out.parent) else Path("."), "the report")
+    if png is not None:
+        _check_folder(png, "the charts")
+        check_png()
+    result = network_report(workspace(ctx), ref)
+    images = {png / f"{stem}.png": to_png(scene) for stem, scene in result.figures.items()
+              } if png is not None else {}
+    _write(out, result.html.encode())
+    for path, data in images.items():
+        _write(path, data)
+    stdout.print(f"wrote {out}" + (f" and {len(images)} charts in {png}" if images else ""),
+                 highlight=False)
