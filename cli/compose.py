@@ -9,6 +9,7 @@ import typer
 from cli import options as o
 from cli.context import workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
+from cli.tracking import MLflow, track_layers
 from mfstore.compose import compose as compose_network
 from mfstore.compose import extend as extend_network
 from mfstore.compose import swap as swap_layer
@@ -59,6 +60,7 @@ def extend(
     deterministic: o.Deterministic = False,
     device: o.Device = "auto",
     as_json: o.Json = False,
+    mlflow: MLflow = None,
 ) -> None:
     """Train one new layer on the network's outputs and register the longer network; the
     earlier layers stay the very same blocks.
@@ -69,6 +71,7 @@ def extend(
     with TrainingProgress(enabled=not as_json) as progress:
         result = extend_network(workspace(ctx), ref, o.layer_plan(ctx.params),
                                 config, progress)
+    track_layers(ctx, mlflow, [result.layer])
     if as_json:
         print_json({"network": record_dict(result.network), "layer": record_dict(result.layer)})
         return

@@ -8,6 +8,7 @@ import typer
 
 from cli import options as o
 from cli.context import workspace
+from cli.history import history_of
 from cli.render import (
     LAYER_HEADERS,
     TrainingProgress,
@@ -17,6 +18,7 @@ from cli.render import (
     records_table,
     stdout,
 )
+from cli.tracking import MLflow, track_layers
 from mfstore.deletion import delete_layer
 from mfstore.layer_training import train_layer_version
 from mfstore.registry import parse_ref
@@ -49,6 +51,7 @@ def train_layer(
     deterministic: o.Deterministic = False,
     device: o.Device = "auto",
     as_json: o.Json = False,
+    mlflow: MLflow = None,
 ) -> None:
     """Train one layer on the stream its upstream layers produce and register a version.
 
@@ -60,8 +63,9 @@ def train_layer(
         version = train_layer_version(ws, name, data, on or [],
                                       o.layer_plan(ctx.params), config,
                                       callback=progress, force=force)
+    track_layers(ctx, mlflow, [version])
     if as_json:
-        print_json(record_dict(version))
+        print_json({**record_dict(version), "history": history_of(ws, version)})
         return
     m = version.metrics
     stdout.print(f"registered {version.ref}: test accuracy {m['test_accuracy']:.2%} "
@@ -97,6 +101,7 @@ def show(ctx: typer.Context,
     data["aliases"] = {a: v for a, v in ws.registry.aliases("layer", version.name).items()
                        if v == version.version}
     data["used_by"] = used_by(ws.registry, version).to_dict()
+    data["history"] = history_of(ws, version)
     if as_json:
         print_json(data)
         return

@@ -10,6 +10,7 @@ from cli import options as o
 from cli.context import workspace
 from cli.errors import DAMAGE_EXIT_CODE, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stdout
+from cli.tracking import MLflow, track_layers
 from mfstore.gc import collect
 from mfstore.repair import repair as repair_network
 from mfstore.verify import LayerCheck, VerifyReport
@@ -104,6 +105,7 @@ def repair(
     device: Annotated[str | None, typer.Option(
         help="Override the recorded device (cpu reproduces CPU-trained layers exactly).")] = None,
     as_json: o.Json = False,
+    mlflow: MLflow = None,
 ) -> None:
     """Retrain only the damaged layer with its recorded spec, config and seed on its intact
     upstream stream, and register the repaired network; rebuild damaged streams (derived ones
@@ -114,6 +116,7 @@ def repair(
     """
     with TrainingProgress(enabled=not as_json) as progress:
         result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress)
+    track_layers(ctx, mlflow, [r.new for r in result.repaired] + result.retrained_downstream)
     if as_json:
         print_json({"network": None if result.network is None else record_dict(result.network),
                     "repaired": [{"old": r.old.ref, "new": r.new.ref, "identical": r.identical}

@@ -16,6 +16,7 @@ from cli.render import (
     record_dict,
     stdout,
 )
+from cli.tracking import MLflow, refuse_unregistered, track_layers
 from mfstore.dataset import load_dataset
 from mfstore.experiment import run_experiment
 from mfstore.layer_training import train_network
@@ -49,6 +50,7 @@ def train(
     label_column: o.LabelColumn = "label",
     val_fraction: o.ValFraction = 0.1,
     as_json: o.Json = False,
+    mlflow: MLflow = None,
 ) -> None:
     """Train with Mono-Forward and report every layer, FF, BP and the backprop baseline.
 
@@ -57,12 +59,14 @@ def train(
     """
     config = o.train_config(ctx.params)
     if net is None:
+        refuse_unregistered(mlflow)
         _train_in_memory(data, arch, schedule, baseline, config, fmt, label_column,
                          val_fraction, as_json)
         return
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline)
+    track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=device)
     bp = None if result.baseline is None else result.baseline.test.bp
     if as_json:
