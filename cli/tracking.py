@@ -14,16 +14,15 @@ from cli.render import stderr
 from mfstore.errors import ConfigError
 from mfstore.export import Export
 from mfstore.registry import LayerVersion
-from mfstore.tracking import log_export, log_layers, require_mlflow, tracking_uri
+from mfstore.tracking import check_tracking, log_export, log_layers
 
 
 def _resolve(value: str | None) -> str | None:
-    """Checked before any work: mlflow installed, and a tracking URI (given or
-    MLFLOW_TRACKING_URI)."""
+    """Checked before any work: mlflow installed, a tracking URI (given or
+    MLFLOW_TRACKING_URI), the store reachable and the experiment there."""
     if value is None:
         return None
-    require_mlflow()
-    return tracking_uri(value or None)
+    return check_tracking(value or None)
 
 
 MLflow = Annotated[str | None, typer.Option(

@@ -191,6 +191,15 @@ def log_layer(tracker: Tracker, ws: Workspace, layer: LayerVersion) -> str:
     return run_id
 
 
+def check_tracking(uri: str | None, experiment: str | None = None) -> str:
+    """Reach the tracking store and its experiment (creating the experiment when missing)
+    before any work, so a wrong URI fails in seconds rather than after training; the URI."""
+    with reaching(display(tracking_uri(uri))):
+        tracker = Tracker(uri, experiment)
+        tracker.experiment_id  # noqa: B018  (reached, and created when missing)
+        return tracker.uri
+
+
 def log_layers(ws: Workspace, layers: Sequence[LayerVersion], uri: str | None,
                experiment: str | None = None) -> list[str]:
     """One MLflow run per layer version; their run ids."""

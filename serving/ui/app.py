@@ -64,7 +64,8 @@ class UI:
         return facts.Filters(p.get("q", "").strip(), p.get("dataset", ""), p.get("status", ""))
 
     def _store_graph(self) -> Markup:
-        return graph_svg(store_graph(self.ws.registry), self.links.node, "lineage of the store")
+        graph = facts.live_graph(self.ws, self.checks, store_graph(self.ws.registry))
+        return graph_svg(graph, self.links.node, "lineage of the store")
 
     def index(self, _: Request) -> Response:
         everything = facts.Filters()
@@ -99,8 +100,9 @@ class UI:
         p = request.path_params
         page = facts.network_page(self.ws, self.checks, p["name"], p["version"])
         bars = accuracy_bars(page, lambda x: self.links.layer(x.layer.name, x.layer.version))
-        graph = graph_svg(network_graph(self.ws.registry, page.network), self.links.node,
-                          f"lineage of {page.network.ref}")
+        graph = graph_svg(facts.live_graph(self.ws, self.checks,
+                                           network_graph(self.ws.registry, page.network)),
+                          self.links.node, f"lineage of {page.network.ref}")
         return self.html("network.html", page=page, bars=svg(bars), graph=graph)
 
     def graph(self, _: Request) -> Response:

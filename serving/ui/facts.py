@@ -3,11 +3,12 @@ dataclasses the templates render, for the web UI and the report alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mfstore.block import LayerBlock
 from mfstore.errors import Fix, IntegrityError, NotFoundError, StoreError
+from mfstore.lineage_graph import Graph
 from mfstore.registry import (
     DatasetRecord,
     ExportRecord,
@@ -136,6 +137,21 @@ def layer_status(checks: Checks, layer: LayerVersion) -> str:
     if layer.status == "deleted":
         return "deleted"
     return "damaged" if checks.layer_problems(layer) else "ok"
+
+
+def live_graph(ws: Workspace, checks: Checks, graph: Graph) -> Graph:
+    """The lineage graph with each layer's status as checked now, and each network damaged
+    where a layer it holds is."""
+    layers = {v.ref: v for v in ws.registry.layers()}
+    damaged = {ref for ref, v in layers.items() if layer_status(checks, v) == "damaged"}
+    networks = {n.ref: n for n in ws.registry.networks()}
+    out = Graph(edges=list(graph.edges))
+    for node_id, node in graph.nodes.items():
+        holds = networks[node.label].layers if node.kind == "network" else ()
+        broken = node.label in damaged if node.kind == "layer" else any(
+            f"{n}@{v}" in damaged for n, v in holds)
+        out.nodes[node_id] = replace(node, status="damaged" if broken else node.status)
+    return out
 
 
 def layer_rows(ws: Workspace, checks: Checks, filters: Filters) -> list[LayerRow]:

@@ -66,8 +66,8 @@ def network_report(ws: Workspace, ref: str) -> Report:
     page = facts.network_page(ws, checks, network.name, network.version)
     links = ReportLinks(page)
     bars = accuracy_bars(page, lambda x: links.layer(x.layer.name, x.layer.version))
-    lineage = lineage_scene(network_graph(ws.registry, network), links.node,
-                            f"lineage of {network.ref}")
+    lineage = lineage_scene(facts.live_graph(ws, checks, network_graph(ws.registry, network)),
+                            links.node, f"lineage of {network.ref}")
     layers = [facts.layer_page(ws, checks, x.layer.name, x.layer.version) for x in page.layers]
     html = Renderer(links).render(
         "report.html", page=page, layers=layers, bars=svg(bars), graph=svg(lineage),
