@@ -16,12 +16,15 @@ from mfstore.errors import ConfigError, option
 
 def _write(path: Path, data: bytes) -> None:
     """Write `data` at `path` whole or not at all (a temporary file moved into place)."""
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {err.strerror or err}",
                           option("out" if path.suffix != ".png" else "png")) from err
 

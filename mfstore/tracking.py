@@ -8,7 +8,8 @@
       │                    tags    mfstore.block_sha256, mfstore.digest, mfstore.lineage,
       │                            mfstore.dataset_fingerprint, …
       │                    artifact block/net.l1-v1.safetensors (the block file itself)
-      └── run "export net@1 (bp)"  the ONNX model (MLflow's onnx flavour), its sha256
+      └── run "export net@1 (bp)"  artifact model/ (MLflow's onnx flavour: runs:/ID/model
+                                   loads it), tags its sha256 and layers
 
 The history comes from the block header, so a layer trained long ago logs the same run as one
 trained now. MLflow is an optional dependency (the `mlflow` extra); everything here talks to it
@@ -226,12 +227,9 @@ def _log_model(tracker: Tracker, mlflow: Any, export: Export) -> str:
         tracker.log(run_id, {"network": network.ref, "mode": export.mode,
                              "upto": export.upto or "all", "layers": len(network.layers)},
                     [("max_relative_error", export.max_relative_error, 0)])
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(tracker.uri)  # the onnx flavour logs through the fluent API
-        try:
-            with mlflow.start_run(run_id=run_id, nested=True):
-                mlflow.onnx.log_model(onnx.load_from_string(export.data), name="model",
-                                          save_as_external_data=False)
-        finally:
-            mlflow.set_tracking_uri(previous)
+        with tempfile.TemporaryDirectory(prefix="mfstore-mlflow-") as folder:
+            model = Path(folder) / "model"  # MLflow's onnx flavour: MLmodel, model.onnx, …
+            mlflow.onnx.save_model(onnx.load_from_string(export.data), str(model),
+                                   save_as_external_data=False)
+            tracker.client.log_artifacts(run_id, str(model), artifact_path="model")
     return run_id
