@@ -29,10 +29,15 @@ def _write(path: Path, data: bytes) -> None:
                           option("out" if path.suffix != ".png" else "png")) from err
 
 
-def _check_folder(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise ConfigError(f"cannot write {what} into {path}: no such folder",
-                          option("out" if what == "the report" else "png"))
+def _check_target(path: Path, folder: bool) -> None:
+    """Refuse, before any work, a target whose folder is missing (or a chart folder that is a
+    file)."""
+    name = "png" if folder else "out"
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: there is no folder {path.parent}", option(name))
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"cannot write charts into {path}: it is a file, not a folder",
+                          option(name))
 
 
 def report(
@@ -40,27 +45,29 @@ def report(
     ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
     out: Annotated[Path, typer.Option(help="HTML file to write.")],
     png: Annotated[Path | None, typer.Option(
-        help="Also write every chart as a PNG into this folder (needs matplotlib: "
-             "mfstore[png]).")] = None,
+        help="Also write every chart as a PNG into this folder, made if missing (needs "
+             "matplotlib: mfstore[png]).")] = None,
 ) -> None:
     """Write one self-contained HTML report of a network (per-layer accuracy, FF and BP mode,
     verify status with repair commands, lineage, learning curves, dataset, exports) to attach
     to a review or a ticket; it opens offline in any browser.
 
-    Example: mfstore report digits-mlp@1 --out report.html --png charts/
+    Example: mfstore report digits-mlp@1 --out report.html --png charts
     """
     from serving.ui.png import check_png, to_png
     from serving.ui.report import network_report
 
-    _check_folder(out.parent if str(out.parent) else Path("."), "the report")
+    _check_target(out, folder=False)
     if png is not None:
-        _check_folder(png, "the charts")
+        _check_target(png, folder=True)
         check_png()
     result = network_report(workspace(ctx), ref)
-    images = {png / f"{stem}.png": to_png(scene) for stem, scene in result.figures.items()
+    images = {f"{stem}.png": to_png(scene) for stem, scene in result.figures.items()
               } if png is not None else {}
     _write(out, result.html.encode())
-    for path, data in images.items():
-        _write(path, data)
+    if png is not None:
+        png.mkdir(exist_ok=True)
+        for name, data in images.items():
+            _write(png / name, data)
     stdout.print(f"wrote {out}" + (f" and {len(images)} charts in {png}" if images else ""),
                  highlight=False)

@@ -32,8 +32,7 @@ def test_report_is_one_self_contained_file_with_the_figures(home, tmp_path):
 
 
 def test_png_writes_every_chart(home, tmp_path):
-    charts = tmp_path / "charts"
-    charts.mkdir()
+    charts = tmp_path / "charts"  # made by the command
     ran = in_home(home, "report", "net", "--out", str(tmp_path / "r.html"), "--png", str(charts))
     assert ran.returncode == 0, ran.stderr
     names = sorted(p.name for p in charts.iterdir())
@@ -58,9 +57,12 @@ def _nothing_written(tmp_path) -> None:
     (["net@7", "--out", "{tmp}/r.html"], 6,
      "error: network 'net' has no version 7; see `mfstore nets list`"),
     (["net", "--out", "{tmp}/missing/r.html"], 2,
-     "error: cannot write the report into {tmp}/missing: no such folder; pass --out"),
-    (["net", "--out", "{tmp}/r.html", "--png", "{tmp}/nowhere"], 2,
-     "error: cannot write the charts into {tmp}/nowhere: no such folder; pass --png"),
+     "error: cannot write {tmp}/missing/r.html: there is no folder {tmp}/missing; pass --out"),
+    (["net", "--out", "{tmp}/r.html", "--png", "{tmp}/no/where"], 2,
+     "error: cannot write {tmp}/no/where: there is no folder {tmp}/no; pass --png"),
+    (["net", "--out", "{tmp}/r.html", "--png", "{tmp}/home/registry.db"], 2,
+     "error: cannot write charts into {tmp}/home/registry.db: it is a file, not a folder; "
+     "pass --png"),
     (["net", "--out", "{tmp}"], 2,
      "error: cannot write {tmp}: Is a directory; pass --out"),
 ])
