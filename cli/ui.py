@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
 
 from cli.context import workspace
 from cli.render import stderr
+from mfstore.errors import ConfigError, option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse, in one line, an address that cannot be listened on (as uvicorn will bind it:
+    with SO_REUSEADDR)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}",
+                          option("port")) from err
 
 
 def ui(
@@ -31,6 +46,7 @@ def ui(
 
     from serving.ui.app import create_ui
 
+    _check_free(host, port)
     ws = workspace(ctx)
     ws.store  # noqa: B018  (a store that is not there fails now, in one line, not per page)
     if host not in LOOPBACK and token is None:

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -374,6 +375,17 @@ def test_ui_refuses_a_missing_workspace(tmp_path):
     out = cli("--home", str(tmp_path / "nothing"), "ui", "--port", str(free_port()))
     assert out.returncode == 9
     assert out.stderr.startswith("error: there is no mfstore registry at ")
+
+
+def test_ui_refuses_a_port_in_use(store):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli("--home", str(store["home"]), "ui", "--port", str(port))
+    assert out.returncode == 2
+    assert out.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already "
+                                  "in use; pass --port")
 
 
 def test_report_opens_offline_with_the_same_figures(store, browser, tmp_path):

@@ -139,7 +139,8 @@ class UI:
         if given is not None and hmac.compare_digest(given.encode(), expected):
             rest = urlencode([(k, v) for k, v in request.query_params.multi_items()
                               if k != "token"])
-            response = RedirectResponse(request.url.path + (f"?{rest}" if rest else ""), 303)
+            path = "/" + request.url.path.lstrip("/")  # never //host: a page of this server
+            response = RedirectResponse(path + (f"?{rest}" if rest else ""), 303)
             response.set_cookie(COOKIE, self.token or "", httponly=True, samesite="strict")
             return response
         header = request.headers.get("authorization", "").encode()
@@ -173,8 +174,11 @@ def create_ui(ws: Workspace, token: str | None = None) -> Starlette:
         if ui.token is not None and ui._check_token(request) is not None:
             return ui.html("error.html", 401, code=401, title="token needed",
                            message="this mfstore UI needs its token")
+        message = f"no page at {request.url.path}" if status == 404 else (
+            f"{request.method} is not allowed here: the UI only reads" if status == 405
+            else str(getattr(exc, "detail", exc)))
         return ui.html("error.html", status, code=status, title=_TITLES.get(status, "error"),
-                       message=f"no page at {request.url.path}")
+                       message=message)
 
     async def internal(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)

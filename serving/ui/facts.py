@@ -125,12 +125,30 @@ def find_network(ws: Workspace, name: str, version: int) -> NetworkVersion:
     return found[0]
 
 
-def network_versions(ws: Workspace, network: NetworkVersion) -> list[LayerVersion]:
+def network_versions(ws: Workspace, network: NetworkVersion,
+                     known: dict[tuple[str, int], LayerVersion] | None = None
+                     ) -> list[LayerVersion]:
+    """The network's layer versions, from `known` (every version, read once) when given."""
+    if known is not None:
+        return [known[pair] for pair in network.layers]
     return [find_layer(ws, n, v) for n, v in network.layers]
 
 
+class Aliases:
+    """Aliases by kind and name, each name's read once."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.found: dict[tuple[str, str], dict[str, int]] = {}
+
+    def of(self, kind: str, name: str, version: int) -> list[str]:
+        if (kind, name) not in self.found:
+            self.found[(kind, name)] = self.ws.registry.aliases(kind, name)
+        return sorted(a for a, v in self.found[(kind, name)].items() if v == version)
+
+
 def _aliases(ws: Workspace, kind: str, name: str, version: int) -> list[str]:
-    return sorted(a for a, v in ws.registry.aliases(kind, name).items() if v == version)
+    return Aliases(ws).of(kind, name, version)
 
 
 def layer_status(checks: Checks, layer: LayerVersion) -> str:
@@ -155,30 +173,30 @@ def live_graph(ws: Workspace, checks: Checks, graph: Graph) -> Graph:
 
 
 def layer_rows(ws: Workspace, checks: Checks, filters: Filters) -> list[LayerRow]:
-    rows = []
+    rows, aliases = [], Aliases(ws)
     for layer in ws.registry.layers():
         status = layer_status(checks, layer)
         if filters.keep(layer.ref, layer.dataset, status):
-            rows.append(LayerRow(layer, status, _aliases(ws, "layer", layer.name,
-                                                         layer.version)))
+            rows.append(LayerRow(layer, status, aliases.of("layer", layer.name, layer.version)))
     return rows
 
 
 def network_rows(ws: Workspace, checks: Checks, filters: Filters) -> list[NetworkRow]:
-    rows = []
+    rows, aliases = [], Aliases(ws)
+    known = {(v.name, v.version): v for v in ws.registry.layers()}
     for network in ws.registry.networks():
-        layers = network_versions(ws, network)
+        layers = network_versions(ws, network, known)
         status = network.status if network.status == "deleted" else (
             "damaged" if any(layer_status(checks, v) == "damaged" for v in layers) else "ok")
         if filters.keep(network.ref, network.dataset, status):
-            rows.append(NetworkRow(network, status, _aliases(ws, "network", network.name,
-                                                             network.version), layers))
+            rows.append(NetworkRow(network, status, aliases.of("network", network.name,
+                                                               network.version), layers))
     return rows
 
 
 def dataset_rows(ws: Workspace, filters: Filters) -> list[DatasetRecord]:
-    return [d for d in ws.registry.datasets()
-            if filters.keep(d.name, d.name, "ok") and not filters.status]
+    """Datasets whose name contains the search text."""
+    return [d for d in ws.registry.datasets() if filters.q.lower() in d.name.lower()]
 
 
 def refs_by_digest(ws: Workspace) -> dict[str, LayerVersion]:

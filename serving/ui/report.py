@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from mfstore.lineage_graph import Node, network_graph
+from mfstore.lineage_graph import network_graph
 from mfstore.network import resolve_network
 from mfstore.workspace import Workspace
 from serving.ui import charts, facts
@@ -34,12 +34,6 @@ class ReportLinks(Links):
     def network(self, name: str, version: int) -> str:
         n = self.page.network
         return "#top" if (name, version) == (n.name, n.version) else ""
-
-    def node(self, node: Node) -> str:
-        try:
-            return super().node(node)
-        except ValueError:
-            return ""
 
 
 @dataclass
