@@ -37,9 +37,10 @@ def _draw(ax: Any, item: object) -> None:
 
     pt = _points_per_unit()
     if isinstance(item, Rect):
-        ax.add_patch(patches.Rectangle((item.x, item.y), item.w, item.h,
-                                       facecolor=_colour(item.fill),
-                                       edgecolor=_colour(item.stroke), linewidth=pt))
+        ax.add_patch(patches.FancyBboxPatch(
+            (item.x, item.y), item.w, item.h, facecolor=_colour(item.fill),
+            edgecolor=_colour(item.stroke), linewidth=pt,
+            boxstyle=f"round,pad=0,rounding_size={item.radius}" if item.radius else "square,pad=0"))
     elif isinstance(item, Line):
         style = "-|>" if item.arrow else "-"
         ax.annotate("", (item.x2, item.y2), (item.x1, item.y1), arrowprops={
