@@ -9,6 +9,7 @@ import typer
 from cli import options
 from cli.context import workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
+from cli.tracking import MLflow, track_layers
 
 Force = Annotated[bool, typer.Option(help="Accept a lineage mismatch (recorded).")]
 
@@ -45,6 +46,7 @@ def extend(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
     as_json: options.Json = False,
+    mlflow: MLflow = None,
     **given: Any,
 ) -> None:
     """Train one new layer on the network's outputs and register the longer network; the
@@ -58,6 +60,7 @@ def extend(
     with TrainingProgress(enabled=not as_json) as progress:
         result = extend_network(workspace(ctx), ref, options.layer_plan(ctx.params),
                                 config, progress)
+    track_layers(ctx, mlflow, [result.layer])
     if as_json:
         print_json({"network": record_dict(result.network), "layer": record_dict(result.layer)})
         return

@@ -9,6 +9,7 @@ import typer
 from cli import options
 from cli.context import workspace
 from cli.render import print_json, stdout
+from cli.tracking import MLflow, track_export
 
 
 def export(
@@ -26,6 +27,7 @@ def export(
         help="Model name in the Triton repository (default: the network's name).")] = None,
     max_batch_size: Annotated[int, typer.Option(help="max_batch_size for Triton.")] = 1024,
     as_json: options.Json = False,
+    mlflow: MLflow = None,
 ) -> None:
     """Export a network to ONNX: float32 input `x` (raw, normalised in the graph), outputs
     `goodness` and `label`, dynamic batch, opset 17, checked against PyTorch first.
@@ -36,6 +38,7 @@ def export(
 
     result = export_network(workspace(ctx), ref, mode, upto, out, triton_repo, model_name,
                             max_batch_size)
+    track_export(mlflow, result)
     if as_json:
         print_json({"network": result.network.ref, "mode": result.mode, "upto": result.upto,
                     "sha256": result.sha256, "max_relative_error": result.max_relative_error,

@@ -8,6 +8,7 @@ import typer
 
 from cli import options
 from cli.context import workspace
+from cli.history import history_of
 from cli.render import (
     LAYER_HEADERS,
     TrainingProgress,
@@ -17,6 +18,7 @@ from cli.render import (
     records_table,
     stdout,
 )
+from cli.tracking import MLflow, track_layers
 
 app = typer.Typer(help="Inspect, alias and delete layer versions.", no_args_is_help=True)
 
@@ -32,6 +34,7 @@ def train_layer(
     force: Annotated[bool, typer.Option(
         help="Train on a chain whose lineage does not fit.")] = False,
     as_json: options.Json = False,
+    mlflow: MLflow = None,
     **given: Any,
 ) -> None:
     """Train one layer on the stream its upstream layers produce and register a version.
@@ -45,8 +48,9 @@ def train_layer(
     with TrainingProgress(enabled=not as_json) as progress:
         version = train_layer_on_chain(ws, name, data, on or [], options.layer_plan(ctx.params),
                                        config, callback=progress, force=force)
+    track_layers(ctx, mlflow, [version])
     if as_json:
-        print_json(record_dict(version))
+        print_json({**record_dict(version), "history": history_of(ws, version)})
         return
     m = version.metrics
     stdout.print(f"registered {version.ref}: test accuracy {m['test_accuracy']:.2%} "
@@ -86,6 +90,7 @@ def show(ctx: typer.Context,
     from mfstore.usage import used_by
 
     data["used_by"] = used_by(ws.registry, version).to_dict()
+    data["history"] = history_of(ws, version)
     if as_json:
         print_json(data)
         return

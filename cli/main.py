@@ -7,13 +7,15 @@ import typer
 from cli import compose, data, export, layers, nets, repair
 from cli.context import root
 from cli.demo import demo
-from cli.errors import MFStoreGroup
 from cli.init import init
+from cli.report import report
 from cli.serve import serve
+from cli.tracking import MLflowGroup
 from cli.train import train
+from cli.ui import ui
 
 app = typer.Typer(
-    cls=MFStoreGroup,
+    cls=MLflowGroup,
     name="mfstore",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -34,6 +36,8 @@ app.command()(repair.repair)
 app.command()(repair.gc)
 app.command()(export.export)
 app.command()(serve)
+app.command()(ui)
+app.command()(report)
 app.command()(demo)
 
 

@@ -8,6 +8,7 @@ import typer
 
 from cli import options
 from cli.context import workspace
+from cli.history import history_of
 from cli.render import (
     network_accuracy_table,
     print_json,
@@ -48,7 +49,7 @@ def show(ctx: typer.Context,
     network = resolve_network(ws, ref)
     layers = network_layers(ws, network)
     data = record_dict(network)
-    data["layer_versions"] = [record_dict(v) for v in layers]
+    data["layer_versions"] = [{**record_dict(v), "history": history_of(ws, v)} for v in layers]
     if as_json:
         print_json(data)
         return

@@ -10,6 +10,7 @@ from cli import options
 from cli.context import workspace
 from cli.errors import DAMAGE_EXIT_CODE, render_error, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
+from cli.tracking import MLflow, track_layers
 
 if TYPE_CHECKING:
     from mfstore.verify import LayerCheck, VerifyReport
@@ -105,6 +106,7 @@ def repair(
     device: Annotated[str | None, typer.Option(
         help="Override the recorded device (cpu reproduces CPU-trained layers exactly).")] = None,
     as_json: options.Json = False,
+    mlflow: MLflow = None,
 ) -> None:
     """Retrain only the damaged layer with its recorded spec, config and seed on its intact
     upstream stream, and register the repaired network; rebuild damaged streams (derived ones
@@ -117,6 +119,7 @@ def repair(
 
     with TrainingProgress(enabled=not as_json) as progress:
         result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress)
+    track_layers(ctx, mlflow, [r.new for r in result.repaired] + result.retrained_downstream)
     if as_json:
         print_json({"network": None if result.network is None else record_dict(result.network),
                     "repaired": [{"old": r.old.ref, "new": r.new.ref, "identical": r.identical}

@@ -9,6 +9,7 @@ import typer
 from cli import options
 from cli.context import optional_workspace, workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
+from cli.tracking import MLflow, refuse_unregistered, track_layers
 
 Data = Annotated[str, typer.Option(
     help="A registered dataset's name, else (without NET) a URL or sklearn:NAME read on the "
@@ -30,6 +31,7 @@ def train(
     baseline: Annotated[str, typer.Option(
         help="bp (train the backprop baseline too) or none.")] = "bp",
     as_json: options.Json = False,
+    mlflow: MLflow = None,
     **given: Any,
 ) -> None:
     """Train with Mono-Forward and report every layer, FF, BP and the backprop baseline.
@@ -39,6 +41,7 @@ def train(
     """
     config = options.train_config(ctx.params)
     if net is None:
+        refuse_unregistered(mlflow)
         _train_in_memory(ctx, data, arch, schedule, baseline, config, as_json)
         return
     from mfstore.network import evaluate_network
@@ -47,6 +50,7 @@ def train(
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline)
+    track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
     bp = None if result.baseline is None else result.baseline.test.bp
     if as_json:

@@ -1,0 +1,79 @@
+"""`--mlflow [TRACKING_URI]`: the option the training and export commands share, and the one
+call each makes after registering (runs logged by `mfstore.tracking`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cli.context import workspace
+from cli.errors import MFStoreGroup
+from cli.render import stderr
+from mfstore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mfstore.export import Export
+    from mfstore.registry import LayerVersion
+
+
+def _resolve(value: str | None) -> str | None:
+    """Checked before any work: mlflow installed, a tracking URI (given or
+    MLFLOW_TRACKING_URI), the store reachable and the experiment there."""
+    if value is None:
+        return None
+    from mfstore.tracking import check_tracking
+
+    return check_tracking(value or None)
+
+
+MLflow = Annotated[str | None, typer.Option(
+    "--mlflow", callback=_resolve, metavar="[TRACKING_URI]",
+    help="Log one MLflow run per layer version (or the ONNX model, on export) to this "
+         "tracking URI (default $MLFLOW_TRACKING_URI); experiment $MLFLOW_EXPERIMENT_NAME "
+         "or mfstore. Needs mfstore[mlflow].")]
+
+
+def optional_value(args: list[str], flag: str = "--mlflow") -> list[str]:
+    """`--mlflow` given without a value (last, or before another option) as `--mlflow=`, which
+    means $MLFLOW_TRACKING_URI: Typer options always take their value."""
+    return [f"{a}=" if a == flag and (k + 1 == len(args) or args[k + 1].startswith("-"))
+            else a for k, a in enumerate(args)]
+
+
+class MLflowGroup(MFStoreGroup):
+    """The command group, reading `--mlflow` with or without a tracking URI."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, optional_value(args))
+
+
+def refuse_unregistered(uri: str | None) -> None:
+    """In-memory training registers no layer version, so there is nothing to log."""
+    if uri is not None:
+        raise ConfigError("--mlflow logs registered layer versions; give the network a name "
+                          "(mfstore train NET …) to register them")
+
+
+def track_layers(ctx: typer.Context, uri: str | None, layers: Sequence[LayerVersion]) -> None:
+    """Log the layer versions a command registered (nothing without --mlflow)."""
+    if uri is None or not layers:
+        return
+    from mfstore.tracking import log_layers
+
+    runs = log_layers(workspace(ctx), layers, uri)
+    stderr.print(f"logged {len(runs)} MLflow run{'s' if len(runs) != 1 else ''} to {uri}: "
+                 + ", ".join(f"{v.ref} ({r})" for v, r in zip(layers, runs, strict=True)),
+                 highlight=False, soft_wrap=True)
+
+
+def track_export(uri: str | None, export: Export) -> None:
+    """Log an exported ONNX model (nothing without --mlflow)."""
+    if uri is None:
+        return
+    from mfstore.tracking import log_export
+
+    run = log_export(export, uri)
+    stderr.print(f"logged the ONNX model of {export.network.ref} to MLflow run {run} at {uri}",
+                 highlight=False, soft_wrap=True)

@@ -1,0 +1,188 @@
+"""The read-only web UI (Starlette): server-rendered pages over one workspace's registry and
+store. Nothing here writes; every page is plain HTML with inline CSS and SVG (no script, no
+asset from anywhere), and the Content-Security-Policy forbids the browser to fetch any.
+
+    /                       overview: counts, networks, the lineage graph
+    /datasets[/NAME]        source, fingerprint, splits, shapes, streams and their sizes
+    /layers[/NAME/V]        filters ?q= &dataset= &status=; spec, curves, lineage, used by
+    /networks[/NAME/V]      per-layer accuracy, verify status with repair commands, exports
+    /graph                  the lineage graph of the whole store
+    /search?q=              names containing q
+    /health                 always open, even with a token
+
+With a token, every other page needs it: `Authorization: Bearer TOKEN`, or `?token=TOKEN`
+once, which sets a cookie (HttpOnly, SameSite=Strict) and redirects to the page without it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from mfstore.errors import MFStoreError
+from mfstore.lineage_graph import network_graph, store_graph
+from mfstore.workspace import Workspace
+from serving.errors import status_of
+from serving.ui import facts
+from serving.ui.checks import Checks
+from serving.ui.pages import Links, Renderer, accuracy_bars, graph_svg, svg
+
+log = logging.getLogger("mfstore.ui")
+COOKIE = "mfstore_ui_token"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store"}
+Page = Callable[[Request], Response]
+
+
+class UI:
+    """One method per page."""
+
+    def __init__(self, ws: Workspace, token: str | None) -> None:
+        self.ws, self.checks, self.token = ws, Checks(ws), token
+        self.renderer, self.links = Renderer(), Links()
+
+    def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        body = self.renderer.render(template, where=self.ws.where, **context)
+        return HTMLResponse(body, status, headers=HEADERS)
+
+    def _filters(self, request: Request) -> facts.Filters:
+        p = request.query_params
+        return facts.Filters(p.get("q", "").strip(), p.get("dataset", ""), p.get("status", ""))
+
+    def _store_graph(self) -> Markup:
+        graph = facts.live_graph(self.ws, self.checks, store_graph(self.ws.registry))
+        return graph_svg(graph, self.links.node, "lineage of the store")
+
+    def index(self, _: Request) -> Response:
+        everything = facts.Filters()
+        return self.html("index.html", datasets=self.ws.registry.datasets(),
+                         layers=facts.layer_rows(self.ws, self.checks, everything),
+                         networks=facts.network_rows(self.ws, self.checks, everything),
+                         graph=self._store_graph())
+
+    def datasets(self, _: Request) -> Response:
+        return self.html("datasets.html", datasets=self.ws.registry.datasets())
+
+    def dataset(self, request: Request) -> Response:
+        page = facts.dataset_page(self.ws, request.path_params["name"])
+        return self.html("dataset.html", page=page)
+
+    def layers(self, request: Request) -> Response:
+        filters = self._filters(request)
+        return self.html("layers.html", filters=filters, datasets=self.ws.registry.datasets(),
+                         rows=facts.layer_rows(self.ws, self.checks, filters), q=filters.q)
+
+    def layer(self, request: Request) -> Response:
+        p = request.path_params
+        return self.html("layer.html", page=facts.layer_page(self.ws, self.checks, p["name"],
+                                                             p["version"]))
+
+    def networks(self, request: Request) -> Response:
+        filters = self._filters(request)
+        return self.html("networks.html", filters=filters, datasets=self.ws.registry.datasets(),
+                         rows=facts.network_rows(self.ws, self.checks, filters), q=filters.q)
+
+    def network(self, request: Request) -> Response:
+        p = request.path_params
+        page = facts.network_page(self.ws, self.checks, p["name"], p["version"])
+        bars = accuracy_bars(page, lambda x: self.links.layer(x.layer.name, x.layer.version))
+        graph = graph_svg(facts.live_graph(self.ws, self.checks,
+                                           network_graph(self.ws.registry, page.network)),
+                          self.links.node, f"lineage of {page.network.ref}")
+        return self.html("network.html", page=page, bars=svg(bars), graph=graph)
+
+    def graph(self, _: Request) -> Response:
+        return self.html("graph.html", graph=self._store_graph())
+
+    def search(self, request: Request) -> Response:
+        filters = facts.Filters(request.query_params.get("q", "").strip())
+        return self.html("search.html", q=filters.q,
+                         datasets=facts.dataset_rows(self.ws, filters),
+                         layers=facts.layer_rows(self.ws, self.checks, filters),
+                         networks=facts.network_rows(self.ws, self.checks, filters))
+
+    def health(self, _: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    def guarded(self, page: Page) -> Page:
+        """The token check, and a library error as a page with its status."""
+        def wrapped(request: Request) -> Response:
+            if self.token is not None:
+                denied = self._check_token(request)
+                if denied is not None:
+                    return denied
+            try:
+                return page(request)
+            except MFStoreError as err:
+                code = status_of(err)
+                return self.html("error.html", code, code=code, title=_TITLES.get(code, "error"),
+                                 message=err.message)
+        return wrapped
+
+    def _check_token(self, request: Request) -> Response | None:
+        expected = (self.token or "").encode()
+        given = request.query_params.get("token")
+        if given is not None and hmac.compare_digest(given.encode(), expected):
+            rest = urlencode([(k, v) for k, v in request.query_params.multi_items()
+                              if k != "token"])
+            path = "/" + request.url.path.lstrip("/")  # never //host: a page of this server
+            response = RedirectResponse(path + (f"?{rest}" if rest else ""), 303)
+            response.set_cookie(COOKIE, self.token or "", httponly=True, samesite="strict")
+            return response
+        header = request.headers.get("authorization", "").encode()
+        cookie = request.cookies.get(COOKIE, "").encode()
+        if hmac.compare_digest(header, b"Bearer " + expected) or hmac.compare_digest(
+                cookie, expected):
+            return None
+        return self.html("error.html", 401, code=401, title="token needed",
+                         message="this mfstore UI needs its token: open any page once with "
+                                 "?token=TOKEN, or send Authorization: Bearer TOKEN")
+
+    def routes(self) -> list[Route]:
+        pages: list[tuple[str, Page]] = [
+            ("/", self.index), ("/datasets", self.datasets), ("/datasets/{name}", self.dataset),
+            ("/layers", self.layers), ("/layers/{name}/{version:int}", self.layer),
+            ("/networks", self.networks), ("/networks/{name}/{version:int}", self.network),
+            ("/graph", self.graph), ("/search", self.search)]
+        return [Route("/health", self.health),
+                *(Route(path, self.guarded(page)) for path, page in pages)]
+
+
+_TITLES = {404: "not found", 400: "bad request", 500: "the store could not be read"}
+
+
+def create_ui(ws: Workspace, token: str | None = None) -> Starlette:
+    """The UI over `ws`; with `token`, every page but /health needs it."""
+    ui = UI(ws, token)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        if ui.token is not None and ui._check_token(request) is not None:
+            return ui.html("error.html", 401, code=401, title="token needed",
+                           message="this mfstore UI needs its token")
+        message = f"no page at {request.url.path}" if status == 404 else (
+            f"{request.method} is not allowed here: the UI only reads" if status == 405
+            else str(getattr(exc, "detail", exc)))
+        return ui.html("error.html", status, code=status, title=_TITLES.get(status, "error"),
+                       message=message)
+
+    async def internal(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return ui.html("error.html", 500, code=500, title="internal error", message=str(exc))
+
+    return Starlette(routes=ui.routes(),
+                     exception_handlers={HTTPException: not_found, Exception: internal})

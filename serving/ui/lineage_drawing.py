@@ -1,0 +1,96 @@
+"""The lineage graph (`mfstore.lineage_graph`: one definition of lineage) laid out left to
+right and drawn as a scene:
+
+    ┌────────┐     ┌──────┐     ┌──────┐     ╔═══════╗
+    │ digits │ ──► │ l1@1 │ ──► │ l2@1 │ ──► ║ net@1 ║
+    └────────┘     └──────┘     └──────┘     ╚═══════╝
+
+A node's column is the length of the longest path that reaches it, so datasets come first,
+then layers in the order they were trained over, then networks. Damaged nodes are red; an
+edge `trained_on` (a layer placed after something other than what it was trained on) is
+dashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mfstore.lineage_graph import Graph, Node
+from serving.ui.scene import Line, Rect, Scene, Text
+
+NODE_H, ROW, GAP, PAD = 30, 44, 56, 16
+FILLS = {"dataset": "#e8f1fb", "layer": "#f4f4f4", "network": "#eaf6e8"}
+STROKES = {"dataset": "#4c78a8", "layer": "#666", "network": "#54a24b"}
+DAMAGED = "#d62728"
+
+
+def columns(graph: Graph) -> dict[str, int]:
+    """Each node's column: the longest path from a node with no incoming edge."""
+    column = dict.fromkeys(graph.nodes, 0)
+    for _ in range(len(graph.nodes)):  # relax; a lineage graph has no cycle
+        changed = False
+        for e in graph.edges:
+            if e.source in column and e.target in column and (
+                    column[e.target] < column[e.source] + 1):
+                column[e.target], changed = column[e.source] + 1, True
+        if not changed:
+            break
+    return column
+
+
+def _box_width(node: Node) -> float:
+    return max(90.0, 7.2 * len(node.label) + 24)
+
+
+def layout(graph: Graph) -> dict[str, tuple[float, float, float]]:
+    """Node id -> (x, y, width) of its box."""
+    column = columns(graph)
+    count = max(column.values(), default=-1) + 1
+    widths = [max((_box_width(n) for i, n in graph.nodes.items() if column[i] == c),
+                  default=90.0) for c in range(count)]
+    starts = [PAD + sum(widths[:c]) + GAP * c for c in range(count)]
+    row: dict[str, float] = {}
+    for c in range(count):
+        ordered = sorted((i for i in graph.nodes if column[i] == c),
+                         key=lambda i: _barycentre(graph, row, i))
+        row.update({i: float(k) for k, i in enumerate(ordered)})
+    return {i: (starts[column[i]], PAD + row[i] * ROW, _box_width(n))
+            for i, n in graph.nodes.items()}
+
+
+def _barycentre(graph: Graph, row: dict[str, float], node_id: str) -> float:
+    """The mean row of the nodes placed before that feed `node_id` (fewer crossings)."""
+    rows = [row[e.source] for e in graph.edges if e.target == node_id and e.source in row]
+    return sum(rows) / len(rows) if rows else float("inf")
+
+
+def _node_items(node: Node, box: tuple[float, float, float], href: str) -> list:
+    x, y, w = box
+    damaged = node.status == "damaged"
+    stroke = DAMAGED if damaged else STROKES[node.kind]
+    cls = f"node {node.kind}" + (" damaged" if damaged else "")
+    tip = f"{node.kind} {node.label}" + (" (damaged)" if damaged else "")
+    return [Rect(x, y, w, NODE_H, "#fdecea" if damaged else FILLS[node.kind], stroke, cls,
+                 tip, href, radius=12 if node.kind == "dataset" else 3),
+            Text(x + w / 2, y + NODE_H / 2 + 4, node.label, "middle", 11,
+                 DAMAGED if damaged else "#222", "bold" if node.kind == "network" else "normal",
+                 cls="node-label", href=href)]
+
+
+def lineage_scene(graph: Graph, link: Callable[[Node], str], title: str = "lineage") -> Scene:
+    """The graph as a scene; `link` gives each node's page (or "" for none)."""
+    boxes = layout(graph)
+    width = max((x + w for x, _, w in boxes.values()), default=0) + PAD
+    height = max((y for _, y, _ in boxes.values()), default=0) + NODE_H + PAD
+    scene = Scene(max(width, 200), max(height, 60), title, cls="lineage")
+    for e in graph.edges:
+        (sx, sy, sw), (tx, ty, _) = boxes[e.source], boxes[e.target]
+        scene.add(Line(sx + sw, sy + NODE_H / 2, tx, ty + NODE_H / 2, "#777", 1.4,
+                       e.kind == "trained_on", cls=f"edge {e.kind}", arrow=True,
+                       tip=f"{graph.nodes[e.source].label} → {graph.nodes[e.target].label}"
+                           + (" (trained on)" if e.kind == "trained_on" else "")))
+    for node_id, node in graph.nodes.items():
+        scene.add(*_node_items(node, boxes[node_id], link(node)))
+    if not graph.nodes:
+        scene.add(Text(PAD, 34, "the store is empty", "start", 12, "#555"))
+    return scene
