@@ -16,7 +16,7 @@ Data = Annotated[str, typer.Option(
          "fly.")]
 
 
-@options.dataset_options(skip={"seed", "test_fraction"})
+@options.dataset_options(skip={"seed"})
 @options.train_options
 def train(
     ctx: typer.Context,

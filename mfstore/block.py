@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mfstore.errors import IntegrityError, MFStoreError
+from mfstore.errors import Fix, IntegrityError, MFStoreError
 from mfstore.modules import MFLayer
 from mfstore.spec import LayerSpec
 
@@ -116,8 +116,8 @@ class LayerBlock:
             _check_shapes(block)
             return block
         except (SafetensorError, ValueError, KeyError, TypeError, MFStoreError) as err:
-            raise IntegrityError(f"{name} is not a readable layer block ({err}); run "
-                                 "`mfstore verify` to find and repair damaged layers") from err
+            raise IntegrityError(f"{name} is not a readable layer block ({err})",
+                                 Fix("verify", {})) from err
 
 
 def _header(data: bytes) -> dict[str, str]:

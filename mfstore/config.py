@@ -35,7 +35,7 @@ class TrainConfig:
         "Weight decay (L2 for adam, decoupled for adamw)."))
     optimizer: str = field(default="adam", metadata=_help("adam or adamw."))
     lr_schedule: str = field(default="constant", metadata=_help(
-        "constant or cosine (over --epochs)."))
+        "constant or cosine (over the epochs)."))
     patience: int | None = field(default=5, metadata=_help(
         "Stop a layer after this many epochs without a better validation loss; 0 = never "
         "stop early.", none_is=0))
@@ -101,10 +101,6 @@ class DatasetOptions:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ConfigError(f"val_fraction + test_fraction must stay below 1 to leave "
-                              f"examples to train on, got {self.val_fraction} + "
-                              f"{self.test_fraction}")
         if self.normalize not in ("standard", "none"):
             raise ConfigError(f"normalize must be 'standard' or 'none', got {self.normalize!r}")
         if not 0 <= self.seed <= MAX_SEED:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
-from mfstore.config import DatasetOptions
+from mfstore.config import MAX_CLASSES, DatasetOptions
 from mfstore.errors import DataValidationError
 from mfstore.readers import RawData, read_source
 
@@ -78,6 +78,15 @@ class Dataset:
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, split: str) -> None:
+    if x.ndim < 1:
+        raise DataValidationError(
+            f"{split}: the features have shape {x.shape}; give one row (or image) per example, "
+            "shaped (examples, features…)")
+    if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        hint = "; one-hot labels? give their argmax" if y.ndim == 2 else ""
+        raise DataValidationError(
+            f"{split}: the labels have shape {y.shape}; give one integer label per example, "
+            f"shaped (examples,){hint}")
     if len(x) != len(y):
         raise DataValidationError(
             f"{split}: {len(x)} examples but {len(y)} labels; give one label per example"
@@ -107,15 +116,32 @@ def _labels(y: np.ndarray, split: str) -> np.ndarray:
 def _check_range(labels: list[np.ndarray], classes: int | None) -> int:
     low = min(int(y.min()) for y in labels)
     high = max(int(y.max()) for y in labels)
+    if classes is None and high >= MAX_CLASSES:
+        raise DataValidationError(
+            f"labels go up to {high}, which would make {high + 1} classes (at most "
+            f"{MAX_CLASSES}); relabel them 0..C-1")
     count = classes if classes is not None else high + 1
     if low < 0 or high >= count:
         raise DataValidationError(
             f"labels must lie in 0..{count - 1} ({count} classes); found labels from {low} "
             f"to {high}; relabel them or set the number of classes"
         )
-    if count < 2:
-        raise DataValidationError(f"a classifier needs at least 2 classes, found {count}")
+    distinct = np.unique(labels[0])
+    if count < 2 or len(distinct) < 2:
+        only = f" (every training label is {int(distinct[0])})" if len(distinct) == 1 else ""
+        raise DataValidationError(f"a classifier needs at least 2 classes among its training "
+                                  f"examples{only}")
     return count
+
+
+def _check_splits(splits: dict[str, np.ndarray], options: DatasetOptions) -> None:
+    """Every split holds examples (fractions of a small dataset can round to none)."""
+    for name, y in splits.items():
+        if len(y) == 0:
+            raise DataValidationError(
+                f"the {name} split is empty (val_fraction {options.val_fraction}, test_fraction "
+                f"{options.test_fraction}); hold out fractions that leave examples in every "
+                "split, or give more examples")
 
 
 def _digest(arrays: list[np.ndarray | None]) -> str:
@@ -138,7 +164,7 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         idx = np.flatnonzero(y == c)
         rng.shuffle(idx)
         held.append(idx[: round(len(idx) * fraction)])
-    held_idx = np.sort(np.concatenate(held))
+    held_idx = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
     kept = np.ones(len(y), dtype=bool)
     kept[held_idx] = False
     return np.flatnonzero(kept), held_idx
@@ -152,6 +178,9 @@ def _split(x: np.ndarray, y: np.ndarray, norm: Normalizer) -> Split:
 def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset:
     """Validate, split, normalise and fingerprint examples that a reader returned."""
     _check_pair(raw.x_train, raw.y_train, "train")
+    if raw.x_train.ndim == 1:  # one feature per example
+        raw = replace(raw, x_train=raw.x_train[:, None],
+                      x_test=None if raw.x_test is None else raw.x_test.reshape(-1, 1))
     labels = [_labels(raw.y_train, "train")]
     if raw.x_test is not None and raw.y_test is not None:
         _check_pair(raw.x_test, raw.y_test, "test")
@@ -171,6 +200,7 @@ def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset
         keep, held = stratified_split(y_pool, options.test_fraction, int(seeds[0]))
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[keep], y_pool[keep]
     keep, held = stratified_split(y_pool, options.val_fraction, int(seeds[1]))
+    _check_splits({"train": y_pool[keep], "validation": y_pool[held], "test": y_test}, options)
     shape = tuple(int(d) for d in raw.x_train.shape[1:])
     x_train = np.asarray(x_pool[keep], dtype=np.float32)
     norm = Normalizer.fit(x_train) if options.normalize == "standard" else (

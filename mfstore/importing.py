@@ -102,7 +102,7 @@ def load_registered(ws: Workspace, record: DatasetRecord) -> Dataset:
 
 def dataset_for_training(data: str, options: DatasetOptions | None,
                          ws: Workspace | None) -> Dataset:
-    """What `--data` means to a command that trains in memory: a registered dataset's name
+    """What the data option means to a command that trains in memory: a registered dataset's name
     (when there is a workspace), else a URL or `sklearn:NAME` read on the fly."""
     if ws is not None:
         try:
@@ -120,7 +120,7 @@ def dataset_for_training(data: str, options: DatasetOptions | None,
 
 
 def registered_dataset(ws: Workspace, data: str) -> DatasetRecord:
-    """What `--data` means to a command that registers what it trains: a registered
+    """What the data option means to a command that registers what it trains: a registered
     dataset's name; a URL must be imported first, under a name."""
     try:
         return ws.registry.dataset(data)

@@ -59,8 +59,41 @@ class MFLayer(nn.Module):
         return a.flatten(1) @ self.projection.t()
 
 
+def parameter_count(spec: LayerSpec) -> int:
+    """Weights, bias and projection of one layer."""
+    kind = layer_math.kind(spec.kind)
+    return (math.prod(kind.weight_shape(spec)) + (spec.width if spec.bias else 0)
+            + spec.classes * spec.out_features)
+
+
+def available_memory() -> int | None:
+    """Bytes the host can still give (MemAvailable), or None where it cannot say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(specs: Sequence[LayerSpec]) -> None:
+    """Refuse layers whose training state (weights, gradients and Adam's two moments, float32)
+    cannot fit in the memory this machine has free, before allocating any of it."""
+    free = available_memory()
+    for k, spec in enumerate(specs, 1):
+        need = parameter_count(spec) * 4 * 4
+        if free is not None and need > free:
+            raise SpecError(
+                f"layer {k} ({spec.kind}:{spec.width} on input {spec.in_shape}) would hold "
+                f"{parameter_count(spec):,} parameters: {need / 2**30:,.1f} GiB to train, more "
+                f"than the {free / 2**30:,.1f} GiB free here; use a smaller width")
+
+
 def build_layers(specs: Sequence[LayerSpec], seed: int, first_index: int = 0) -> list[MFLayer]:
     """Fresh layers; layer i is initialised from `layer_generator(seed, first_index + i)`."""
+    check_fits(specs)
     return [MFLayer(s, layer_generator(seed, first_index + i)) for i, s in enumerate(specs)]
 
 

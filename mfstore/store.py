@@ -140,7 +140,7 @@ class Store:
         if owner != registry_id:
             raise StoreError(f"the store {self.shown!r} belongs to another registry (its marker "
                              f"names {str(owner)[:12]}, this registry is {registry_id[:12]}); "
-                             "point --registry and --store at the pair that belong together",
+                             "use the registry and the store that belong together",
                              CHECK_URL, Fix("setting", {"name": "registry"}))
 
     # objects -----------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequen
                          plan: LayerPlan, config: TrainConfig,
                          callback: ProgressCallback | None = None,
                          force: bool = False) -> LayerVersion:
-    """`mfstore train-layer`: the next version of `name`, on the outputs of the chain `on`."""
+    """The train-layer command: the next version of `name`, on the outputs of the chain `on`."""
     check_name(name, "layer")
     device = resolve_device(config.device)
     dataset = registered_dataset(ws, dataset_name)

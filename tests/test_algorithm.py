@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -95,4 +96,22 @@ def test_bp_mode_uses_the_last_goodness_and_ff_mode_their_sum(digits):
     torch.testing.assert_close(MFNet(layers, "bp")(x), g2)
     torch.testing.assert_close(MFNet(layers, "ff")(x), g1 + g2)
     torch.testing.assert_close(MFNet(layers, "bp", upto=1)(x), g1)
-    assert F.cross_entropy(g1, digits.test.y[:5]).item() > 0
+
+
+def test_evaluation_counts_layer_ff_and_bp_predictions_by_hand(digits):
+    from mfstore.evaluation import evaluate, stack_metrics
+
+    specs = build_specs(parse_arch("dense:8,dense:8"), digits.input_shape, digits.classes)
+    layers = build_layers(specs, seed=0)
+    x, y = digits.test.x[:50], digits.test.y[:50]
+    with torch.no_grad():
+        g1 = layers[0].goodness(layers[0](x))
+        g2 = layers[1].goodness(layers[1](layers[0](x)))
+    right = [int((g.argmax(1) == y).sum()) for g in (g1, g2, g1 + g2)]
+    accuracy = evaluate(layers, TensorBatches(x, y, eval_batch_size=7), torch.device("cpu"))
+    assert accuracy.per_layer == [right[0] / 50, right[1] / 50]
+    assert (accuracy.ff, accuracy.bp, accuracy.examples) == (right[2] / 50, right[1] / 50, 50)
+    losses = stack_metrics(layers, TensorBatches(x, y, eval_batch_size=7),
+                           torch.device("cpu")).losses
+    for got, g in zip(losses, (g1, g2), strict=True):
+        assert got == pytest.approx(F.cross_entropy(g, y).item(), rel=1e-6)

@@ -56,7 +56,8 @@ def test_bad_data_file_exit_code(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     out = mfstore("train", "--data", str(tmp_path / "x.csv"), "--arch", "dense:8", cwd=tmp_path)
     assert out.returncode == 4
-    assert out.stderr.strip().startswith(f"error: {tmp_path}/x.csv: no label column 'label'")
+    assert out.stderr.strip() == (f"error: {tmp_path}/x.csv: no label column 'label'; columns "
+                                  "are ['a', 'b']; pass --label-column naming the label column")
 
 
 def test_cuda_without_a_gpu_is_refused(tmp_path):

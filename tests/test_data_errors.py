@@ -87,8 +87,8 @@ def test_fractional_labels(tmp_path):
 def test_unknown_format(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"\x00" * 16)
     with pytest.raises(DataFormatError, match=re.escape(
-            f"cannot tell the format of '{tmp_path}/data.bin'; pass --format, one of: idx, "
-            "cifar, npz, csv, parquet, sklearn")):
+            f"cannot tell the format of '{tmp_path}/data.bin'; set 'format' (one of: idx, "
+            "cifar, npz, csv, parquet, sklearn)")):
         load_dataset(str(tmp_path / "data.bin"))
     with pytest.raises(DataFormatError, match=re.escape(
             "unknown format 'hdf5'; choose one of: idx, cifar, npz, csv, parquet, sklearn")):
@@ -112,8 +112,8 @@ def test_csv_without_the_label_column(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b,target\n1,2,0\n3,4,1\n")
     with pytest.raises(DataFormatError, match=re.escape(
-            f"{path}: no label column 'label'; columns are ['a', 'b', 'target']; name the label "
-            "column with --label-column")):
+            f"{path}: no label column 'label'; columns are ['a', 'b', 'target']; set "
+            "'label_column' naming the label column")):
         load_dataset(str(path))
 
 

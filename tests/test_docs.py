@@ -56,13 +56,27 @@ def test_readme_command_line_runs_as_written(tmp_path, monkeypatch):
     assert (tmp_path / "digits.onnx").exists() and (tmp_path / "triton").is_dir()
 
 
-def test_readme_python_blocks_run():
-    for block in re.findall(r"```python\n(.*?)```", README, re.S):
-        exec(compile(block, "README.md", "exec"), {})
+def test_readme_python_blocks_run_and_train_what_they_say(capsys):
+    (block,) = re.findall(r"```python\n(.*?)```", README, re.S)
+    names: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), names)
+    result, history, net = names["result"], names["history"], names["net"]
+    assert result.test.bp > 0.9 and result.test.ff > 0.9 and result.baseline.test.bp > 0.9
+    assert len(result.test.per_layer) == 2 and 1 <= history.best_epoch <= 10
+    assert net.mode == "ff" and len(net.layers) == 1
+    printed = capsys.readouterr().out.split()
+    assert [float(v.strip("[],")) for v in printed[:2]] == result.test.per_layer
 
 
-def test_examples_run():
+def test_examples_run_and_report_every_layer(capsys):
     import runpy
 
-    for path in sorted((ROOT / "examples").glob("*.py")):
+    paths = sorted((ROOT / "examples").glob("*.py"))
+    assert paths
+    for path in paths:
         runpy.run_path(str(path), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    layers = [float(line.split("test accuracy ")[1].split("%")[0]) for line in lines
+              if line.startswith("layer ")]
+    assert len(layers) == 3 and min(layers) > 80
+    assert lines[-1].startswith("FF mode ") and ", BP mode " in lines[-1]

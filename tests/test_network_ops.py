@@ -111,8 +111,16 @@ def test_degraded_prediction_from_the_first_layers(home):
     assert degraded["bp"] == degraded["ff"] == degraded["per_layer"][0] == full["per_layer"][0]
     from mfstore.network import load_network
 
-    net = load_network(Workspace.open(home=str(home)), "net@1", "bp", upto=1)
-    assert len(net.layers) == 1
+    ws = Workspace.open(home=str(home))
+    net = load_network(ws, "net@1", "bp", upto=1)  # the broken block is never read
+    first = ws.load_block(ws.registry.layer("net.l1", "1")).to_layer()
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(net(x), first.goodness(first(x)))
+    from mfstore.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="is damaged: its sha256 is not"):
+        load_network(ws, "net@1", "bp")  # all of it: layer 2's block refuses
 
 
 def test_compose_checks_shapes_and_lineage(home):

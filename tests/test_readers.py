@@ -50,12 +50,12 @@ def test_idx_of_every_dtype_decodes(tmp_path):
 
 
 def test_idx_from_memory_url():
-    x, y = mnist_like(30)
+    x, y = mnist_like(100)
     mem = fsspec.filesystem("memory")
     mem.pipe("/idx/train-images-idx3-ubyte", idx_bytes(x))
     mem.pipe("/idx/train-labels-idx1-ubyte", idx_bytes(y))
     dataset = load_dataset("memory://idx")
-    assert len(dataset.train) + len(dataset.val) + len(dataset.test) == 30
+    assert len(dataset.train) + len(dataset.val) + len(dataset.test) == 100
     assert dataset.input_shape == (1, 6, 6)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from mfstore.errors import DataFormatError, DataSourceError
+from mfstore.errors import DataFormatError, DataSourceError, option
 from mfstore.readers import fs
 from mfstore.readers.bundled import read_bundled
 from mfstore.readers.cifar import read_cifar
@@ -55,9 +55,8 @@ def detect_format(url: str) -> str:
         raise DataSourceError(f"cannot reach {url!r}: no such file or folder; check the path")
     fmt = _format_from_folder(url) if fs.is_dir(url) else None
     if fmt is None:
-        raise DataFormatError(
-            f"cannot tell the format of {url!r}; pass --format, one of: {', '.join(FORMATS)}"
-        )
+        raise DataFormatError(f"cannot tell the format of {url!r}",
+                              option("format", f"(one of: {', '.join(FORMATS)})"))
     return fmt
 
 

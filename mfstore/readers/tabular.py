@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from mfstore.errors import DataFormatError
+from mfstore.errors import DataFormatError, option
 from mfstore.readers import fs
 from mfstore.readers.raw import RawData
 
@@ -78,9 +78,8 @@ def _encode_labels(column: pa.ChunkedArray, url: str) -> tuple[np.ndarray, list[
 def table_to_raw(table: pa.Table, url: str, label_column: str, fmt: str) -> RawData:
     if label_column not in table.column_names:
         raise DataFormatError(
-            f"{url}: no label column {label_column!r}; columns are {table.column_names[:12]}; "
-            "name the label column with --label-column"
-        )
+            f"{url}: no label column {label_column!r}; columns are {table.column_names[:12]}",
+            option("label_column", "naming the label column"))
     features = [c for c in table.column_names if c != label_column]
     for name in features:
         kind = table.schema.field(name).type

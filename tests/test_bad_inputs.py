@@ -1,0 +1,81 @@
+"""Inputs that used to end in a traceback or in something silently odd: each is one line with
+its exit code now, and nothing is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.cli_run import QUICK, in_home, json_of
+
+BIG = "9" * 20  # beyond 2**63
+
+
+def _one_line(out) -> str:
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,code,start", [
+    (["train", "--data", "digits", "--arch", "dense:1000000000", "--device", "cpu"], 2,
+     "error: layer 1 (dense:1000000000 on input (1, 8, 8)) would hold 75,000,000,000 "
+     "parameters: 1,117.6 GiB to train, more than the "),
+    (["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "8", "--seed", "-1"],
+     2, "error: the seed must lie in 0..2**63-1, got -1"),
+    (["train-layer", "x", "--data", "digits", "--on", f"net.l1@{BIG}", "--kind", "dense",
+      "--width", "8"], 6, f"error: layer 'net.l1' has no version {BIG}"),
+    (["layers", "show", f"net.l1@{BIG}"], 6, f"error: layer 'net.l1' has no version {BIG}"),
+    (["nets", "show", f"net@{BIG}"], 6, f"error: network 'net' has no version {BIG}"),
+    (["eval", f"net@{BIG}"], 6, f"error: network 'net' has no version {BIG}"),
+    (["verify", "--tolerance", "-1"], 2, "error: the accuracy tolerance must lie in [0, 1]"),
+    (["verify", "--tolerance", "nan"], 2, "error: the accuracy tolerance must lie in [0, 1]"),
+    (["data", "add", "x", "sklearn:iris", "--val-fraction", "0.999", "--test-fraction", "0.5"],
+     4, "error: the train split is empty (val_fraction 0.999, test_fraction 0.5)"),
+    (["data", "add", "x", "sklearn:iris", "--test-fraction", "0.9"], 4,
+     "error: the validation split is empty (val_fraction 0.1, test_fraction 0.9)"),
+])
+def test_bad_options_are_one_line(home, args, code, start):
+    before = json_of(home, "layers", "list"), json_of(home, "data", "list")
+    out = in_home(home, *args, *(QUICK[:2] if args[0].startswith("train") else []))
+    assert out.returncode == code, out.stderr
+    assert _one_line(out).startswith(start)
+    assert (json_of(home, "layers", "list"), json_of(home, "data", "list")) == before
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _csv(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: _npz(d / "onehot.npz", x=np.ones((20, 3)), y=np.eye(2)[np.arange(20) % 2]),
+     "train: the labels have shape (20, 2); give one integer label per example, shaped "
+     "(examples,); one-hot labels? give their argmax"),
+    (lambda d: _npz(d / "scalar.npz", x=np.float64(3.0), y=np.arange(1)),
+     "train: the features have shape (); give one row (or image) per example, shaped "
+     "(examples, features…)"),
+    (lambda d: _csv(d / "big.csv", "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(19))
+                    + "1,1000000000\n"),
+     "labels go up to 1000000000, which would make 1000000001 classes (at most 100000); "
+     "relabel them 0..C-1"),
+    (lambda d: _csv(d / "one.csv", "a,label\n" + "".join(f"{i},1\n" for i in range(20))),
+     "a classifier needs at least 2 classes among its training examples (every training "
+     "label is 1)"),
+])
+def test_bad_data_is_one_line_and_nothing_is_imported(home, tmp_path, make, message):
+    out = in_home(home, "data", "add", "bad", make(tmp_path))
+    assert out.returncode == 4
+    assert _one_line(out) == f"error: {message}"
+    assert [d["name"] for d in json_of(home, "data", "list")] == ["digits"]
+
+
+def test_one_feature_per_example_is_a_column(home, tmp_path):
+    path = _npz(tmp_path / "x1.npz", x=np.arange(40.0), y=np.arange(40) % 2)
+    assert json_of(home, "data", "add", "x1", path)["input_shape"] == [1]
