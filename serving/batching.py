@@ -138,14 +138,20 @@ class Executor:
                 return
 
     def _take(self) -> list[Pending]:
-        """The oldest requests that fit one batch."""
+        """The oldest request and the later ones that fit in its batch (same non-batch axes,
+        rows within the limit); the others keep their order in the queue."""
         first = self.queue.popleft()
-        batch, rows = [first], first.rows
+        batch, rows, left = [first], first.rows, deque[Pending]()
         limit = self.policy.max_batch_size if self.policy is not None else 0
-        while self.queue and rows + self.queue[0].rows <= limit \
-                and self.queue[0].key() == first.key():
-            rows += self.queue[0].rows
-            batch.append(self.queue.popleft())
+        while self.queue and rows < limit:
+            pending = self.queue.popleft()
+            if rows + pending.rows <= limit and pending.key() == first.key():
+                batch.append(pending)
+                rows += pending.rows
+            else:
+                left.append(pending)
+        left.extend(self.queue)
+        self.queue = left
         self.queued_rows -= rows
         return batch
 

@@ -146,6 +146,8 @@ class ModelEntry:
     state: str = "UNAVAILABLE"  # READY, LOADING or UNAVAILABLE (Triton's states)
     reason: str = ""
     unloaded: bool = False  # by request: polling leaves it alone until it is loaded again
+    failed: dict[int, tuple[str, MFStoreError]] = field(default_factory=dict)  # by version:
+    # the fingerprint of the files that failed to load, and why
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -192,16 +194,18 @@ class Repository:
 
     async def refresh(self, entry: ModelEntry, strict: bool = False) -> None:
         """Bring `entry` in line with its source. A failure is raised when `strict`, else
-        logged and kept as the model's reason while its loaded versions go on serving."""
+        logged (once) and kept as the model's reason while its loaded versions go on
+        serving; a version that failed is tried again once its files change."""
         async with entry.lock:
             try:
                 await self._refresh(entry)
             except MFStoreError as err:
-                entry.reason = str(err)
-                entry.state = "READY" if entry.versions else "UNAVAILABLE"
                 if strict:
                     raise
-                log.error("model %s: %s", entry.source.name, err)
+                if str(err) != entry.reason:
+                    log.error("model %s: %s", entry.source.name, err)
+                entry.reason = str(err)
+                entry.state = "READY" if entry.versions else "UNAVAILABLE"
 
     async def _refresh(self, entry: ModelEntry) -> None:
         source = entry.source
@@ -210,8 +214,16 @@ class Repository:
             current = entry.versions.get(version)
             if current is not None and current.fingerprint == fingerprint:
                 continue
+            failed = entry.failed.get(version)
+            if failed is not None and failed[0] == fingerprint:
+                raise failed[1]
             entry.state = "READY" if entry.versions else "LOADING"
-            model = await asyncio.to_thread(self._load, source, version, fingerprint)
+            try:
+                model = await asyncio.to_thread(self._load, source, version, fingerprint)
+            except MFStoreError as err:
+                entry.failed[version] = (fingerprint, err)
+                raise
+            entry.failed.pop(version, None)
             entry.versions[version] = model
             entry.default = default if default in entry.versions else version
             if current is not None:
@@ -264,6 +276,7 @@ class Repository:
         if entry is None:
             raise RequestError(404, f"no model named {clip(name)!r} in the repository")
         entry.unloaded = False
+        entry.failed.clear()  # asked for: try every version again
         await self.refresh(entry)
         if not entry.versions or entry.reason:
             raise RequestError(400, f"failed to load {name!r}: {entry.reason}")
@@ -282,8 +295,9 @@ class Repository:
         """Triton's repository index: one row per loaded version, one per model without."""
         rows = []
         for name, entry in sorted(self.entries.items()):
-            if entry.versions:
-                rows += [{"name": name, "version": str(v), "state": "READY"}
+            if entry.versions:  # the reason, if any, is why a newer version did not load
+                rows += [{"name": name, "version": str(v), "state": "READY",
+                          **({"reason": entry.reason} if entry.reason else {})}
                          for v in sorted(entry.versions)]
             elif not ready_only:
                 rows.append({"name": name, "state": entry.state, "reason": entry.reason})

@@ -25,8 +25,9 @@ LISTENING = re.compile(r"listening on (http://\S+?)/v2(?:, gRPC on (\S+))?$", re
 class Server:
     url: str  # http://127.0.0.1:PORT
     grpc: str | None  # 127.0.0.1:PORT
-    log: Path  # what it printed (stdout and stderr)
+    log: Path  # what it printed (stdout and stderr), while it runs
     process: subprocess.Popen[bytes]
+    printed: str | None = None  # all it printed, once it has stopped
 
     @property
     def address(self) -> str:
@@ -34,7 +35,7 @@ class Server:
         return self.url.removeprefix("http://")
 
     def output(self) -> str:
-        return self.log.read_text()
+        return self.printed if self.printed is not None else self.log.read_text()
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "") -> object:
@@ -66,6 +67,7 @@ def running_server(*args: str, timeout: float = 120, env: dict[str, str] | None 
         with log.open("wb") as sink:
             process = subprocess.Popen([MFSTORE, *args, "--port", "0"], stdout=sink,
                                        stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        server = None
         try:
             def announced() -> re.Match[str] | None:
                 if process.poll() is not None:
@@ -80,3 +82,5 @@ def running_server(*args: str, timeout: float = 120, env: dict[str, str] | None 
         finally:
             process.terminate()
             process.wait(timeout=30)
+            if server is not None:
+                server.printed = log.read_text()

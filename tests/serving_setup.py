@@ -47,3 +47,8 @@ def pytorch_goodness(ws: Workspace, ref: str, mode: str, raw: np.ndarray) -> np.
     mean, std = (np.asarray(dataset.normalizer[k], np.float32) for k in ("mean", "std"))
     with torch.no_grad():
         return materialize(ws, ref, mode)(torch.from_numpy((raw - mean) / std)).numpy()
+
+
+def move_alias(ws: Workspace, network: str, alias: str, version: int) -> None:
+    """What `mfstore nets alias NETWORK@VERSION ALIAS` does."""
+    ws.registry.set_alias("network", network, alias, version)
