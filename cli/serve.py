@@ -51,7 +51,6 @@ def serve(
     """
     from serving.launch import Listen, request_limit, run
     from serving.launch import serve as serve_models
-    from serving.metrics import Metrics
     from serving.model_config import BatchingOptions
     from serving.repository import Repository, model_sources
     from serving.server import InferenceServer
@@ -63,9 +62,7 @@ def serve(
     runtime = RuntimeOptions(device, threads, tf32, require_gpu)
     batch = BatchingOptions(batching, max_batch_size, max_queue_delay_us)
     sources, roots = model_sources(model_repo, networks or [], lambda: workspace(ctx))
-    metrics = Metrics()
-    server = InferenceServer(Repository(sources, roots, runtime, batch, metrics), metrics, token,
-                             limit)
+    server = InferenceServer(Repository(sources, roots, runtime, batch), token, limit)
 
     def announce(url: str, grpc_address: str | None) -> None:
         typer.echo(f"listening on {url}/v2" + (f", gRPC on {grpc_address}" if grpc_address

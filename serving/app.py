@@ -1,4 +1,5 @@
-"""The REST endpoints of the v2 protocol and Triton's extensions, over Starlette.
+"""The REST endpoints of the v2 protocol and Triton's extensions, over Starlette (inference
+itself in front of it: serving.rest_infer).
 
     /v2/health/live|ready   /v2   /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
     /v2/models/stats   POST /v2/repository/index   POST /v2/repository/models/{m}/load|unload
@@ -15,15 +16,16 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mfstore.errors import MFStoreError
-from serving.errors import CLIENT_GONE, RequestError, request_error
+from serving.errors import RequestError, request_error
 from serving.model_config import config_json
 from serving.models import ModelVersion
-from serving.rest_protocol import HEADER_LENGTH, encode_response, parse_infer, read_json
+from serving.rest_infer import InferFirst, read_body
+from serving.rest_protocol import read_json
 from serving.server import InferenceServer
 
 log = logging.getLogger("mfstore.serving")
@@ -89,14 +91,6 @@ class V2Endpoints:
         stats = self.server.statistics(name, version or "")
         return _json(200, {"model_stats": [s.to_dict() for s in stats]})
 
-    async def infer(self, request: Request) -> Response:
-        model = self._model(request)
-        with model.answering():
-            body = await _body(request, self.limit)
-            req = parse_infer(body, request.headers.get(HEADER_LENGTH), model)
-            payload, headers = encode_response(model, req, await model.infer(req))
-        return Response(payload, 200, headers=headers)
-
     async def repository_index(self, request: Request) -> Response:
         body = await _body(request, self.limit)
         ready = read_json(body).get("ready", False) if body.strip() else False
@@ -120,10 +114,11 @@ class V2Endpoints:
         return Response(b"", 200)
 
     async def metrics(self, _: Request) -> Response:
-        return Response(self.server.metrics.exposition(), 200,
+        return Response(self.server.metrics(), 200,
                         media_type=CONTENT_TYPE_LATEST)
 
     def routes(self) -> list[Route]:
+        """Every endpoint but inference (serving.rest_infer)."""
         g = self.guarded
         routes = [Route("/v2/health/live", self.live), Route("/v2/health/ready", self.ready),
                   Route("/v2", g(self.server_metadata)), Route("/metrics", g(self.metrics)),
@@ -136,27 +131,12 @@ class V2Endpoints:
             routes += [Route(prefix, g(self.model_metadata)),
                        Route(f"{prefix}/ready", g(self.model_ready)),
                        Route(f"{prefix}/config", g(self.model_config)),
-                       Route(f"{prefix}/stats", g(self.model_stats)),
-                       Route(f"{prefix}/infer", g(self.infer), methods=["POST"])]
+                       Route(f"{prefix}/stats", g(self.model_stats))]
         return routes
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and not length.isdigit():
-        raise RequestError(400, "Content-Length must be a whole number")
-    if length is not None and int(length) > limit:
-        raise RequestError(413, f"request of {length} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"request exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError(CLIENT_GONE, "the client left before sending its request") from None
-    return b"".join(chunks)
+    return await read_body(request.receive, request.headers.get("content-length"), limit)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -169,8 +149,9 @@ async def _internal(_: Request, exc: Exception) -> Response:
     return _error(500, f"internal error: {exc}")
 
 
-def create_app(server: InferenceServer) -> Starlette:
+def create_app(server: InferenceServer) -> InferFirst:
     """The REST server; with a token, every endpoint but health needs
     `Authorization: Bearer <token>`."""
-    return Starlette(routes=V2Endpoints(server).routes(),
-                     exception_handlers={HTTPException: _http_error, Exception: _internal})
+    return InferFirst(server, Starlette(
+        routes=V2Endpoints(server).routes(),
+        exception_handlers={HTTPException: _http_error, Exception: _internal}))

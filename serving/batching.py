@@ -14,8 +14,9 @@ milliseconds, so shorter delays round up to one). Requests are never split, and 
 whose non-batch axes agree share a batch. At most `instances` batches run at once.
 
 A call runs on the event loop itself when the last call of its size took under
-`INLINE_SECONDS` (a thread hand-off costs about that much); otherwise on the model's threads,
-so that the loop keeps reading requests while ONNX Runtime computes.
+`INLINE_SECONDS` (a thread hand-off costs about that much), or under `ALONE_SECONDS` when
+it answers the only request in progress (no other request to read meanwhile); otherwise on
+the model's threads, so that the loop keeps reading requests while ONNX Runtime computes.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ from serving.statistics import Execution, VersionStats
 
 Arrays = dict[str, np.ndarray]
 INLINE_SECONDS = 150e-6
+ALONE_SECONDS = 2e-3  # beyond this even a lone request leaves the loop free (health checks)
 
 
 @dataclass
 class Pending:
     inputs: Arrays
     rows: int
-    future: asyncio.Future[Arrays]
+    future: asyncio.Future[Arrays] | None = None  # None: run at once, not queued
+    alone: bool = False  # the only request in progress when it came
     arrived_ns: int = field(default_factory=time.perf_counter_ns)
 
     def key(self) -> tuple[tuple[int, ...], ...]:
@@ -90,21 +93,34 @@ class Executor:
         self.arrival = asyncio.Event()
         self.seconds: dict[int, float] = {}  # last call's duration by batch size class
 
-    async def infer(self, inputs: Arrays, rows: int) -> Arrays:
-        """Every output of the model for these inputs (`rows` examples)."""
+    async def infer(self, inputs: Arrays, rows: int, alone: bool = False) -> Arrays:
+        """Every output of the model for these inputs (`rows` examples); `alone`: no other
+        request is in progress."""
+        if self._at_once(rows, alone):
+            parts, run = execute(self.run, [Pending(inputs, rows)])
+            self._record(run)
+            return parts[0]
         loop = asyncio.get_running_loop()
-        pending = Pending(inputs, rows, loop.create_future())
-        if self.policy is None and self._inline(rows):
-            self._finish([pending], *execute(self.run, [pending]))
-            return pending.future.result()
-        self.queue.append(pending)
+        future: asyncio.Future[Arrays] = loop.create_future()
+        self.queue.append(Pending(inputs, rows, future, alone))
         self.queued_rows += rows
         self.arrival.set()
         self._pump_soon(loop)
-        return await pending.future
+        return await future
 
-    def _inline(self, rows: int) -> bool:
-        return self.seconds.get(rows.bit_length(), 1.0) < INLINE_SECONDS
+    def _at_once(self, rows: int, alone: bool) -> bool:
+        """Whether to run a request on the loop now, past the queue: it must be cheap, and
+        either nothing batches, or nothing could join it (it is alone, nothing queued, no
+        delay asked for)."""
+        if self.policy is not None and not (
+                alone and self.policy.max_queue_delay_s == 0 and not self.queue
+                and not self.busy):
+            return False
+        return self._inline(rows, alone)
+
+    def _inline(self, rows: int, alone: bool) -> bool:
+        limit = ALONE_SECONDS if alone else INLINE_SECONDS
+        return self.seconds.get(rows.bit_length(), 1.0) < limit
 
     def _pump_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.pumping and self.busy < self.instances and self.queue:
@@ -117,7 +133,8 @@ class Executor:
                 if self.policy is not None and self.policy.max_queue_delay_s > 0:
                     await self._wait_for_more(self.policy)
                 batch = self._take()
-                if self._inline(sum(p.rows for p in batch)):
+                alone = len(batch) == 1 and batch[0].alone and not self.queue
+                if self._inline(sum(p.rows for p in batch), alone):
                     self._run_inline(batch)
                 else:
                     self.busy += 1
@@ -172,17 +189,20 @@ class Executor:
             self.busy -= 1
             self._pump_soon(loop)
 
-    def _finish(self, batch: list[Pending], parts: list[Arrays], run: Execution) -> None:
+    def _record(self, run: Execution) -> None:
         self.seconds[run.rows.bit_length()] = run.infer_ns / 1e9
         self.stats.executed(run)
+
+    def _finish(self, batch: list[Pending], parts: list[Arrays], run: Execution) -> None:
+        self._record(run)
         for pending, part in zip(batch, parts, strict=True):
-            if not pending.future.done():
+            if pending.future is not None and not pending.future.done():
                 pending.future.set_result(part)
 
     @staticmethod
     def _fail(batch: list[Pending], err: Exception) -> None:
         for pending in batch:
-            if not pending.future.done():
+            if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(err)
 
     def close(self) -> None:

@@ -1,95 +1,105 @@
-"""Prometheus metrics (`/metrics`), named like Triton's `nv_inference_*` where they mean the
-same, plus latency, queue-time and batch-size histograms and, on CUDA, GPU memory.
+"""Prometheus metrics (`/metrics`), read from the served versions' statistics when scraped, so
+that they agree with `/stats` by construction and cost requests nothing. Named like Triton's
+`nv_inference_*` where they mean the same; latency, queue-time and batch-size histograms
+besides; on a machine with an NVIDIA driver, GPU memory (`nv_gpu_memory_*`).
 
-Each server has its own `CollectorRegistry`, so several servers can live in one process.
+As in Triton, a version's series go when it is unloaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
 
 from serving.gpu_memory import gpu_memory
+from serving.statistics import REASONS, Histogram, VersionStats
 
-disable_created_metrics()  # no `_created` series beside each counter: Triton has none
-LABELS = ("model", "version")
-LATENCY_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0,
-                   2.5, 5.0, 10.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+LABELS = ["model", "version"]
+COUNTERS: list[tuple[str, str, Callable[[VersionStats], float]]] = [
+    ("nv_inference_request_success", "Successful inference requests",
+     lambda s: s.parts["success"].count),
+    ("nv_inference_count", "Inferences performed (examples, not requests)",
+     lambda s: s.inference_count),
+    ("nv_inference_exec_count", "Model executions (batches)", lambda s: s.execution_count),
+    ("nv_inference_request_duration_us", "Cumulative duration of successful requests (us)",
+     lambda s: s.parts["success"].ns / 1000),
+    ("nv_inference_queue_duration_us", "Cumulative time requests waited for a batch (us)",
+     lambda s: s.parts["queue"].ns / 1000),
+    ("nv_inference_compute_input_duration_us", "Cumulative time gathering inputs (us)",
+     lambda s: s.parts["compute_input"].ns / 1000),
+    ("nv_inference_compute_infer_duration_us", "Cumulative time in ONNX Runtime (us)",
+     lambda s: s.parts["compute_infer"].ns / 1000),
+    ("nv_inference_compute_output_duration_us", "Cumulative time splitting outputs (us)",
+     lambda s: s.parts["compute_output"].ns / 1000),
+]
+HISTOGRAMS: list[tuple[str, str, Callable[[VersionStats], Histogram]]] = [
+    ("mfstore_inference_request_duration_seconds", "Duration of successful requests",
+     lambda s: s.latency),
+    ("mfstore_inference_queue_duration_seconds", "Time a request waited for its batch",
+     lambda s: s.queue),
+    ("mfstore_inference_batch_size", "Examples per model execution", lambda s: s.batch_size),
+]
 
 
-@dataclass
-class VersionMetrics:
-    """The metrics of one model version, their labels bound once."""
-    success: Counter
-    failure: dict[str, Counter]  # by reason
-    inferences: Counter
-    executions: Counter
-    request_us: Counter
-    queue_us: Counter
-    compute_input_us: Counter
-    compute_infer_us: Counter
-    compute_output_us: Counter
-    latency: Histogram
-    queue: Histogram
-    batch_size: Histogram
+class StatisticsCollector:
+    """A Prometheus collector over whatever versions `served()` returns at scrape time."""
+
+    def __init__(self, served: Callable[[], Iterable[VersionStats]]) -> None:
+        self.served = served
+
+    def collect(self) -> Iterator[Metric]:
+        stats = list(self.served())
+        for name, text, value in COUNTERS:
+            family = CounterMetricFamily(name, text, labels=LABELS)
+            for s in stats:
+                family.add_metric([s.name, str(s.version)], value(s))
+            yield family
+        failure = CounterMetricFamily("nv_inference_request_failure",
+                                      "Failed inference requests", labels=[*LABELS, "reason"])
+        for s in stats:
+            for reason in REASONS:
+                failure.add_metric([s.name, str(s.version), reason], s.failures[reason])
+        yield failure
+        for name, text, histogram in HISTOGRAMS:
+            buckets = HistogramMetricFamily(name, text, labels=LABELS)
+            for s in stats:
+                h = histogram(s)
+                buckets.add_metric([s.name, str(s.version)], _cumulative(h), h.total)
+            yield buckets
+        yield from _gpu_memory()
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.success = Counter("nv_inference_request_success", "Successful inference requests",
-                               LABELS, registry=r)
-        self.failure = Counter("nv_inference_request_failure", "Failed inference requests",
-                               (*LABELS, "reason"), registry=r)
-        self.count = Counter("nv_inference_count", "Inferences performed (examples, not "
-                             "requests)", LABELS, registry=r)
-        self.exec_count = Counter("nv_inference_exec_count", "Model executions (batches)",
-                                  LABELS, registry=r)
-        self.durations = {part: Counter(f"nv_inference_{part}_duration_us",
-                                        f"Cumulative {part.replace('_', ' ')} duration in "
-                                        "microseconds", LABELS, registry=r)
-                          for part in ("request", "queue", "compute_input", "compute_infer",
-                                       "compute_output")}
-        self.latency = Histogram("mfstore_inference_request_duration_seconds",
-                                 "Inference request duration", LABELS, buckets=LATENCY_BUCKETS,
-                                 registry=r)
-        self.queue = Histogram("mfstore_inference_queue_duration_seconds",
-                               "Time a request waited for its batch", LABELS,
-                               buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("mfstore_inference_batch_size",
-                                    "Examples per model execution", LABELS,
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.gpu_used = Gauge("nv_gpu_memory_used_bytes", "GPU used memory", ("gpu_uuid",),
-                              registry=r)
-        self.gpu_total = Gauge("nv_gpu_memory_total_bytes", "GPU total memory", ("gpu_uuid",),
-                               registry=r)
+def _cumulative(h: Histogram) -> list[tuple[str, float]]:
+    running, buckets = 0.0, []
+    for bound, count in zip([*map(str, map(float, h.bounds)), "+Inf"], h.counts, strict=True):
+        running += count
+        buckets.append((bound, running))
+    return buckets
 
-    def for_version(self, model: str, version: int) -> VersionMetrics:
-        labels = (model, str(version))
-        d = self.durations
-        return VersionMetrics(
-            self.success.labels(*labels),
-            {reason: self.failure.labels(*labels, reason)
-             for reason in ("REJECTED", "CANCELED", "BACKEND", "OTHER")},
-            self.count.labels(*labels), self.exec_count.labels(*labels),
-            d["request"].labels(*labels), d["queue"].labels(*labels),
-            d["compute_input"].labels(*labels), d["compute_infer"].labels(*labels),
-            d["compute_output"].labels(*labels), self.latency.labels(*labels),
-            self.queue.labels(*labels), self.batch_size.labels(*labels))
 
-    def exposition(self) -> bytes:
-        """The text format, GPU memory read at the moment of the scrape."""
-        for uuid, used, total in gpu_memory():
-            self.gpu_used.labels(uuid).set(used)
-            self.gpu_total.labels(uuid).set(total)
-        return generate_latest(self.registry)
+def _gpu_memory() -> Iterator[Metric]:
+    devices = gpu_memory()
+    if not devices:
+        return
+    used = GaugeMetricFamily("nv_gpu_memory_used_bytes", "GPU used memory", labels=["gpu_uuid"])
+    total = GaugeMetricFamily("nv_gpu_memory_total_bytes", "GPU total memory",
+                              labels=["gpu_uuid"])
+    for uuid, used_bytes, total_bytes in devices:
+        used.add_metric([uuid], used_bytes)
+        total.add_metric([uuid], total_bytes)
+    yield used
+    yield total
+
+
+def exposition(served: Callable[[], Iterable[VersionStats]]) -> bytes:
+    """The Prometheus text format of the versions `served()` returns."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatisticsCollector(served))
+    return generate_latest(registry)

@@ -23,7 +23,6 @@ from mfstore.errors import DataFormatError
 from serving import model_config as cfg
 from serving.batching import Arrays, Executor
 from serving.errors import RequestError, failure_reason
-from serving.metrics import Metrics
 from serving.requests import InferRequest, RequestedOutput
 from serving.sessions import CUDA, RUN_ERRORS, RuntimeOptions, create_session, run_bound
 from serving.statistics import VersionStats
@@ -44,7 +43,7 @@ class VersionFiles:
 
 class ModelVersion:
     def __init__(self, name: str, version: int, session: Any, provider: str,
-                 config: mc.ModelConfig, files: VersionFiles, metrics: Metrics) -> None:
+                 config: mc.ModelConfig, files: VersionFiles) -> None:
         self.name, self.version, self.session, self.provider = name, version, session, provider
         self.config, self.labels, self.fingerprint = config, files.labels, files.fingerprint
         self.inputs, self.outputs = cfg.tensor_specs(config)
@@ -56,7 +55,7 @@ class ModelVersion:
                             if t.HasField("reshape")}
         self.metadata = dict(session.get_modelmeta().custom_metadata_map)
         self.io_binding = provider == CUDA
-        self.stats = VersionStats(name, version, metrics)
+        self.stats = VersionStats(name, version)
         self.executor = Executor(self.run, self.stats, cfg.batch_policy(config),
                                  cfg.instance_count(config))
         self.active = 0
@@ -86,7 +85,7 @@ class ModelVersion:
     async def infer(self, request: InferRequest) -> Arrays:
         """The requested outputs, classification applied."""
         try:
-            results = await self.executor.infer(request.inputs, request.rows)
+            results = await self.executor.infer(request.inputs, request.rows, self.active == 1)
         except RUN_ERRORS as err:
             raise RequestError(400, f"the model refused the input: {err}") from None
         return {out.name: classification(results[out.name], out.class_count,
@@ -145,14 +144,14 @@ class ModelVersion:
 
 
 def load_version(name: str, version: int, files: VersionFiles, options: RuntimeOptions,
-                 batching: cfg.BatchingOptions, metrics: Metrics) -> ModelVersion:
+                 batching: cfg.BatchingOptions) -> ModelVersion:
     """Open, configure, check and warm up a model version (blocking: call it off the loop)."""
     what = f"model {name!r} version {version} ({files.where})"
     session, provider = create_session(files.model, what, options)
     config = cfg.autocomplete(name, files.config, session)
     cfg.with_options(config, batching, what)
     cfg.check_config(config, name, session, what)
-    model = ModelVersion(name, version, session, provider, config, files, metrics)
+    model = ModelVersion(name, version, session, provider, config, files)
     try:
         model.warm_up()
     except Exception as err:  # a model ONNX Runtime loads but cannot run

@@ -27,7 +27,6 @@ from mfstore.registry import parse_ref
 from mfstore.workspace import Workspace
 from serving import model_config as cfg
 from serving.errors import RequestError
-from serving.metrics import Metrics
 from serving.models import ModelVersion, VersionFiles, load_version
 from serving.sessions import RuntimeOptions
 from serving.tensors import clip
@@ -153,13 +152,13 @@ class ModelEntry:
 
 class Repository:
     def __init__(self, sources: list[Source], roots: list[Path], options: RuntimeOptions,
-                 batching: cfg.BatchingOptions, metrics: Metrics) -> None:
+                 batching: cfg.BatchingOptions) -> None:
         self.entries: dict[str, ModelEntry] = {}
         for source in sources:
             if source.name in self.entries:
                 raise ConfigError(f"two models are named {source.name!r}; serve one of them")
             self.entries[source.name] = ModelEntry(source)
-        self.roots, self.options, self.batching, self.metrics = roots, options, batching, metrics
+        self.roots, self.options, self.batching = roots, options, batching
 
     async def start(self) -> None:
         """Load every model; the first failure is raised."""
@@ -236,8 +235,7 @@ class Repository:
 
     def _load(self, source: Source, version: int, fingerprint: str) -> ModelVersion:
         files = source.files(version)
-        model = load_version(source.name, version, files, self.options, self.batching,
-                             self.metrics)
+        model = load_version(source.name, version, files, self.options, self.batching)
         model.fingerprint = fingerprint
         return model
 
@@ -302,6 +300,12 @@ class Repository:
             elif not ready_only:
                 rows.append({"name": name, "state": entry.state, "reason": entry.reason})
         return rows
+
+    def loaded(self, name: str | None = None) -> list[ModelVersion]:
+        """Every loaded version (of model `name`), by name and version."""
+        names = [name] if name is not None else sorted(self.entries)
+        return [model for n in names
+                for _, model in sorted(self.entries[n].versions.items())]
 
     def close(self) -> None:
         for entry in self.entries.values():

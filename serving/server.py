@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from mfstore.errors import ConfigError
 from serving.errors import RequestError
-from serving.metrics import Metrics
+from serving.metrics import exposition
 from serving.models import ModelVersion
 from serving.repository import Repository
 from serving.statistics import VersionStats
@@ -23,7 +23,6 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration",
 @dataclass
 class InferenceServer:
     repository: Repository
-    metrics: Metrics
     token: str | None = None
     max_request_bytes: int = 64 << 20
 
@@ -68,8 +67,10 @@ class InferenceServer:
             raise RequestError(400, "statistics of a version need the model's name")
         if version:
             return [self.model(name, version).stats]
-        names = [name] if name else sorted(self.repository.entries)
         if name:
             self.model(name)  # unknown or unloaded: its error
-        return [model.stats for n in names
-                for _, model in sorted(self.repository.entries[n].versions.items())]
+        return [model.stats for model in self.repository.loaded(name or None)]
+
+    def metrics(self) -> bytes:
+        """Prometheus text of every loaded version."""
+        return exposition(lambda: self.statistics())

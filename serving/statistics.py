@@ -1,5 +1,6 @@
-"""Per model version statistics in Triton's schema (`/stats`, gRPC `ModelStatistics`), kept in
-step with the Prometheus metrics: both are updated here and nowhere else.
+"""Per model version statistics in Triton's schema (`/stats`, gRPC `ModelStatistics`), and the
+histograms `/metrics` adds: the one record of what a version has done. Requests only add to
+integers here (cheap enough for every request); `/metrics` reads them when scraped.
 
 Durations are cumulative nanoseconds. `success` and `fail` time whole requests; `queue` is
 the wait for a batch; `compute_input` (gathering a batch), `compute_infer` (ONNX Runtime) and
@@ -9,16 +10,20 @@ execution in `batch_stats`, keyed by the batch's size, as Triton does.
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from tritonclient.grpc import service_pb2 as pb
 
-from serving.metrics import Metrics
-
 PARTS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
          "cache_hit", "cache_miss")
+COMPUTE = ("compute_input", "compute_infer", "compute_output")
+REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")  # Triton's failure reasons
+LATENCY_BOUNDS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0,
+                  2.5, 5.0, 10.0)  # seconds
+BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 @dataclass
@@ -32,6 +37,24 @@ class Duration:
 
     def to_dict(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
+
+    def to_proto(self) -> pb.StatisticDuration:
+        return pb.StatisticDuration(count=self.count, ns=self.ns)
+
+
+@dataclass
+class Histogram:
+    """Counts of observations per bucket (the last: above every bound), and their sum."""
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
 
 
 @dataclass
@@ -49,48 +72,39 @@ class Execution:
 class VersionStats:
     name: str
     version: int
-    metrics: Metrics
     parts: dict[str, Duration] = field(default_factory=lambda: {p: Duration() for p in PARTS})
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     batches: dict[int, dict[str, Duration]] = field(default_factory=dict)
     inference_count: int = 0
     execution_count: int = 0
     last_inference_ms: int = 0
-
-    def __post_init__(self) -> None:
-        self.bound = self.metrics.for_version(self.name, self.version)
+    latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS))
+    queue: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS))
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_BOUNDS))
 
     def request_done(self, ns: int, failure: str | None = None) -> None:
         """A request answered (`failure` None) or failed for a reason (`failure_reason`)."""
         self.parts["fail" if failure else "success"].add(ns)
         self.last_inference_ms = time.time_ns() // 1_000_000
         if failure:
-            self.bound.failure[failure].inc()
-            return
-        self.bound.success.inc()
-        self.bound.request_us.inc(ns / 1000)
-        self.bound.latency.observe(ns / 1e9)
+            self.failures[failure] += 1
+        else:
+            self.latency.observe(ns / 1e9)
 
     def executed(self, run: Execution) -> None:
         self.execution_count += 1
         self.inference_count += run.rows
-        p, m = self.parts, self.bound
+        p = self.parts
         for queued in run.queue_ns:
             p["queue"].add(queued)
-            m.queue.observe(queued / 1e9)
-        p["compute_input"].add(run.input_ns * run.requests, run.requests)
-        p["compute_infer"].add(run.infer_ns * run.requests, run.requests)
-        p["compute_output"].add(run.output_ns * run.requests, run.requests)
-        batch = self.batches.setdefault(run.rows, {k: Duration() for k in PARTS[3:6]})
-        batch["compute_input"].add(run.input_ns)
-        batch["compute_infer"].add(run.infer_ns)
-        batch["compute_output"].add(run.output_ns)
-        m.inferences.inc(run.rows)
-        m.executions.inc()
-        m.batch_size.observe(run.rows)
-        m.queue_us.inc(sum(run.queue_ns) / 1000)
-        m.compute_input_us.inc(run.input_ns * run.requests / 1000)
-        m.compute_infer_us.inc(run.infer_ns * run.requests / 1000)
-        m.compute_output_us.inc(run.output_ns * run.requests / 1000)
+            self.queue.observe(queued / 1e9)
+        batch = self.batches.get(run.rows)
+        if batch is None:
+            batch = self.batches[run.rows] = {k: Duration() for k in COMPUTE}
+        for part, ns in zip(COMPUTE, (run.input_ns, run.infer_ns, run.output_ns), strict=True):
+            p[part].add(ns * run.requests, run.requests)
+            batch[part].add(ns)
+        self.batch_size.observe(run.rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": str(self.version),
@@ -107,9 +121,7 @@ class VersionStats:
             name=self.name, version=str(self.version), last_inference=self.last_inference_ms,
             inference_count=self.inference_count, execution_count=self.execution_count,
             inference_stats=pb.InferStatistics(
-                **{k: pb.StatisticDuration(count=d.count, ns=d.ns)
-                   for k, d in self.parts.items()}),
+                **{k: d.to_proto() for k, d in self.parts.items()}),
             batch_stats=[pb.InferBatchStatistics(
-                batch_size=size, **{k: pb.StatisticDuration(count=d.count, ns=d.ns)
-                                    for k, d in b.items()})
+                batch_size=size, **{k: d.to_proto() for k, d in b.items()})
                 for size, b in sorted(self.batches.items())])

@@ -6,6 +6,7 @@ extension's top-k strings.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +137,9 @@ def to_raw(array: np.ndarray) -> bytes:
         return b"".join(len(b).to_bytes(4, "little") + b
                         for b in (v if isinstance(v, bytes) else str(v).encode()
                                   for v in array.reshape(-1)))
-    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array.tobytes()  # C order, whatever the array's layout
 
 
 def json_values(array: np.ndarray) -> list[Any]:

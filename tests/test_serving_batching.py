@@ -12,7 +12,6 @@ import pytest
 from onnx import TensorProto, helper
 
 from mfstore.export import build_export, triton_model_config
-from serving.metrics import Metrics
 from serving.model_config import BatchingOptions
 from serving.models import ModelVersion, VersionFiles, load_version
 from serving.requests import InferRequest, RequestedOutput
@@ -30,8 +29,7 @@ def digits(tmp_path_factory):
 
 def served(export, max_batch_size=64, **batching) -> ModelVersion:
     files = VersionFiles(export.data, triton_model_config("m", export, max_batch_size))
-    return load_version("m", 1, files, RuntimeOptions("cpu"), BatchingOptions(**batching),
-                        Metrics())
+    return load_version("m", 1, files, RuntimeOptions("cpu"), BatchingOptions(**batching))
 
 
 def request(x: np.ndarray) -> InferRequest:
@@ -108,7 +106,7 @@ def test_a_preferred_batch_size_runs_without_waiting_out_the_delay(digits):
     files = VersionFiles(export.data, triton_model_config("m", export, 64))
     files.config.dynamic_batching.preferred_batch_size.append(4)
     files.config.dynamic_batching.max_queue_delay_microseconds = 100_000_000  # 100 s
-    model = load_version("m", 1, files, RuntimeOptions("cpu"), BatchingOptions(), Metrics())
+    model = load_version("m", 1, files, RuntimeOptions("cpu"), BatchingOptions())
 
     async def four() -> None:
         await asyncio.wait_for(together(model, [request(raw[i:i + 1]) for i in range(4)]), 5.0)
@@ -132,7 +130,7 @@ def _variable_width_model() -> bytes:
 def test_only_requests_of_one_shape_share_a_batch():
     files = VersionFiles(_variable_width_model(), None)
     model = load_version("relu", 1, files, RuntimeOptions("cpu"),
-                         BatchingOptions(enabled=True, max_batch_size=16), Metrics())
+                         BatchingOptions(enabled=True, max_batch_size=16))
     assert model.inputs["x"].shape == (-1, -1)
     widths = [3, 5, 3, 5, 3]
     requests = [InferRequest(None, {"x": np.full((1, w), -float(i), np.float32) + i * 2},
