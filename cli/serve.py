@@ -68,4 +68,7 @@ def serve(
         typer.echo(f"listening on {url}/v2" + (f", gRPC on {grpc_address}" if grpc_address
                                                  else ""), err=True)
 
-    run(serve_models(server, listen, announce))
+    try:
+        run(serve_models(server, listen, announce))
+    except KeyboardInterrupt:  # Ctrl-C while the models load: nothing to finish
+        raise typer.Exit(130) from None

@@ -26,6 +26,7 @@ from mfstore.onnx_runtime import ort
 log = logging.getLogger("mfstore.serving")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+ort.set_default_logger_severity(3)  # ONNX Runtime's own warnings off; its errors still show
 _state = ort.capi.onnxruntime_pybind11_state
 RUN_ERRORS = (_state.InvalidArgument, _state.Fail)  # a call ONNX Runtime refuses
 
@@ -94,6 +95,7 @@ def preload_cuda_libraries() -> None:
         preload(cuda=True, cudnn=True, msvc=True)
     for line in printed.getvalue().splitlines():
         log.warning("preload_dlls: %s", line)
+    log.info("CUDA and cuDNN libraries preloaded (onnxruntime.preload_dlls)")
     _preloaded = True
 
 

@@ -193,4 +193,8 @@ def test_cuda_serving_is_refused_without_a_gpu(ws):
         pytest.skip("this machine has CUDA")
     out = mfstore("--home", ws.home, "serve", "mlp@1", "--device", "cuda")
     assert out.returncode == 5
-    assert out.stderr.strip().splitlines()[-1].startswith("error: CUDA was requested")
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: CUDA was requested, but model 'mlp' version 1")
+    preloaded = "CUDA and cuDNN libraries preloaded (onnxruntime.preload_dlls)"
+    assert preloaded in lines  # before the first CUDA session, which then failed
+    assert "listening" not in out.stderr

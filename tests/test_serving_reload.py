@@ -117,6 +117,7 @@ def test_a_moving_alias_switches_versions_under_load_without_a_failed_request(se
     assert clients.failures == []
     for seen in clients.served:
         assert runs(seen) in ([1, 3, 2], [3, 2], [2])  # never back to a drained version
+    assert server.process.returncode == 0  # SIGTERM: requests finished, then a clean exit
     log = server.output()
     assert "model net version 1 unloaded" in log and "model net version 3 unloaded" in log
     assert "Traceback" not in log
