@@ -14,6 +14,11 @@ Sections:
   grpc         REST vs gRPC, single example, one client
   reload       8 clients x N requests while a registry alias moves twice: failed requests and
                answers unlike the version that served them (both must be 0)
+  workers      64 clients against 1 and against N server processes sharing one port
+               (SO_REUSEPORT), batching off and on: would `--workers N` pay on this host?
+               (mfstore serve has no --workers: see the section's note.)
+
+`--device cuda` serves and times on the GPU (the compute, overhead and concurrency sections).
 
 Models: the paper's 2x1000 MLP and its CNN (conv 64-128-256-512) on 1x28x28 inputs, freshly
 initialised (latency does not depend on the weights); the reload section trains three small
@@ -141,10 +146,13 @@ def executions(url: str, model: str) -> tuple[int, int]:
     return stats["inference_count"], stats["execution_count"]
 
 
+DEVICE = "cpu"  # --device
+
+
 def direct_times(path: Path, x: np.ndarray, n: int) -> list[float]:
     """ONNX Runtime alone, with the server's session settings, in this process."""
     files = VersionFiles(str(path), None)
-    model = load_version("m", 1, files, RuntimeOptions("cpu"), BatchingOptions())
+    model = load_version("m", 1, files, RuntimeOptions(DEVICE), BatchingOptions())
     times = []
     for i in range(n + 20):
         start = time.perf_counter()
@@ -178,7 +186,7 @@ def section_overhead(repo: Path, paths: dict[str, Path], n: int) -> None:
     base = ms(direct_times(paths["mlp"], x, n), 50)
     rows = []
     for batching in ("--no-batching", "--batching"):
-        with running_server("serve", "--model-repo", str(repo), "--device", "cpu",
+        with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
                             "--max-batch-size", "64", batching) as server:
             port = int(server.url.rsplit(":", 1)[1])
             for kind, request in (("binary", binary_request("mlp", x)),
@@ -196,7 +204,7 @@ def section_concurrency(repo: Path, clients: int, seconds: float) -> None:
     rows, rps = [], {}
     for name in ARCHS:
         for batching in ("--no-batching", "--batching"):
-            with running_server("serve", "--model-repo", str(repo), "--device", "cpu",
+            with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
                                 "--max-batch-size", "64", batching) as server:
                 port = int(server.url.rsplit(":", 1)[1])
                 closed_loop(port, binary_request(name, x), clients, 0.5)  # warm every size
@@ -224,7 +232,7 @@ def section_grpc(repo: Path, n: int) -> None:
     request = pb.ModelInferRequest(model_name="mlp", raw_input_contents=[x.tobytes()])
     request.inputs.add(name="x", datatype="FP32", shape=x.shape)
     rows = []
-    with running_server("serve", "--model-repo", str(repo), "--device", "cpu",
+    with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
                         "--grpc-port", "0") as server:
         port = int(server.url.rsplit(":", 1)[1])
         rest = sequential(port, binary_request("mlp", x), n)
@@ -268,9 +276,7 @@ def section_reload(root: Path, clients: int, requests: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             for r in range(requests):
                 i = (k * 997 + r * 31) % len(raw)
-                x = raw[i:i + 1]
-                conn.request("POST", "/v2/models/net/infer", binary_request_body(x)[0],
-                             binary_request_body(x)[1])
+                conn.request("POST", "/v2/models/net/infer", *binary_request_body(raw[i:i + 1]))
                 answer = conn.getresponse()
                 body = answer.read()
                 done[k] += 1
@@ -303,6 +309,64 @@ def section_reload(root: Path, clients: int, requests: int) -> None:
                   " / ".join(str(served[v]) for v in (1, 2, 3)), f"{total / span:.0f}"]])
 
 
+def serve_worker(repo: str, port: int, batching: bool) -> None:
+    """One server process on a SO_REUSEPORT socket (the workers section starts several)."""
+    import socket
+
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.launch import run
+    from serving.repository import Repository, model_sources
+    from serving.server import InferenceServer
+
+    async def main() -> None:
+        sources, roots = model_sources(repo, [], lambda: None)
+        repository = Repository(sources, roots, RuntimeOptions(DEVICE),
+                                BatchingOptions(batching, 64))
+        await repository.start()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(2048)
+        print("ready", flush=True)
+        await uvicorn.Server(uvicorn.Config(
+            create_app(InferenceServer(repository)), log_level="warning", access_log=False,
+            lifespan="off", proxy_headers=False)).serve(sockets=[sock])
+
+    run(main())
+
+
+def section_workers(repo: Path, clients: int, seconds: float, workers: int) -> None:
+    import socket
+    import subprocess
+
+    x = np.random.default_rng(4).standard_normal((1, *SHAPE), dtype=np.float32)
+    request, rows = binary_request("mlp", x), []
+    for batching in ("off", "on"):
+        for count in (1, workers):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            procs = [subprocess.Popen(
+                [sys.executable, __file__, "--serve-worker", str(repo), str(port), batching,
+                 "--device", DEVICE], stdout=subprocess.PIPE, text=True)
+                for _ in range(count)]
+            try:
+                for p in procs:
+                    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+                closed_loop(port, request, clients, 0.5)
+                latencies, span = closed_loop(port, request, clients, seconds)
+            finally:
+                for p in procs:
+                    p.terminate()
+                    p.wait()
+            rows.append([batching, str(count), f"{len(latencies) / span:.0f}",
+                         f"{ms(latencies, 50):.2f}", f"{ms(latencies, 99):.2f}"])
+    print(f"\n## {clients} clients, single 2x1000-MLP examples: server processes sharing a port")
+    print_table(["dynamic batching", "processes", "req/s", "p50 ms", "p99 ms"], rows)
+
+
 def binary_request_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
     head = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
                                    "parameters": {"binary_data_size": x.nbytes}}],
@@ -319,13 +383,23 @@ def decode_goodness(answer: http.client.HTTPResponse, body: bytes) -> tuple[int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="compute,overhead,concurrency,grpc,reload")
+    parser.add_argument("--only", default="compute,overhead,concurrency,grpc,reload,workers")
     parser.add_argument("--requests", type=int, default=2000, help="per sequential run")
     parser.add_argument("--seconds", type=float, default=8.0, help="per concurrency run")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--reload-requests", type=int, default=2000, help="per reload client")
+    parser.add_argument("--workers", type=int, default=2, help="processes, workers section")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument("--serve-worker", nargs=3, metavar=("REPO", "PORT", "BATCHING"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if args.serve_worker:
+        serve_worker(args.serve_worker[0], int(args.serve_worker[1]),
+                     args.serve_worker[2] == "on")
+        return
     if args.quick:
         args.requests, args.seconds, args.reload_requests = 200, 1.0, 100
     root = Path(tempfile.mkdtemp(prefix="mf-serving-"))
@@ -336,6 +410,8 @@ def main() -> None:
         "concurrency": lambda: section_concurrency(root / "repo", args.clients, args.seconds),
         "grpc": lambda: section_grpc(root / "repo", args.requests),
         "reload": lambda: section_reload(root, 8, args.reload_requests),
+        "workers": lambda: section_workers(root / "repo", args.clients, args.seconds,
+                                           args.workers),
     }
     print(f"# mfstore serve on {machine()}; server and clients on this machine")
     for name in args.only.split(","):

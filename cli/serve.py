@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -57,6 +58,8 @@ def serve(
     from serving.sessions import RuntimeOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if token is None and os.environ.get("MFSTORE_TOKEN") == "":
+        token = ""  # click reads an empty variable as unset: refuse it as an empty --token
     listen = Listen(host, port, grpc_port, poll_seconds)
     limit = request_limit(max_request_mb)
     runtime = RuntimeOptions(device, threads, tf32, require_gpu)

@@ -3,6 +3,8 @@ statuses to gRPC codes, so both protocols answer a failure alike)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from mfstore import errors
@@ -54,6 +56,8 @@ CLIENT_GONE = 499  # the client closed the connection before its request was rea
 def failure_reason(err: BaseException) -> str:
     """Triton's reason label of a failed request: REJECTED (a bad request), CANCELED (the
     client left), BACKEND (ONNX Runtime failed) or OTHER."""
+    if isinstance(err, asyncio.CancelledError):  # a gRPC client gone
+        return "CANCELED"
     if not isinstance(err, RequestError):
         return "OTHER"
     if err.status == CLIENT_GONE:

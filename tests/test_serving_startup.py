@@ -25,10 +25,23 @@ def repo(tmp_path_factory):
     return home / "triton"
 
 
-def serve(*args: str) -> tuple[int, list[str]]:
-    """Exit code and the lines written to stderr."""
-    result = CliRunner().invoke(app, ["serve", *args])
-    return result.exit_code, result.stderr.strip().splitlines()
+@pytest.fixture(scope="module")
+def taken_port():
+    """A port in use: should a refusal ever fail to come, the server cannot bind and exits
+    (with a message the test does not expect) instead of serving forever."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.fixture
+def serve(taken_port):
+    def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+        """Exit code and the lines written to stderr (a later --port wins)."""
+        result = CliRunner().invoke(app, ["serve", "--port", str(taken_port), *args], env=env)
+        return result.exit_code, result.stderr.strip().splitlines()
+    return invoke
 
 
 def broken_copy(repo, tmp_path, config: str | None = None, model: bytes | None = None):
@@ -64,23 +77,25 @@ def broken_copy(repo, tmp_path, config: str | None = None, model: bytes | None =
     (["--threads", "0"], "ONNX Runtime threads must lie in 1..1024, got 0"),
     (["--device", "tpu"], "unknown device 'tpu'; use auto, cpu or cuda"),
 ])
-def test_impossible_options_are_refused_in_one_line(repo, args, message):
+def test_impossible_options_are_refused_in_one_line(serve, repo, args, message):
     code, lines = serve("--model-repo", str(repo), *args)
     assert code in (2, 5) and lines == [f"error: {message}"]
 
 
-def test_a_port_in_use_is_refused_and_listening_is_never_announced(repo):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        code, lines = serve("--model-repo", str(repo), "--port", str(port))
+def test_an_empty_token_variable_is_refused_like_an_empty_option(serve, repo):
+    code, lines = serve("--model-repo", str(repo), env={"MFSTORE_TOKEN": ""})
+    assert code == 2 and lines == ["error: the bearer token is empty, which would let anyone "
+                                   "in; give a token, or none to serve without authentication"]
+
+
+def test_a_port_in_use_is_refused_and_listening_is_never_announced(serve, repo, taken_port):
+    code, lines = serve("--model-repo", str(repo))
     assert code == 2
-    assert lines[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert lines[-1] == f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in use"
     assert not any("listening" in line for line in lines)
 
 
-def test_a_truncated_model_is_refused_in_one_line(repo, tmp_path):
+def test_a_truncated_model_is_refused_in_one_line(serve, repo, tmp_path):
     model = (repo / "m" / "1" / "model.onnx").read_bytes()
     copy = broken_copy(repo, tmp_path, model=model[:len(model) // 2])
     code, lines = serve("--model-repo", str(copy))
@@ -110,14 +125,15 @@ def test_a_truncated_model_is_refused_in_one_line(repo, tmp_path):
      "label_filename: '../../etc/passwd' }", 2, "{copy}/m/config.pbtxt: label_filename "
      "'../../etc/passwd' must name a file in the model's folder"),
 ])
-def test_a_bad_configuration_is_refused_in_one_line(repo, tmp_path, config, code, message):
+def test_a_bad_configuration_is_refused_in_one_line(serve, repo, tmp_path, config, code,
+                                                   message):
     copy = broken_copy(repo, tmp_path, config=config)
     got, lines = serve("--model-repo", str(copy))
     assert got == code and len(lines) in (1, 2)  # a model that did load is logged first
     assert lines[-1].startswith("error: " + message.format(copy=copy))
 
 
-def test_a_model_without_configuration_batches_only_when_told_how(repo, tmp_path):
+def test_a_model_without_configuration_batches_only_when_told_how(serve, repo, tmp_path):
     copy = broken_copy(repo, tmp_path)
     (copy / "m" / "config.pbtxt").unlink()
     (copy / "m" / "labels.txt").unlink()
@@ -132,7 +148,7 @@ def test_a_model_without_configuration_batches_only_when_told_how(repo, tmp_path
     ([], 6, "nothing to serve: name a model repository and/or networks"),
     (["m/extra"], 6, "model 'm' has no version to serve"),
 ])
-def test_a_repository_without_models_is_refused(tmp_path, layout, code, message):
+def test_a_repository_without_models_is_refused(serve, tmp_path, layout, code, message):
     for folder in layout:
         (tmp_path / folder).mkdir(parents=True)
     got, lines = serve("--model-repo", str(tmp_path))
