@@ -199,28 +199,29 @@ def section_overhead(repo: Path, paths: dict[str, Path], n: int) -> None:
     print_table(["batching", "tensors", "p50 ms", "p99 ms", "req/s", "overhead p50 ms"], rows)
 
 
-def section_concurrency(repo: Path, clients: int, seconds: float) -> None:
+def section_concurrency(repo: Path, clients: int, seconds: float, delays: list[int]) -> None:
     x = np.random.default_rng(2).standard_normal((1, *SHAPE), dtype=np.float32)
+    settings = [("off", ["--no-batching"]), ("on", ["--batching"])] + [
+        (f"on, delay {d} us", ["--batching", "--max-queue-delay-us", str(d)]) for d in delays]
     rows, rps = [], {}
     for name in ARCHS:
-        for batching in ("--no-batching", "--batching"):
+        for label, flags in settings:
             with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
-                                "--max-batch-size", "64", batching) as server:
+                                "--max-batch-size", "64", *flags) as server:
                 port = int(server.url.rsplit(":", 1)[1])
                 closed_loop(port, binary_request(name, x), clients, 0.5)  # warm every size
                 before = executions(server.url, name)
                 latencies, span = closed_loop(port, binary_request(name, x), clients, seconds)
                 after = executions(server.url, name)
             examples, runs = (a - b for a, b in zip(after, before, strict=True))
-            key = (name, batching.removeprefix("--"))
-            rps[key] = len(latencies) / span
-            rows.append([name, key[1], f"{rps[key]:.0f}", f"{ms(latencies, 50):.2f}",
-                         f"{ms(latencies, 99):.2f}", f"{examples / max(runs, 1):.1f}"])
+            rps[name, label] = len(latencies) / span
+            rows.append([name, label, f"{rps[name, label]:.0f}",
+                         f"{rps[name, label] / rps[name, 'off']:.2f}x",
+                         f"{ms(latencies, 50):.2f}", f"{ms(latencies, 99):.2f}",
+                         f"{examples / max(runs, 1):.1f}"])
     print(f"\n## {clients} clients, single examples, closed loop, {seconds:.0f} s each")
-    print_table(["model", "dynamic batching", "req/s", "p50 ms", "p99 ms", "mean batch"], rows)
-    for name in ARCHS:
-        print(f"{name}: batching / no batching = "
-              f"{rps[(name, 'batching')] / rps[(name, 'no-batching')]:.2f}x requests/s")
+    print_table(["model", "dynamic batching", "req/s", "vs off", "p50 ms", "p99 ms",
+                 "mean batch"], rows)
 
 
 def section_grpc(repo: Path, n: int) -> None:
@@ -387,6 +388,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="per sequential run")
     parser.add_argument("--seconds", type=float, default=8.0, help="per concurrency run")
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--delay-us", type=int, nargs="*", default=[500],
+                        help="also batch with these max_queue_delay_microseconds")
     parser.add_argument("--reload-requests", type=int, default=2000, help="per reload client")
     parser.add_argument("--workers", type=int, default=2, help="processes, workers section")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -407,7 +410,8 @@ def main() -> None:
     sections: dict[str, Callable[[], object]] = {
         "compute": lambda: section_compute(paths, args.requests),
         "overhead": lambda: section_overhead(root / "repo", paths, args.requests),
-        "concurrency": lambda: section_concurrency(root / "repo", args.clients, args.seconds),
+        "concurrency": lambda: section_concurrency(root / "repo", args.clients, args.seconds,
+                                                   args.delay_us),
         "grpc": lambda: section_grpc(root / "repo", args.requests),
         "reload": lambda: section_reload(root, 8, args.reload_requests),
         "workers": lambda: section_workers(root / "repo", args.clients, args.seconds,

@@ -7,9 +7,11 @@ dynamic batcher).
 
 Everything but the ONNX Runtime call happens on the server's event loop, so the queue needs no
 lock. A batch is gathered from the requests queued when the executor is free: under load the
-requests that arrive while one batch computes form the next, with no delay at all
-(`max_queue_delay_microseconds` 0, Triton's default); with a delay, a batch that is not full
-waits for more until its oldest request has waited that long (the event loop's clock counts in
+requests that arrive while one batch computes form the next. Without a delay
+(`max_queue_delay_microseconds` 0, Triton's default) the batcher only lets the loop turn twice
+first, so that requests already received are parsed and join (Triton parses in threads beside
+its batcher); a lone request skips the queue. With a delay, a batch that is not full waits
+for more until its oldest request has waited that long (the event loop's clock counts in
 milliseconds, so shorter delays round up to one). Requests are never split, and only requests
 whose non-batch axes agree share a batch. At most `instances` batches run at once.
 
@@ -34,7 +36,7 @@ from serving.model_config import BatchPolicy
 from serving.statistics import Execution, VersionStats
 
 Arrays = dict[str, np.ndarray]
-INLINE_SECONDS = 150e-6
+INLINE_SECONDS = 50e-6
 ALONE_SECONDS = 2e-3  # beyond this even a lone request leaves the loop free (health checks)
 
 
@@ -132,6 +134,8 @@ class Executor:
             while self.queue and self.busy < self.instances:
                 if self.policy is not None and self.policy.max_queue_delay_s > 0:
                     await self._wait_for_more(self.policy)
+                elif self.policy is not None:
+                    await self._turn_loop(self.policy)
                 batch = self._take()
                 alone = len(batch) == 1 and batch[0].alone and not self.queue
                 if self._inline(sum(p.rows for p in batch), alone):
@@ -141,6 +145,14 @@ class Executor:
                     asyncio.get_running_loop().create_task(self._run_threaded(batch))
         finally:
             self.pumping = False
+
+    async def _turn_loop(self, policy: BatchPolicy) -> None:
+        """Let the event loop read what has arrived (one turn) and parse it (a second), so
+        that requests already received join this batch: Triton parses requests in threads
+        beside its batcher, this server on the batcher's own loop."""
+        if self.queued_rows < policy.max_batch_size:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
     async def _wait_for_more(self, policy: BatchPolicy) -> None:
         deadline = self.queue[0].arrived_ns / 1e9 + policy.max_queue_delay_s
