@@ -103,8 +103,8 @@ async def serve(server: InferenceServer, listen: Listen,
         grpc_service = grpc_server(server)
         grpc_address = _bind_grpc(grpc_service, listen.host, listen.grpc_port)
     web = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning", access_log=False,
-                                  lifespan="off", proxy_headers=False,
-                                  timeout_graceful_shutdown=10))
+                                  lifespan="off", proxy_headers=False, server_header=False,
+                                  date_header=False, timeout_graceful_shutdown=10))
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
     poller = asyncio.create_task(server.repository.poll(listen.poll_seconds)) \
         if listen.poll_seconds > 0 else None
