@@ -208,7 +208,10 @@ class Repository:
 
     async def _refresh(self, entry: ModelEntry) -> None:
         source = entry.source
-        wanted, default = await asyncio.to_thread(source.scan)
+        try:
+            wanted, default = await asyncio.to_thread(source.scan)
+        except OSError as err:  # a folder that went away while it was read, and the like
+            raise NotFoundError(f"cannot read model {source.name!r}: {err}") from err
         for version, fingerprint in sorted(wanted.items()):
             current = entry.versions.get(version)
             if current is not None and current.fingerprint == fingerprint:
@@ -234,7 +237,11 @@ class Repository:
             "UNAVAILABLE", "no version to serve")
 
     def _load(self, source: Source, version: int, fingerprint: str) -> ModelVersion:
-        files = source.files(version)
+        try:
+            files = source.files(version)
+        except OSError as err:
+            raise NotFoundError(f"cannot read model {source.name!r} version {version}: "
+                                f"{err}") from err
         model = load_version(source.name, version, files, self.options, self.batching)
         model.fingerprint = fingerprint
         return model
@@ -251,7 +258,10 @@ class Repository:
         """Refresh every model, and add the repositories' new model folders, every `seconds`."""
         while True:
             await asyncio.sleep(seconds)
-            await self.discover()
+            try:
+                await self.discover()
+            except OSError as err:
+                log.error("cannot look for new models: %s", err)
             for entry in list(self.entries.values()):
                 if not entry.unloaded:
                     await self.refresh(entry)

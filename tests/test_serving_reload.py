@@ -153,6 +153,11 @@ def test_a_repository_gaining_versions_and_models_serves_them(setup, tmp_path):
         export_network(ws, "net@3", "bp", triton_repo=str(repo), model_name="m3")
         wait_for(lambda: client.is_model_ready("m3"), what="the new model m3")
         assert client.infer("m3", [inp]).get_response()["model_version"] == "3"
+        shutil.rmtree(repo / "m3")  # a model folder removed: unloaded, as in Triton's poll mode
+        wait_for(lambda: not client.is_model_ready("m3"), what="m3 to go")
+        assert {"name": "m3", "state": "UNAVAILABLE", "reason": "no version to serve"} in \
+            client.get_model_repository_index()
+        assert client.is_model_ready("m")
 
 
 def test_a_broken_new_version_keeps_the_old_one_serving(setup, tmp_path):
