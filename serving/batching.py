@@ -37,6 +37,7 @@ from serving.statistics import Execution, VersionStats
 
 Arrays = dict[str, np.ndarray]
 INLINE_SECONDS = 50e-6
+GATHER_SECONDS = 1e-3  # the longest a batch goes on gathering requests that keep coming
 ALONE_SECONDS = 2e-3  # beyond this even a lone request leaves the loop free (health checks)
 
 
@@ -147,12 +148,17 @@ class Executor:
             self.pumping = False
 
     async def _turn_loop(self, policy: BatchPolicy) -> None:
-        """Let the event loop read what has arrived (one turn) and parse it (a second), so
-        that requests already received join this batch: Triton parses requests in threads
-        beside its batcher, this server on the batcher's own loop."""
-        if self.queued_rows < policy.max_batch_size:
+        """Let the event loop read and parse what has arrived (two turns), again while that
+        brings more requests (for at most GATHER_SECONDS), so that requests already received
+        join this batch: Triton parses requests in threads beside its batcher, this server on
+        the batcher's own loop."""
+        deadline = time.perf_counter() + GATHER_SECONDS
+        while self.queued_rows < policy.max_batch_size:
+            before = self.queued_rows
             await asyncio.sleep(0)
             await asyncio.sleep(0)
+            if self.queued_rows == before or time.perf_counter() > deadline:
+                return
 
     async def _wait_for_more(self, policy: BatchPolicy) -> None:
         deadline = self.queue[0].arrived_ns / 1e9 + policy.max_queue_delay_s
