@@ -8,9 +8,10 @@ dynamic batcher).
 Everything but the ONNX Runtime call happens on the server's event loop, so the queue needs no
 lock. A batch is gathered from the requests queued when the executor is free: under load the
 requests that arrive while one batch computes form the next. Without a delay
-(`max_queue_delay_microseconds` 0, Triton's default) the batcher only lets the loop turn twice
-first, so that requests already received are parsed and join (Triton parses in threads beside
-its batcher); a lone request skips the queue. With a delay, a batch that is not full waits
+(`max_queue_delay_microseconds` 0, Triton's default) the batcher only lets the loop read and
+parse what has already arrived, turn after turn while that brings more (at most
+`GATHER_SECONDS`), as Triton's batcher sees what its parsing threads queued meanwhile; a lone
+request skips the queue. With a delay, a batch that is not full waits
 for more until its oldest request has waited that long (the event loop's clock counts in
 milliseconds, so shorter delays round up to one). Requests are never split, and only requests
 whose non-batch axes agree share a batch. At most `instances` batches run at once.
