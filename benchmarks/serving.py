@@ -1,24 +1,43 @@
-"""Serving latency over loopback against a direct ONNX Runtime call (the server's overhead).
+"""Serving figures, measured side by side in one run against `mfstore serve` started as a user
+would (server and clients on one machine, so on a small machine they share its cores).
 
-    python benchmarks/serving.py                  # 2x1000 MLP on 784 inputs, as in the paper
-    python benchmarks/serving.py --requests 500
+    python benchmarks/serving.py                 # every section
+    python benchmarks/serving.py --only concurrency --seconds 5
+    python benchmarks/serving.py --quick         # shorter runs (a smoke test of the script)
 
-Starts `mfstore serve` as a user would, then times requests one at a time over one keep-alive
-connection (p50, p99, requests per second), single examples and batches of 256, JSON and
-binary tensors; the same session settings are timed in this process without HTTP. The
-weights are freshly initialised: latency does not depend on them.
+Sections:
+  compute      ONNX Runtime alone, in this process: one example vs per example at batch 64
+  overhead     one client, one request at a time: HTTP p50 minus ONNX Runtime's p50 is the
+               server's own cost per request (single example, binary and JSON tensors)
+  concurrency  64 clients sending single examples without pause, dynamic batching off and on:
+               requests/s, p50/p99, mean batch formed (from the server's statistics)
+  grpc         REST vs gRPC, single example, one client
+  reload       8 clients x N requests while a registry alias moves twice: failed requests and
+               answers unlike the version that served them (both must be 0)
+  workers      64 clients against 1 and against N server processes sharing one port
+               (SO_REUSEPORT), batching off and on: would `--workers N` pay on this host?
+               (mfstore serve has no --workers: see the section's note.)
+
+`--device cuda` serves and times on the GPU (the compute, overhead and concurrency sections).
+
+Models: the paper's 2x1000 MLP and its CNN (conv 64-128-256-512) on 1x28x28 inputs, freshly
+initialised (latency does not depend on the weights); the reload section trains three small
+networks on scikit-learn's digits.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,115 +49,378 @@ from common import machine, print_table
 from mfstore.modules import build_layers
 from mfstore.onnx_graph import build_model
 from mfstore.spec import build_specs, parse_arch
-from serving.models import load_model
-from tests.server_run import running_server
+from serving.model_config import BatchingOptions
+from serving.models import VersionFiles, load_version
+from serving.sessions import RuntimeOptions
+from tests.server_run import running_server, wait_for
+
+ARCHS = {"mlp": "dense:1000,dense:1000", "cnn": "conv:64,conv:128,conv:256,conv:512"}
+SHAPE = (1, 28, 28)
 
 
-def write_repo(root: Path, arch: str) -> None:
-    specs = build_specs(parse_arch(arch), (1, 28, 28), 10)
+def write_model(root: Path, name: str, arch: str) -> Path:
+    """<root>/<name>/1/model.onnx, no config.pbtxt (the server completes one)."""
+    specs = build_specs(parse_arch(arch), SHAPE, 10)
     layers = [layer.eval() for layer in build_layers(specs, 0)]
     model = build_model(layers, "bp", np.zeros((1, 1, 1), np.float32),
                         np.ones((1, 1, 1), np.float32), {})
-    (root / "mlp" / "1").mkdir(parents=True)
-    (root / "mlp" / "1" / "model.onnx").write_bytes(model.SerializeToString())
+    path = root / name / "1" / "model.onnx"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(model.SerializeToString())
+    return path
 
 
-def body(x: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
-    if not binary:
-        return json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
-                                       "data": x.ravel().tolist()}]}).encode(), {}
+def binary_request(model: str, x: np.ndarray, binary_output: bool = True) -> bytes:
+    """A whole HTTP/1.1 request with the binary tensor extension."""
     head = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
                                    "parameters": {"binary_data_size": x.nbytes}}],
-                       "parameters": {"binary_data_output": True}}).encode()
-    return head + x.tobytes(), {"Inference-Header-Content-Length": str(len(head))}
+                       "parameters": {"binary_data_output": binary_output}}).encode()
+    body = head + x.tobytes()
+    return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: bench\r\n"
+            f"Content-Length: {len(body)}\r\nInference-Header-Content-Length: {len(head)}\r\n"
+            "\r\n").encode() + body
 
 
-def time_requests(port: int, x: np.ndarray, binary: bool, n: int) -> list[float]:
-    payload, headers = body(x, binary)
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    times = []
-    for i in range(n + 20):
+def json_request(model: str, x: np.ndarray) -> bytes:
+    body = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                                   "data": x.ravel().tolist()}]}).encode()
+    return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: bench\r\n"
+            f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n\r\n"
+            ).encode() + body
+
+
+LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.I)
+
+
+async def _client(port: int, request: bytes, deadline: float, warm: float,
+                  latencies: list[float], limit: int | None) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sent = 0
+    while time.perf_counter() < deadline and (limit is None or sent < limit):
         start = time.perf_counter()
-        conn.request("POST", "/v2/models/mlp/infer", payload, headers)
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"status {response.status}")
-        if i >= 20:  # warm-up excluded
-            times.append(time.perf_counter() - start)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        found = LENGTH.search(head)
+        await reader.readexactly(int(found[1]) if found else 0)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.decode(errors="replace"))
+        sent += 1
+        if start >= warm:
+            latencies.append(time.perf_counter() - start)
+    writer.close()
+
+
+def closed_loop(port: int, request: bytes, clients: int, seconds: float,
+                limit: int | None = None) -> tuple[list[float], float]:
+    """`clients` connections, each sending `request` again as soon as it is answered, for
+    `seconds` after a warm-up second; the latencies and the measured span."""
+    latencies: list[float] = []
+
+    async def run() -> float:
+        warm = time.perf_counter() + (1.0 if limit is None else 0.0)
+        deadline = warm + seconds
+        await asyncio.gather(*(_client(port, request, deadline, warm, latencies, limit)
+                               for _ in range(clients)))
+        return time.perf_counter() - warm
+
+    span = asyncio.run(run())
+    return latencies, span
+
+
+def ms(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000
+
+
+def get_json(url: str, path: str) -> dict:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("GET", path)
+    data = json.loads(conn.getresponse().read())
     conn.close()
-    return times
+    return data
 
 
-def time_direct(model, x: np.ndarray, n: int) -> list[float]:
+def executions(url: str, model: str) -> tuple[int, int]:
+    """(examples, executions) the server has run for `model`."""
+    (stats,) = get_json(url, f"/v2/models/{model}/stats")["model_stats"]
+    return stats["inference_count"], stats["execution_count"]
+
+
+DEVICE = "cpu"  # --device
+
+
+def direct_times(path: Path, x: np.ndarray, n: int) -> list[float]:
+    """ONNX Runtime alone, with the server's session settings, in this process."""
+    files = VersionFiles(str(path), None)
+    model = load_version("m", 1, files, RuntimeOptions(DEVICE), BatchingOptions())
     times = []
     for i in range(n + 20):
         start = time.perf_counter()
-        model.run({"x": x}, ["goodness", "label"])
+        model.run({"x": x})
         if i >= 20:
             times.append(time.perf_counter() - start)
     return times
 
 
-def throughput(port: int, x: np.ndarray, clients: int, seconds: float) -> float:
-    payload, headers = body(x, True)
+def section_compute(paths: dict[str, Path], n: int) -> list[list[str]]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, path in paths.items():
+        one = direct_times(path, rng.standard_normal((1, *SHAPE), dtype=np.float32), n)
+        many = direct_times(path, rng.standard_normal((64, *SHAPE), dtype=np.float32), n // 8)
+        rows.append([name, f"{ms(one, 50):.3f}", f"{ms(many, 50) / 64:.3f}",
+                     f"{ms(one, 50) / (ms(many, 50) / 64):.1f}x"])
+    print("\n## ONNX Runtime alone (in this process)")
+    print_table(["model", "batch 1: ms/example", "batch 64: ms/example",
+                 "gain from batching"], rows)
+    return rows
+
+
+def sequential(port: int, request: bytes, n: int) -> list[float]:
+    latencies, _ = closed_loop(port, request, 1, 1e9, limit=n + 20)
+    return latencies[20:]
+
+
+def section_overhead(repo: Path, paths: dict[str, Path], n: int) -> None:
+    x = np.random.default_rng(1).standard_normal((1, *SHAPE), dtype=np.float32)
+    base = ms(direct_times(paths["mlp"], x, n), 50)
+    rows = []
+    for batching in ("--no-batching", "--batching"):
+        with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
+                            "--max-batch-size", "64", batching) as server:
+            port = int(server.url.rsplit(":", 1)[1])
+            for kind, request in (("binary", binary_request("mlp", x)),
+                                  ("JSON", json_request("mlp", x))):
+                t = sequential(port, request, n)
+                rows.append([batching.removeprefix("--"), kind, f"{ms(t, 50):.3f}",
+                             f"{ms(t, 99):.3f}", f"{1 / statistics.mean(t):.0f}",
+                             f"{ms(t, 50) - base:.3f}"])
+    print(f"\n## One client, single 2x1000-MLP examples (ONNX Runtime alone: p50 {base:.3f} ms)")
+    print_table(["batching", "tensors", "p50 ms", "p99 ms", "req/s", "overhead p50 ms"], rows)
+
+
+def section_concurrency(repo: Path, clients: int, seconds: float, delays: list[int]) -> None:
+    x = np.random.default_rng(2).standard_normal((1, *SHAPE), dtype=np.float32)
+    settings = [("off", ["--no-batching"]), ("on", ["--batching"])] + [
+        (f"on, delay {d} us", ["--batching", "--max-queue-delay-us", str(d)]) for d in delays]
+    rows, rps = [], {}
+    for name in ARCHS:
+        for label, flags in settings:
+            with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
+                                "--max-batch-size", "64", *flags) as server:
+                port = int(server.url.rsplit(":", 1)[1])
+                closed_loop(port, binary_request(name, x), clients, 0.5)  # warm every size
+                before = executions(server.url, name)
+                latencies, span = closed_loop(port, binary_request(name, x), clients, seconds)
+                after = executions(server.url, name)
+            examples, runs = (a - b for a, b in zip(after, before, strict=True))
+            rps[name, label] = len(latencies) / span
+            rows.append([name, label, f"{rps[name, label]:.0f}",
+                         f"{rps[name, label] / rps[name, 'off']:.2f}x",
+                         f"{ms(latencies, 50):.2f}", f"{ms(latencies, 99):.2f}",
+                         f"{examples / max(runs, 1):.1f}"])
+    print(f"\n## {clients} clients, single examples, closed loop, {seconds:.0f} s each")
+    print_table(["model", "dynamic batching", "req/s", "vs off", "p50 ms", "p99 ms",
+                 "mean batch"], rows)
+
+
+def section_grpc(repo: Path, n: int) -> None:
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc
+
+    x = np.random.default_rng(3).standard_normal((1, *SHAPE), dtype=np.float32)
+    request = pb.ModelInferRequest(model_name="mlp", raw_input_contents=[x.tobytes()])
+    request.inputs.add(name="x", datatype="FP32", shape=x.shape)
+    rows = []
+    with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
+                        "--grpc-port", "0") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        rest = sequential(port, binary_request("mlp", x), n)
+        with grpc.insecure_channel(server.grpc) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            times = []
+            for i in range(n + 20):
+                start = time.perf_counter()
+                stub.ModelInfer(request)
+                if i >= 20:
+                    times.append(time.perf_counter() - start)
+    for label, t in (("REST (binary tensors)", rest), ("gRPC (raw contents)", times)):
+        rows.append([label, f"{ms(t, 50):.3f}", f"{ms(t, 99):.3f}",
+                     f"{1 / statistics.mean(t):.0f}"])
+    print("\n## REST vs gRPC, one client, single 2x1000-MLP examples")
+    print_table(["protocol", "p50 ms", "p99 ms", "req/s"], rows)
+
+
+def section_reload(root: Path, clients: int, requests: int) -> None:
+    from mfstore.layer_training import train_network
+
+    from mfstore.config import TrainConfig
+    from mfstore.importing import import_dataset
+    from mfstore.workspace import Workspace
+    from tests.serving_setup import pytorch_goodness, raw_test_examples
+
+    ws = Workspace.init(home=str(root / "home"))
+    import_dataset(ws, "digits", "sklearn:digits")
+    for seed in (1, 2, 3):
+        train_network(ws, "net", "digits", "dense:64",
+                      TrainConfig(epochs=1, batch_size=64, device="cpu", seed=seed))
+    raw = raw_test_examples(ws)
+    expected = {v: pytorch_goodness(ws, f"net@{v}", "bp", raw) for v in (1, 2, 3)}
+    ws.registry.set_alias("network", "net", "prod", 1)
     done = [0] * clients
-    stop = time.perf_counter() + seconds
+    failed, wrong, served = [], [], {1: 0, 2: 0, 3: 0}
+    with running_server("--home", str(root / "home"), "serve", "net@prod",
+                        "--poll-seconds", "0.2") as server:
+        port = int(server.url.rsplit(":", 1)[1])
 
-    def run(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port)
-        while time.perf_counter() < stop:
-            conn.request("POST", "/v2/models/mlp/infer", payload, headers)
-            conn.getresponse().read()
-            done[k] += 1
+        def client(k: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for r in range(requests):
+                i = (k * 997 + r * 31) % len(raw)
+                conn.request("POST", "/v2/models/net/infer", *binary_request_body(raw[i:i + 1]))
+                answer = conn.getresponse()
+                body = answer.read()
+                done[k] += 1
+                if answer.status != 200:
+                    failed.append(body[:200])
+                    continue
+                version, goodness = decode_goodness(answer, body)
+                served[version] += 1
+                want = expected[version][i:i + 1]
+                if np.abs(goodness - want).max() > 1e-4 * np.abs(want).max():
+                    wrong.append(version)
+            conn.close()
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(done) / seconds
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        total = clients * requests
+        for version, share in ((2, 1 / 3), (3, 2 / 3)):
+            wait_for(lambda s=share: sum(done) >= s * total, timeout=600)
+            ws.registry.set_alias("network", "net", "prod", version)
+        for t in threads:
+            t.join()
+        span = time.perf_counter() - start
+    print(f"\n## Hot reload: {clients} clients x {requests} requests while net@prod moves "
+          "1 -> 2 -> 3")
+    print_table(["requests", "failed", "unlike their version", "served by v1 / v2 / v3",
+                 "req/s"],
+                [[str(total), str(len(failed)), str(len(wrong)),
+                  " / ".join(str(served[v]) for v in (1, 2, 3)), f"{total / span:.0f}"]])
 
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1000
+def serve_worker(repo: str, port: int, batching: bool) -> None:
+    """One server process on a SO_REUSEPORT socket (the workers section starts several)."""
+    import socket
+
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.launch import run
+    from serving.repository import Repository, model_sources
+    from serving.server import InferenceServer
+
+    async def main() -> None:
+        sources, roots = model_sources(repo, [], lambda: None)
+        repository = Repository(sources, roots, RuntimeOptions(DEVICE),
+                                BatchingOptions(batching, 64))
+        await repository.start()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(2048)
+        print("ready", flush=True)
+        await uvicorn.Server(uvicorn.Config(
+            create_app(InferenceServer(repository)), log_level="warning", access_log=False,
+            lifespan="off", proxy_headers=False)).serve(sockets=[sock])
+
+    run(main())
+
+
+def section_workers(repo: Path, clients: int, seconds: float, workers: int) -> None:
+    import socket
+    import subprocess
+
+    x = np.random.default_rng(4).standard_normal((1, *SHAPE), dtype=np.float32)
+    request, rows = binary_request("mlp", x), []
+    for batching in ("off", "on"):
+        for count in (1, workers):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            procs = [subprocess.Popen(
+                [sys.executable, __file__, "--serve-worker", str(repo), str(port), batching,
+                 "--device", DEVICE], stdout=subprocess.PIPE, text=True)
+                for _ in range(count)]
+            try:
+                for p in procs:
+                    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+                closed_loop(port, request, clients, 0.5)
+                latencies, span = closed_loop(port, request, clients, seconds)
+            finally:
+                for p in procs:
+                    p.terminate()
+                    p.wait()
+            rows.append([batching, str(count), f"{len(latencies) / span:.0f}",
+                         f"{ms(latencies, 50):.2f}", f"{ms(latencies, 99):.2f}"])
+    print(f"\n## {clients} clients, single 2x1000-MLP examples: server processes sharing a port")
+    print_table(["dynamic batching", "processes", "req/s", "p50 ms", "p99 ms"], rows)
+
+
+def binary_request_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    head = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "outputs": [{"name": "goodness",
+                                    "parameters": {"binary_data": True}}]}).encode()
+    return head + x.tobytes(), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def decode_goodness(answer: http.client.HTTPResponse, body: bytes) -> tuple[int, np.ndarray]:
+    size = int(answer.headers["Inference-Header-Content-Length"])
+    head = json.loads(body[:size])
+    return int(head["model_version"]), np.frombuffer(body[size:], np.float32).reshape(1, -1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="dense:1000,dense:1000")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=None, help="server ORT threads")
+    parser.add_argument("--only", default="compute,overhead,concurrency,grpc,reload,workers")
+    parser.add_argument("--requests", type=int, default=2000, help="per sequential run")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per concurrency run")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--delay-us", type=int, nargs="*", default=[500],
+                        help="also batch with these max_queue_delay_microseconds")
+    parser.add_argument("--reload-requests", type=int, default=2000, help="per reload client")
+    parser.add_argument("--workers", type=int, default=2, help="processes, workers section")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument("--serve-worker", nargs=3, metavar=("REPO", "PORT", "BATCHING"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if args.serve_worker:
+        serve_worker(args.serve_worker[0], int(args.serve_worker[1]),
+                     args.serve_worker[2] == "on")
+        return
+    if args.quick:
+        args.requests, args.seconds, args.reload_requests = 200, 1.0, 100
     root = Path(tempfile.mkdtemp(prefix="mf-serving-"))
-    write_repo(root / "repo", args.arch)
-    direct = load_model("mlp", 1, str(root / "repo" / "mlp" / "1" / "model.onnx"), "cpu",
-                        args.threads)
-    rng = np.random.default_rng(0)
-    cases = {"single": rng.standard_normal((1, 1, 28, 28)).astype(np.float32),
-             "batch 256": rng.standard_normal((256, 1, 28, 28)).astype(np.float32)}
-    serve_args = ["serve", "--model-repo", str(root / "repo"), "--device", "cpu"]
-    if args.threads:
-        serve_args += ["--threads", str(args.threads)]
-    rows = []
-    with running_server(*serve_args) as url:
-        port = int(url.rsplit(":", 1)[1])
-        for case, x in cases.items():
-            n = args.requests if case == "single" else max(args.requests // 8, 50)
-            base = time_direct(direct, x, n)
-            rows.append([case, "direct ORT", f"{pct(base, 50):.3f}", f"{pct(base, 99):.3f}",
-                         f"{1 / statistics.mean(base):.0f}", "—"])
-            for binary in (False, True):
-                t = time_requests(port, x, binary, n)
-                rows.append([case, "HTTP binary" if binary else "HTTP JSON",
-                             f"{pct(t, 50):.3f}", f"{pct(t, 99):.3f}",
-                             f"{1 / statistics.mean(t):.0f}",
-                             f"{pct(t, 50) - pct(base, 50):.3f}"])
-        rps = throughput(port, cases["single"], 4, 5.0)
-    print(f"# serving {args.arch} on 784 inputs, {machine()}, server and client on one machine")
-    print_table(["request", "path", "p50 ms", "p99 ms", "req/s (one client)",
-                 "overhead p50 ms"], rows)
-    print(f"single binary requests, 4 concurrent clients: {rps:.0f} req/s")
+    paths = {name: write_model(root / "repo", name, arch) for name, arch in ARCHS.items()}
+    sections: dict[str, Callable[[], object]] = {
+        "compute": lambda: section_compute(paths, args.requests),
+        "overhead": lambda: section_overhead(root / "repo", paths, args.requests),
+        "concurrency": lambda: section_concurrency(root / "repo", args.clients, args.seconds,
+                                                   args.delay_us),
+        "grpc": lambda: section_grpc(root / "repo", args.requests),
+        "reload": lambda: section_reload(root, 8, args.reload_requests),
+        "workers": lambda: section_workers(root / "repo", args.clients, args.seconds,
+                                           args.workers),
+    }
+    print(f"# mfstore serve on {machine()}; server and clients on this machine")
+    for name in args.only.split(","):
+        sections[name]()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from cli import options
 from cli.context import workspace
 from cli.render import print_json, stdout
 from cli.tracking import MLflow, track_export
+from mfstore.config import DEFAULT_MAX_BATCH_SIZE
 
 
 def export(
@@ -21,16 +22,18 @@ def export(
     out: Annotated[str | None, typer.Option(help="ONNX file to write (path or fsspec URL).")
     ] = None,
     triton_repo: Annotated[str | None, typer.Option(
-        help="Also write <DIR>/<name>/config.pbtxt and <DIR>/<name>/<version>/model.onnx.")
-    ] = None,
+        help="Also write <DIR>/<name>/config.pbtxt, labels.txt and "
+             "<DIR>/<name>/<version>/model.onnx (never replacing other content).")] = None,
     model_name: Annotated[str | None, typer.Option(
         help="Model name in the Triton repository (default: the network's name).")] = None,
-    max_batch_size: Annotated[int, typer.Option(help="max_batch_size for Triton.")] = 1024,
+    max_batch_size: Annotated[int, typer.Option(
+        help="The Triton configuration's max_batch_size.")] = DEFAULT_MAX_BATCH_SIZE,
     as_json: options.Json = False,
     mlflow: MLflow = None,
 ) -> None:
     """Export a network to ONNX: float32 input `x` (raw, normalised in the graph), outputs
-    `goodness` and `label`, dynamic batch, opset 17, checked against PyTorch first.
+    `goodness` (B, classes) and `label` (B, 1), dynamic batch, opset 17, checked against
+    PyTorch first; nothing is written unless every check passes.
 
     Example: mfstore export digits-mlp@1 --mode ff --out digits.onnx --triton-repo ./triton
     """

@@ -1,24 +1,28 @@
-"""`mfstore serve`: the v2 inference server."""
+"""`mfstore serve`: the v2 inference server (REST, and gRPC on request)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
 
 from cli.context import workspace
-from cli.render import stderr
 
 
 def serve(
     ctx: typer.Context,
     networks: Annotated[list[str] | None, typer.Argument(
-        help="NET or NET@VERSION to export and serve (besides --model-repo).")] = None,
+        help="NET, NET@VERSION or NET@ALIAS to serve (besides --model-repo); an alias is "
+             "followed: when it moves, the server switches to its new version.")] = None,
     model_repo: Annotated[str | None, typer.Option(
-        help="Triton-layout repository: <repo>/<name>/<version>/model.onnx.")] = None,
+        help="Triton-layout repository: <repo>/<name>/config.pbtxt, "
+             "<repo>/<name>/<version>/model.onnx.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="REST port (0: any free port).")] = 8000,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="Also serve Triton's gRPC protocol on this port (0: any free port).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     require_gpu: Annotated[bool, typer.Option(help="Refuse to start without CUDA.")] = False,
     tf32: Annotated[bool, typer.Option(help="Allow TF32 on CUDA (faster, ~5e-4 rel. error).")
@@ -28,25 +32,46 @@ def serve(
     token: Annotated[str | None, typer.Option(
         envvar="MFSTORE_TOKEN", help="Require `Authorization: Bearer TOKEN`.")] = None,
     max_request_mb: Annotated[float, typer.Option(help="Largest request body.")] = 64.0,
+    batching: Annotated[bool | None, typer.Option(
+        "--batching/--no-batching",
+        help="Dynamic batching on or off for every model (default: as its config.pbtxt "
+             "says).")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(
+        help="Largest batch, overriding each config.pbtxt's max_batch_size.")] = None,
+    max_queue_delay_us: Annotated[int | None, typer.Option(
+        help="How long a batch may wait for more requests, overriding "
+             "max_queue_delay_microseconds.")] = None,
+    poll_seconds: Annotated[float, typer.Option(
+        help="Look for new versions (repository folders, moved aliases) this often; "
+             "0: never.")] = 10.0,
 ) -> None:
-    """Serve models over the KServe / Triton v2 REST protocol with ONNX Runtime.
+    """Serve models over the KServe / Triton v2 protocol with ONNX Runtime: inference,
+    metadata, config, statistics, the repository API and /metrics.
 
-    Example: mfstore serve --model-repo ./triton --port 8000
+    Example: mfstore serve --model-repo ./triton --port 8000 --grpc-port 8001
     """
-    import uvicorn
-
-    from mfstore.export import build_export
-    from serving.app import create_app
-    from serving.models import load_models
+    from serving.launch import Listen, request_limit, run
+    from serving.launch import serve as serve_models
+    from serving.model_config import BatchingOptions
+    from serving.repository import Repository, model_sources
+    from serving.server import InferenceServer
+    from serving.sessions import RuntimeOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    exported = []
-    if networks:
-        ws = workspace(ctx)
-        for ref in networks:
-            export = build_export(ws, ref)
-            exported.append((export.network.name, export.network.version, export.data))
-    models = load_models(model_repo, exported, device, threads, tf32, require_gpu)
-    stderr.print(f"listening on http://{host}:{port}/v2")
-    app = create_app(models, token, int(max_request_mb * (1 << 20)))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if token is None and os.environ.get("MFSTORE_TOKEN") == "":
+        token = ""  # click reads an empty variable as unset: refuse it as an empty --token
+    listen = Listen(host, port, grpc_port, poll_seconds)
+    limit = request_limit(max_request_mb)
+    runtime = RuntimeOptions(device, threads, tf32, require_gpu)
+    batch = BatchingOptions(batching, max_batch_size, max_queue_delay_us)
+    sources, roots = model_sources(model_repo, networks or [], lambda: workspace(ctx))
+    server = InferenceServer(Repository(sources, roots, runtime, batch), token, limit)
+
+    def announce(url: str, grpc_address: str | None) -> None:
+        typer.echo(f"listening on {url}/v2" + (f", gRPC on {grpc_address}" if grpc_address
+                                                 else ""), err=True)
+
+    try:
+        run(serve_models(server, listen, announce))
+    except KeyboardInterrupt:  # Ctrl-C while the models load: nothing to finish
+        raise typer.Exit(130) from None

@@ -16,6 +16,7 @@ from mfstore.errors import ConfigError
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 MAX_SEED = 2**63 - 1
+DEFAULT_MAX_BATCH_SIZE = 1024  # of an exported Triton model and of the server's batches
 
 
 def _help(text: str, **more: Any) -> dict[str, Any]:

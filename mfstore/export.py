@@ -7,19 +7,26 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import fsspec
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
-from mfstore.errors import ConfigError, ExportError
+from mfstore.config import DEFAULT_MAX_BATCH_SIZE
+from mfstore.errors import ConfigError, ConflictError, ExportError
 from mfstore.modules import MODES, MFLayer, MFNet
+from mfstore.names import check_name
 from mfstore.network import load_layers, network_layers, resolve_network
 from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model
+from mfstore.onnx_runtime import ort
 from mfstore.registry import DatasetRecord, ExportRecord, LayerVersion, NetworkVersion
 from mfstore.store import Store, sha256
 from mfstore.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 TOLERANCE = 1e-4  # max |ort - torch| / max |torch|, CPU provider, float32
 
@@ -78,7 +85,7 @@ def parity_error(data: bytes, layers: list[MFLayer], mode: str, mean: np.ndarray
     error = float(np.abs(goodness - expected).max() / max(np.abs(expected).max(), 1e-12))
     top2 = np.sort(expected, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(expected).max()  # not a near-tie
-    if not np.array_equal(label[clear], expected.argmax(1)[clear]):
+    if not np.array_equal(label[clear, 0], expected.argmax(1)[clear]):
         return float("inf")
     return error
 
@@ -92,7 +99,8 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
         raise ConfigError(f"unknown prediction mode {mode!r}; choose bp or ff")
     versions = network_layers(ws, network)
     if upto is not None and not 1 <= upto <= len(versions):
-        raise ConfigError(f"--upto must lie in 1..{len(versions)} for {network.ref}")
+        raise ConfigError(f"upto must lie in 1..{len(versions)} for {network.ref}, the "
+                          "number of its layers to export")
     versions = versions[:upto] if upto else versions
     dataset = ws.registry.dataset(network.dataset)
     layers = load_layers(ws, versions)
@@ -112,78 +120,136 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
     return Export(network, dataset, mode, upto, sha256(data), error, data)
 
 
+LABELS_FILE = "labels.txt"  # class names, one a line: Triton's label_filename of `goodness`
+
+
+def triton_model_config(name: str, export: Export,
+                        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> ModelConfig:
+    """The Triton model configuration of an export (`onnxruntime_onnx`, batch axis implied).
+    It holds only what every version of the model shares; the version's own facts (network
+    version, blocks) are in the ONNX metadata."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=check_name(name, "model"), platform="onnxruntime_onnx",
+                            max_batch_size=max_batch_size,
+                            dynamic_batching=mc.ModelDynamicBatching())
+    config.input.add(name=INPUT, data_type=mc.TYPE_FP32, dims=export.dataset.input_shape)
+    config.output.add(name=GOODNESS, data_type=mc.TYPE_FP32, dims=[export.dataset.classes],
+                      label_filename=LABELS_FILE if export.dataset.class_names else "")
+    config.output.add(name=LABEL, data_type=mc.TYPE_INT64, dims=[1])  # (B, 1) as in the graph
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_AUTO)
+    for key, value in (("mfstore.network", export.network.name), ("mfstore.mode", export.mode),
+                       ("mfstore.upto", "" if export.upto is None else str(export.upto))):
+        config.parameters[key].string_value = value
+    return config
+
+
+def class_labels(names: list[str] | None) -> bytes | None:
+    """The label file of a dataset's class names (None when it has none)."""
+    if not names:
+        return None
+    broken = [n for n in names if "\n" in n or "\r" in n]
+    if broken:
+        raise ExportError(f"class name {broken[0]!r} holds a line break, which a label file "
+                          "(one name a line) cannot hold; rename the class")
+    return "".join(f"{n}\n" for n in names).encode()
+
+
+def triton_files(repo: str, name: str, export: Export,
+                 max_batch_size: int) -> list[tuple[str, bytes]]:
+    """(path, bytes) of the export in a Triton repository, the version's model last so that a
+    repository poller never sees a model before its configuration."""
+    from google.protobuf import text_format
+
+    folder = f"{repo.rstrip('/')}/{name}"
+    config = triton_model_config(name, export, max_batch_size)
+    files = [(f"{folder}/config.pbtxt", text_format.MessageToString(config).encode())]
+    labels = class_labels(export.dataset.class_names)
+    if labels is not None:
+        files.append((f"{folder}/{LABELS_FILE}", labels))
+    return [*files, (f"{folder}/{export.network.version}/model.onnx", export.data)]
+
+
+def _existing(target: str) -> bytes | None:
+    """The bytes at a path or fsspec URL, None when nothing is there."""
+    fs, path = fsspec.core.url_to_fs(target)
+    if fs.isdir(path):
+        raise ConfigError(f"cannot write {target}: it is a folder; name a file")
+    return fs.cat_file(path) if fs.isfile(path) else None
+
+
+def _plan(target: str, data: bytes, replaceable: bool) -> str:
+    """"same" when `target` holds `data` already, "new" when it holds nothing, else "replace";
+    replacing is refused in a Triton repository (a version, its configuration and labels are
+    what a running server serves)."""
+    current = _existing(target)
+    if current is None:
+        return "new"
+    if current == data:
+        return "same"
+    if not replaceable:
+        raise ConflictError(f"{target} already exists with other content (another mode, "
+                            "layer count or batch size); export under another model name")
+    return "replace"
+
+
 def _write(target: str, data: bytes) -> None:
     """Write a file at a path or fsspec URL atomically."""
     folder, name = posixpath.split(target.rstrip("/"))
     Store(folder or ".").put(name, data)
 
 
-def triton_config(name: str, export: Export, max_batch_size: int) -> str:
-    """config.pbtxt for Triton's onnxruntime backend; `label` (B,) is served as (B, 1)."""
-    dims = ", ".join(str(d) for d in export.dataset.input_shape)
-    classes = export.dataset.classes
-    return f"""name: "{name}"
-platform: "onnxruntime_onnx"
-max_batch_size: {max_batch_size}
-input [
-  {{
-    name: "{INPUT}"
-    data_type: TYPE_FP32
-    dims: [ {dims} ]
-  }}
-]
-output [
-  {{
-    name: "{GOODNESS}"
-    data_type: TYPE_FP32
-    dims: [ {classes} ]
-  }},
-  {{
-    name: "{LABEL}"
-    data_type: TYPE_INT64
-    dims: [ 1 ]
-    reshape: {{ shape: [ ] }}
-  }}
-]
-dynamic_batching {{ }}
-instance_group [
-  {{
-    count: 1
-    kind: KIND_AUTO
-  }}
-]
-parameters {{
-  key: "mfstore.network"
-  value: {{ string_value: "{export.network.ref}" }}
-}}
-parameters {{
-  key: "mfstore.mode"
-  value: {{ string_value: "{export.mode}" }}
-}}
-"""
+def _remove(target: str) -> None:
+    fs, path = fsspec.core.url_to_fs(target)
+    if fs.isfile(path):
+        fs.rm(path)
+
+
+def write_all(files: list[tuple[str, bytes, bool]]) -> None:
+    """Write (target, bytes, replaceable) files: every target is checked before the first is
+    written, and the files this call created are removed again if a later write fails."""
+    plans = [(target, data, _plan(target, data, replaceable))
+             for target, data, replaceable in files]
+    created: list[str] = []
+    try:
+        for target, data, plan in plans:
+            if plan != "same":
+                _write(target, data)
+            if plan == "new":
+                created.append(target)
+    except BaseException:
+        for target in created:
+            _remove(target)
+        raise
 
 
 def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int | None = None,
                    out: str | None = None, triton_repo: str | None = None,
-                   model_name: str | None = None, max_batch_size: int = 1024) -> Export:
-    """Export to `out` and/or a Triton repository; record every export in the registry."""
+                   model_name: str | None = None,
+                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> Export:
+    """Export to `out` and/or a Triton repository; record every export in the registry.
+    Nothing is written unless every check passes and every target is free (or already holds
+    the same bytes); `out` is replaced, a Triton repository's files never are."""
     if out is None and triton_repo is None:
-        raise ConfigError("say where to export: --out FILE.onnx and/or --triton-repo DIR")
+        raise ConfigError("say where to export: an ONNX file, a Triton repository or both")
     if max_batch_size < 1:
-        raise ConfigError(f"--max-batch-size must be at least 1, got {max_batch_size}")
+        raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    if model_name is not None:
+        check_name(model_name, "model")
     export = build_export(ws, ref, mode, upto)
-    stored = f"exports/{export.sha256}.onnx"
-    if not ws.store.exists(stored):
-        ws.store.put(stored, export.data)
+    files: list[tuple[str, bytes, bool]] = []
     if out is not None:
-        _write(out, export.data)
+        files.append((out, export.data, True))
         export.targets.append(out)
     if triton_repo is not None:
         name = model_name or export.network.name
-        folder = f"{triton_repo.rstrip('/')}/{name}"
-        _write(f"{folder}/{export.network.version}/model.onnx", export.data)
-        _write(f"{folder}/config.pbtxt", triton_config(name, export, max_batch_size).encode())
-        export.targets.append(f"{folder}/{export.network.version}/model.onnx")
+        files += [(path, data, False)
+                  for path, data in triton_files(triton_repo, name, export, max_batch_size)]
+        export.targets.append(files[-1][0])
+    write_all(files)
+    stored = f"exports/{export.sha256}.onnx"
+    if not ws.store.exists(stored):
+        ws.store.put(stored, export.data)
     for target in export.targets:
         ws.registry.add_export(ExportRecord(export.network.name, export.network.version,
                                             export.mode, export.upto, export.sha256, stored,
@@ -204,7 +270,7 @@ def onnx_accuracy(ws: Workspace, export: Export, split: str = "test") -> tuple[f
     correct = total = 0
     for x, y in source.ordered():
         raw = x.numpy() * std + mean  # (B, *input_shape), the units the dataset came in
-        (label,) = session.run([LABEL], {INPUT: raw.astype(np.float32)})
-        correct += int((label == y.numpy()).sum())
+        (label,) = session.run([LABEL], {INPUT: raw.astype(np.float32)})  # (B, 1)
+        correct += int((label[:, 0] == y.numpy()).sum())
         total += len(label)
     return correct / max(total, 1), total

@@ -4,10 +4,12 @@
                                                     │                  │
                                    ff: G_1 + … + G_K ◄─────────────────┤ bp: G_K
                                                     ▼
-                                     goodness (B, classes) ──ArgMax──► label (B,)
+                                     goodness (B, classes) ──ArgMax──► label (B, 1)
 
 In BP mode only the last projection is part of the graph; FF mode sums every layer's goodness.
 The normaliser is in the graph, so the model takes the same raw input the dataset had.
+`label` keeps its class axis, `(B, 1)`, the shape Triton gives a batched output of one value per
+example, so the ONNX file, its Triton configuration and `mfstore serve` report one shape.
 """
 
 from __future__ import annotations
@@ -66,13 +68,13 @@ def build_model(layers: Sequence[MFLayer], mode: str, mean: np.ndarray, std: np.
             total = g.op("Add", [total, goodness], f"sum{k}") if total else goodness
     g.nodes.append(helper.make_node("Identity", [total], [GOODNESS], name=GOODNESS))
     g.nodes.append(helper.make_node("ArgMax", [GOODNESS], [LABEL], name=LABEL, axis=1,
-                                    keepdims=0))
+                                    keepdims=1))  # (B, 1)
     classes = layers[-1].spec.classes
     graph = helper.make_graph(
         g.nodes, "mfstore", [helper.make_tensor_value_info(
             INPUT, TensorProto.FLOAT, ["batch", *layers[0].spec.in_shape])],
         [helper.make_tensor_value_info(GOODNESS, TensorProto.FLOAT, ["batch", classes]),
-         helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["batch"])],
+         helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["batch", 1])],
         g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="mfstore", doc_string=doc)

@@ -1,29 +1,35 @@
-"""The HTTP server: v2 REST endpoints over ONNX Runtime sessions (Starlette)."""
+"""The REST endpoints of the v2 protocol and Triton's extensions, over Starlette (inference
+itself in front of it: serving.rest_infer).
+
+    /v2/health/live|ready   /v2   /v2/models/{m}[/versions/{v}][/ready|/config|/stats|/infer]
+    /v2/models/stats   POST /v2/repository/index   POST /v2/repository/models/{m}/load|unload
+    /metrics (Prometheus)
+"""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mfstore.errors import MFStoreError
-from serving.errors import RequestError, status_of
-from serving.models import ModelSet, ServedModel
-from serving.protocol import HEADER_LENGTH, encode_response, parse_infer
+from serving.errors import RequestError, request_error
+from serving.model_config import config_json
+from serving.models import ModelVersion
+from serving.rest_infer import InferFirst, read_body
+from serving.rest_protocol import read_json
+from serving.server import InferenceServer
 
 log = logging.getLogger("mfstore.serving")
 Handler = Callable[[Request], Awaitable[Response]]
-INLINE_ELEMENTS = 1 << 16  # smaller requests run on the event loop; larger in a thread
 
 
 def _json(status: int, data: Any) -> Response:
@@ -36,25 +42,22 @@ def _error(status: int, message: str) -> Response:
 
 
 class V2Endpoints:
-    """One method per endpoint of the v2 REST protocol."""
+    """One method per endpoint."""
 
-    def __init__(self, models: ModelSet, token: str | None, max_request_bytes: int) -> None:
-        self.models, self.limit = models, max_request_bytes
-        self.expected = f"Bearer {token}".encode() if token else None
+    def __init__(self, server: InferenceServer) -> None:
+        self.server, self.limit = server, server.max_request_bytes
 
     def guarded(self, handler: Handler) -> Handler:
         """Checks the bearer token; a `RequestError` or library error becomes its status and
-        message (serving.errors.STATUS)."""
+        message (serving.errors.STATUS); a client that leaves mid-request is let go."""
         async def wrapped(request: Request) -> Response:
-            if self.expected is not None and not hmac.compare_digest(
-                    request.headers.get("authorization", "").encode(), self.expected):
+            if not self.server.authorized(request.headers.get("authorization")):
                 return _error(401, "missing or wrong bearer token")
             try:
                 return await handler(request)
-            except RequestError as err:
-                return _error(err.status, err.message)
-            except MFStoreError as err:  # a library error met while answering
-                return _error(status_of(err), str(err))
+            except (RequestError, MFStoreError) as err:
+                failure = request_error(err)
+                return _error(failure.status, failure.message)
         return wrapped
 
     async def live(self, _: Request) -> Response:
@@ -64,62 +67,76 @@ class V2Endpoints:
         return _json(200, {"ready": True})
 
     async def server_metadata(self, _: Request) -> Response:
-        from mfstore import __version__
+        return _json(200, self.server.server_metadata())
 
-        return _json(200, {"name": "mfstore", "version": __version__,
-                           "extensions": ["binary_tensor_data"]})
+    @staticmethod
+    def _names(request: Request) -> tuple[str, str | None]:
+        return request.path_params["name"], request.path_params.get("version")
 
-    def _model(self, request: Request) -> ServedModel:
-        params = request.path_params
-        return self.models.get(params["name"], params.get("version"))
+    def _model(self, request: Request) -> ModelVersion:
+        return self.server.model(*self._names(request))
 
     async def model_metadata(self, request: Request) -> Response:
-        model = self._model(request)
-        return _json(200, model.describe(self.models.versions(model.name)))
+        return _json(200, self.server.model_metadata(*self._names(request)))
 
     async def model_ready(self, request: Request) -> Response:
         model = self._model(request)
         return _json(200, {"name": model.name, "version": str(model.version), "ready": True})
 
-    async def infer(self, request: Request) -> Response:
-        model = self._model(request)
+    async def model_config(self, request: Request) -> Response:
+        return _json(200, config_json(self._model(request).config))
+
+    async def model_stats(self, request: Request) -> Response:
+        name, version = request.path_params.get("name", ""), request.path_params.get("version")
+        stats = self.server.statistics(name, version or "")
+        return _json(200, {"model_stats": [s.to_dict() for s in stats]})
+
+    async def repository_index(self, request: Request) -> Response:
         body = await _body(request, self.limit)
-        req = parse_infer(body, request.headers.get(HEADER_LENGTH), model.inputs,
-                          list(model.outputs))
-        try:
-            if sum(a.size for a in req.inputs.values()) <= INLINE_ELEMENTS:
-                results = model.run(req.inputs, req.outputs)
-            else:
-                results = await run_in_threadpool(model.run, req.inputs, req.outputs)
-        except (InvalidArgument, Fail) as err:
-            raise RequestError(400, f"the model refused the input: {err}") from None
-        payload, headers = encode_response(model.name, str(model.version), req, results,
-                                           {n: s.datatype for n, s in model.outputs.items()})
-        return Response(payload, 200, headers=headers)
+        ready = read_json(body).get("ready", False) if body.strip() else False
+        if not isinstance(ready, bool):
+            raise RequestError(400, "ready must be true or false")
+        return _json(200, self.server.repository.index(ready))
+
+    async def repository_load(self, request: Request) -> Response:
+        body = await _body(request, self.limit)
+        params = read_json(body).get("parameters", {}) if body.strip() else {}
+        if not isinstance(params, dict) or params:
+            raise RequestError(400, "loading with a configuration or files given in the "
+                                    "request is not supported; change the model's folder and "
+                                    "load it again")
+        await self.server.repository.load(request.path_params["name"])
+        return Response(b"", 200)
+
+    async def repository_unload(self, request: Request) -> Response:
+        await _body(request, self.limit)  # parameters (unload_dependents): nothing depends
+        await self.server.repository.unload(request.path_params["name"])
+        return Response(b"", 200)
+
+    async def metrics(self, _: Request) -> Response:
+        return Response(self.server.metrics(), 200,
+                        media_type=CONTENT_TYPE_LATEST)
 
     def routes(self) -> list[Route]:
+        """Every endpoint but inference (serving.rest_infer)."""
+        g = self.guarded
         routes = [Route("/v2/health/live", self.live), Route("/v2/health/ready", self.ready),
-                  Route("/v2", self.guarded(self.server_metadata))]
+                  Route("/v2", g(self.server_metadata)), Route("/metrics", g(self.metrics)),
+                  Route("/v2/models/stats", g(self.model_stats)),
+                  Route("/v2/repository/index", g(self.repository_index), methods=["POST"])]
+        for action in ("load", "unload"):
+            routes.append(Route(f"/v2/repository/models/{{name}}/{action}",
+                                g(getattr(self, f"repository_{action}")), methods=["POST"]))
         for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-            routes += [Route(prefix, self.guarded(self.model_metadata)),
-                       Route(f"{prefix}/ready", self.guarded(self.model_ready)),
-                       Route(f"{prefix}/infer", self.guarded(self.infer), methods=["POST"])]
+            routes += [Route(prefix, g(self.model_metadata)),
+                       Route(f"{prefix}/ready", g(self.model_ready)),
+                       Route(f"{prefix}/config", g(self.model_config)),
+                       Route(f"{prefix}/stats", g(self.model_stats))]
         return routes
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and not length.isdigit():
-        raise RequestError(400, "Content-Length must be a whole number")
-    if length is not None and int(length) > limit:
-        raise RequestError(413, f"request of {length} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request.receive, request.headers.get("content-length"), limit)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -132,9 +149,9 @@ async def _internal(_: Request, exc: Exception) -> Response:
     return _error(500, f"internal error: {exc}")
 
 
-def create_app(models: ModelSet, token: str | None = None,
-               max_request_bytes: int = 64 << 20) -> Starlette:
-    """The v2 server for `models`; with `token`, every endpoint but health needs
+def create_app(server: InferenceServer) -> InferFirst:
+    """The REST server; with a token, every endpoint but health needs
     `Authorization: Bearer <token>`."""
-    return Starlette(routes=V2Endpoints(models, token, max_request_bytes).routes(),
-                     exception_handlers={HTTPException: _http_error, Exception: _internal})
+    return InferFirst(server, Starlette(
+        routes=V2Endpoints(server).routes(),
+        exception_handlers={HTTPException: _http_error, Exception: _internal}))

@@ -1,165 +1,160 @@
-"""Models the server holds: one ONNX Runtime session per model version, shared by requests.
+"""A served model version: an ONNX Runtime session, the configuration it is served by, its
+executor (one by one or dynamically batched) and its statistics.
 
-Execution providers: CUDA first where ONNX Runtime has it and a GPU is present, CPU as the
-fallback; the provider really in use is read back from the session, logged and reported.
+Clients see the configuration's shapes (`dims`, batch axis first); the session takes and gives
+the model's own (`reshape`, where the configuration has one); `run` converts between the two.
+A version counts the requests it is answering so that a reload can drain it before closing.
 """
 
 from __future__ import annotations
 
-import ctypes
+import asyncio
+import contextlib
 import logging
-import os
-import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
+from tritonclient.grpc import model_config_pb2 as mc
 
-from mfstore.errors import DeviceError, NotFoundError
-from serving.errors import RequestError
-from serving.protocol import TensorSpec
+from mfstore.errors import DataFormatError
+from serving import model_config as cfg
+from serving.batching import Arrays, Executor
+from serving.errors import RequestError, failure_reason
+from serving.requests import InferRequest, RequestedOutput
+from serving.sessions import CUDA, RUN_ERRORS, RuntimeOptions, create_session, run_bound
+from serving.statistics import VersionStats
+from serving.tensors import DATATYPES, classification
 
 log = logging.getLogger("mfstore.serving")
-ONNX_TYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(float16)": "FP16",
-              "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(int16)": "INT16",
-              "tensor(int8)": "INT8", "tensor(uint8)": "UINT8", "tensor(bool)": "BOOL"}
 
 
-@dataclass
-class ServedModel:
-    name: str
-    version: int
-    session: ort.InferenceSession
-    inputs: dict[str, TensorSpec]
-    outputs: dict[str, TensorSpec]
-    provider: str
-    metadata: dict[str, str] = field(default_factory=dict)
+@dataclass(frozen=True)
+class VersionFiles:
+    """What a model version is loaded from."""
+    model: bytes | str  # ONNX bytes or a path
+    config: mc.ModelConfig | None  # None: completed from the model
+    labels: dict[str, list[str]] = field(default_factory=dict)  # by output
+    where: str = ""  # for messages: the file, or the registry reference
+    fingerprint: str = ""  # changes when the files do
 
-    def run(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        return dict(zip(outputs, self.session.run(outputs, inputs), strict=True))
+
+class ModelVersion:
+    def __init__(self, name: str, version: int, session: Any, provider: str,
+                 config: mc.ModelConfig, files: VersionFiles) -> None:
+        self.name, self.version, self.session, self.provider = name, version, session, provider
+        self.config, self.labels, self.fingerprint = config, files.labels, files.fingerprint
+        self.inputs, self.outputs = cfg.tensor_specs(config)
+        # where the configuration reshapes: the model's per-example shape of an input, the
+        # client's of an output
+        self.reshape_in = {t.name: tuple(t.reshape.shape) for t in config.input
+                           if t.HasField("reshape")}
+        self.reshape_out = {t.name: tuple(t.dims) for t in config.output
+                            if t.HasField("reshape")}
+        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self.io_binding = provider == CUDA
+        self.stats = VersionStats(name, version)
+        self.executor = Executor(self.run, self.stats, cfg.batch_policy(config),
+                                 cfg.instance_count(config))
+        self.active = 0
+        self.drained: asyncio.Event | None = None
+
+    @property
+    def max_batch_size(self) -> int:
+        return int(self.config.max_batch_size)
+
+    def run(self, inputs: Arrays) -> Arrays:
+        """Every output for `inputs` (client shapes in, client shapes out); thread-safe."""
+        names = list(self.outputs)
+        feed = {n: self._reshaped(a, self.reshape_in.get(n)) for n, a in inputs.items()}
+        if self.io_binding:
+            device = "cuda" if self.provider == CUDA else "cpu"
+            results = run_bound(self.session, feed, names, device)
+        else:
+            results = self.session.run(names, feed)
+        return {n: self._reshaped(r, self.reshape_out.get(n))
+                for n, r in zip(names, results, strict=True)}
+
+    def _reshaped(self, array: np.ndarray, inner: tuple[int, ...] | None) -> np.ndarray:
+        if inner is None:
+            return array
+        return array.reshape((len(array), *inner) if self.max_batch_size else inner)
+
+    async def infer(self, request: InferRequest) -> Arrays:
+        """The requested outputs, classification applied."""
+        try:
+            results = await self.executor.infer(request.inputs, request.rows, self.active == 1)
+        except RUN_ERRORS as err:
+            raise RequestError(400, f"the model refused the input: {err}") from None
+        return {out.name: classification(results[out.name], out.class_count,
+                                         self.labels.get(out.name))
+                if out.class_count else results[out.name] for out in request.outputs}
+
+    def output_datatype(self, out: RequestedOutput) -> str:
+        return "BYTES" if out.class_count else self.outputs[out.name].datatype
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count a request while it is answered; record its duration and outcome."""
+        self.active += 1
+        start = time.perf_counter_ns()
+        try:
+            yield
+        except BaseException as err:
+            self.stats.request_done(time.perf_counter_ns() - start, failure_reason(err))
+            raise
+        else:
+            self.stats.request_done(time.perf_counter_ns() - start)
+        finally:
+            self.active -= 1
+            if self.drained is not None and self.active == 0:
+                self.drained.set()
+
+    async def drain(self) -> None:
+        """Wait until no request is being answered (none can arrive: it is unlisted)."""
+        self.drained = asyncio.Event()
+        if self.active:
+            await self.drained.wait()
+        self.executor.close()
 
     def describe(self, versions: list[int]) -> dict[str, Any]:
-        """v2 model metadata, with the provider in use and the mfstore metadata."""
+        """v2 model metadata, with the provider in use and the model's own metadata."""
         return {"name": self.name, "versions": [str(v) for v in versions],
                 "platform": "onnxruntime_onnx",
                 "inputs": [s.to_dict() for s in self.inputs.values()],
                 "outputs": [s.to_dict() for s in self.outputs.values()],
-                "parameters": {"execution_provider": self.provider, **self.metadata}}
+                "parameters": {"execution_provider": self.provider,
+                               "max_batch_size": self.max_batch_size,
+                               "dynamic_batching": self.executor.policy is not None,
+                               **self.metadata}}
+
+    def warm_up(self) -> None:
+        """One example through the session, so that the first request does not pay for
+        ONNX Runtime's first call; skipped when an axis has no fixed size."""
+        specs = list(self.inputs.values())
+        shapes = [tuple(1 if i == 0 and self.max_batch_size else d
+                        for i, d in enumerate(s.shape)) for s in specs]
+        if any(d < 0 for shape in shapes for d in shape) or any(
+                s.datatype == "BYTES" for s in specs):
+            return
+        self.run({s.name: np.zeros(shape, DATATYPES[s.datatype])
+                  for s, shape in zip(specs, shapes, strict=True)})
 
 
-def gpu_present() -> bool:
+def load_version(name: str, version: int, files: VersionFiles, options: RuntimeOptions,
+                 batching: cfg.BatchingOptions) -> ModelVersion:
+    """Open, configure, check and warm up a model version (blocking: call it off the loop)."""
+    what = f"model {name!r} version {version} ({files.where})"
+    session, provider = create_session(files.model, what, options)
+    config = cfg.autocomplete(name, files.config, session)
+    cfg.with_options(config, batching, what)
+    cfg.check_config(config, name, session, what)
+    model = ModelVersion(name, version, session, provider, config, files)
     try:
-        ctypes.CDLL("libcuda.so.1")
-        return True
-    except OSError:
-        return False
-
-
-def providers(device: str, tf32: bool = False) -> list[Any]:
-    """Execution providers to ask for, best first."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu or cuda")
-    cuda_built = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "cuda" and not cuda_built:
-        raise DeviceError("CUDA was requested but this ONNX Runtime has no CUDA provider; "
-                          "install onnxruntime-gpu, or use --device cpu")
-    if device == "cuda" or (device == "auto" and cuda_built and gpu_present()):
-        return [("CUDAExecutionProvider", {"use_tf32": int(tf32)}), "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """A server's settings: a few intra-op threads that do not spin between requests (the
-    event loop shares the cores), one inter-op thread, every graph optimisation."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return options
-
-
-def _specs(args: list[Any]) -> dict[str, TensorSpec]:
-    return {a.name: TensorSpec(a.name, ONNX_TYPES.get(a.type, a.type),
-                               tuple(d if isinstance(d, int) else -1 for d in a.shape))
-            for a in args}
-
-
-def load_model(name: str, version: int, model: bytes | str, device: str = "auto",
-               threads: int | None = None, tf32: bool = False) -> ServedModel:
-    session = ort.InferenceSession(model, session_options(threads),
-                                   providers=providers(device, tf32))
-    provider = session.get_providers()[0]
-    if device == "cuda" and provider != "CUDAExecutionProvider":
-        raise DeviceError(f"CUDA was requested for {name} but ONNX Runtime could not use it; "
-                          "check the CUDA libraries, or use --device cpu")
+        model.warm_up()
+    except Exception as err:  # a model ONNX Runtime loads but cannot run
+        raise DataFormatError(f"{what} fails on a zero example: {err}") from None
     log.info("model %s version %d runs on %s", name, version, provider)
-    meta = session.get_modelmeta().custom_metadata_map
-    return ServedModel(name, version, session, _specs(session.get_inputs()),
-                       _specs(session.get_outputs()), provider, dict(meta))
-
-
-def scan_repository(root: str) -> list[tuple[str, int, str]]:
-    """(name, version, path) of every `<root>/<name>/<version>/model.onnx` (Triton layout)."""
-    base = Path(root)
-    if not base.is_dir():
-        raise NotFoundError(f"model repository {root!r} is not a folder")
-    found = [(m.name, int(v.name), str(v / "model.onnx"))
-             for m in sorted(base.iterdir()) if m.is_dir()
-             for v in sorted(m.iterdir(), key=lambda p: p.name)
-             if re.fullmatch(r"\d+", v.name) and (v / "model.onnx").is_file()]
-    if not found:
-        raise NotFoundError(f"model repository {root!r} holds no <name>/<version>/model.onnx")
-    return found
-
-
-class ModelSet:
-    """Every served model version, by name and version."""
-
-    def __init__(self, models: list[ServedModel]) -> None:
-        self.by_name: dict[str, dict[int, ServedModel]] = {}
-        for model in models:
-            self.by_name.setdefault(model.name, {})[model.version] = model
-
-    def versions(self, name: str) -> list[int]:
-        return sorted(self.by_name.get(name, {}))
-
-    def get(self, name: str, version: str | None = None) -> ServedModel:
-        """The named version, or the newest one (Triton's default policy)."""
-        versions = self.by_name.get(name)
-        if not versions:
-            raise RequestError(404, f"unknown model {name!r}; this server has "
-                                    f"{', '.join(sorted(self.by_name)) or 'no models'}")
-        if version is None:
-            return versions[max(versions)]
-        if not version.isdigit() or int(version) not in versions:
-            raise RequestError(404, f"model {name!r} has no version {version!r}; it has "
-                                    f"{', '.join(str(v) for v in sorted(versions))}")
-        return versions[int(version)]
-
-    def all(self) -> list[ServedModel]:
-        return [m for versions in self.by_name.values() for m in versions.values()]
-
-
-def load_models(repo: str | None, networks: list[tuple[str, int, bytes]], device: str = "auto",
-                threads: int | None = None, tf32: bool = False,
-                require_gpu: bool = False) -> ModelSet:
-    """Sessions for every model of a Triton-layout repository and every exported network
-    (name, version, ONNX bytes). `require_gpu` refuses unless every session runs on CUDA."""
-    sources: list[tuple[str, int, bytes | str]] = list(networks)
-    if repo is not None:
-        sources += scan_repository(repo)
-    if not sources:
-        raise NotFoundError("nothing to serve: give --model-repo DIR and/or NET[@VERSION]")
-    models = [load_model(name, version, src, device, threads, tf32)
-              for name, version, src in sources]
-    if require_gpu:
-        for model in models:
-            if model.provider != "CUDAExecutionProvider":
-                raise DeviceError(f"--require-gpu: {model.name} version {model.version} would "
-                                  f"run on {model.provider}; no usable CUDA device")
-    return ModelSet(models)
+    return model

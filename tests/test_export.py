@@ -13,23 +13,17 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from mfstore.config import TrainConfig
-from mfstore.errors import ExportError
+from mfstore.errors import ConfigError, ConflictError, ExportError, MFStoreError
 from mfstore.export import export_network
-from mfstore.importing import import_dataset
 from mfstore.network import load_network
-from mfstore.store_training import train_network
-from mfstore.workspace import Workspace
-
-CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.01, device="cpu")
+from tests.serving_setup import digits_workspace, train
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    ws = Workspace.init(home=str(tmp_path_factory.mktemp("export")))
-    import_dataset(ws, "digits", "sklearn:digits")
-    train_network(ws, "mlp", "digits", "dense:32,dense:16:act=gelu", CONFIG)
-    train_network(ws, "cnn", "digits", "conv:8,conv:8:pool=max,dense:16:act=tanh", CONFIG)
+    ws = digits_workspace(tmp_path_factory.mktemp("export"))
+    train(ws, "mlp", "dense:32,dense:16:act=gelu")
+    train(ws, "cnn", "conv:8,conv:8:pool=max,dense:16:act=tanh")
     return ws
 
 
@@ -54,7 +48,8 @@ def test_export_matches_pytorch(ws, tmp_path, net, mode):
     with torch.no_grad():
         expected = load_network(ws, f"{net}@1", mode)(torch.from_numpy((x - mean) / std)).numpy()
     assert np.abs(goodness - expected).max() / np.abs(expected).max() <= 1e-4
-    assert np.array_equal(label, expected.argmax(1)) and label.dtype == np.int64
+    assert label.shape == (len(x), 1) and label.dtype == np.int64  # (B, 1), as Triton has it
+    assert np.array_equal(label[:, 0], expected.argmax(1))
     assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][:1] == ["batch"]
     projections = [i.name for i in model.graph.initializer if i.name.endswith("projection")]
     layers = len(json.loads(_props(model)["mfstore.layers"]))
@@ -82,13 +77,16 @@ def test_metadata_records_network_blocks_mode_shape_and_normalisation(ws, tmp_pa
 
 def test_triton_repository_matches_the_model(ws, tmp_path):
     repo = tmp_path / "triton"
-    result = export_network(ws, "cnn@1", "bp", triton_repo=str(repo), max_batch_size=256)
+    result = export_network(ws, "cnn@1", "bp", upto=2, triton_repo=str(repo),
+                            max_batch_size=256)
     config = text_format.Parse((repo / "cnn" / "config.pbtxt").read_text(), mc.ModelConfig())
     model = onnx.load(str(repo / "cnn" / "1" / "model.onnx"))
     assert result.targets == [str(repo / "cnn" / "1" / "model.onnx")]
     assert (config.name, config.platform) == ("cnn", "onnxruntime_onnx")
     assert config.max_batch_size == 256
     assert config.HasField("dynamic_batching") and len(config.instance_group) == 1
+    assert {k: v.string_value for k, v in config.parameters.items()} == {
+        "mfstore.network": "cnn", "mfstore.mode": "bp", "mfstore.upto": "2"}
     onnx_types = {1: "TYPE_FP32", 7: "TYPE_INT64"}
     pairs = ((config.input, model.graph.input), (config.output, model.graph.output))
     for declared, actual in pairs:
@@ -97,17 +95,54 @@ def test_triton_repository_matches_the_model(ws, tmp_path):
             dims = [x.dim_value or -1 for x in a.type.tensor_type.shape.dim]
             assert mc.DataType.Name(d.data_type) == onnx_types[a.type.tensor_type.elem_type]
             assert dims[0] == -1  # the batch axis, which Triton leaves out of dims
-            if d.HasField("reshape"):
-                assert list(d.dims) == [1] and list(d.reshape.shape) == dims[1:] == []
-            else:
-                assert list(d.dims) == dims[1:]
+            assert list(d.dims) == dims[1:] and not d.HasField("reshape")  # one truth
+    labels = (repo / "cnn" / "labels.txt").read_text().splitlines()
+    assert config.output[0].label_filename == "labels.txt"
+    assert labels == ws.registry.dataset("digits").class_names == [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "x\ny", ".hidden", ""])
+def test_a_model_name_is_checked_like_a_layer_name(ws, tmp_path, name):
+    with pytest.raises(ConfigError, match=re.escape(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")):
+        export_network(ws, "mlp@1", triton_repo=str(tmp_path / "repo"), model_name=name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_repository_version_is_never_overwritten(ws, tmp_path):
+    repo = tmp_path / "repo"
+    export_network(ws, "mlp@1", "bp", triton_repo=str(repo))
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    again = export_network(ws, "mlp@1", "bp", triton_repo=str(repo))  # same bytes: a no-op
+    assert again.targets == [str(repo / "mlp" / "1" / "model.onnx")]
+    with pytest.raises(ConflictError, match=re.escape(
+            f"{repo}/mlp/config.pbtxt already exists with other content (another mode, layer "
+            "count or batch size); export under another model name")):
+        export_network(ws, "mlp@1", "ff", triton_repo=str(repo))
+    with pytest.raises(ConflictError, match=re.escape(f"{repo}/mlp/config.pbtxt already exists")):
+        export_network(ws, "mlp@1", "bp", triton_repo=str(repo), max_batch_size=8)
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+    export_network(ws, "mlp@1", "ff", triton_repo=str(repo), model_name="mlp-ff")  # its own
+    assert (repo / "mlp-ff" / "1" / "model.onnx").exists()
+
+
+def test_a_failed_write_leaves_no_out_file(ws, tmp_path):
+    out = tmp_path / "m.onnx"
+    blocker = tmp_path / "repo"
+    blocker.write_text("a file where the repository folder should be")
+    with pytest.raises(MFStoreError):
+        export_network(ws, "mlp@1", "bp", out=str(out), triton_repo=str(blocker))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    with pytest.raises(ConfigError, match=re.escape(
+            f"cannot write {tmp_path}: it is a folder; name a file")):
+        export_network(ws, "mlp@1", "bp", out=str(tmp_path))
 
 
 def test_a_failed_parity_check_is_an_error_and_writes_nothing(ws, tmp_path, monkeypatch):
     import mfstore.export
 
     before = len(ws.registry.exports())
-    monkeypatch.setattr(mfstore.export, "TOLERANCE", 0.0)  # no float32 graph is that exact
+    monkeypatch.setattr(mfstore.export, "TOLERANCE", 0.0)  # the real check, made impossible
     with pytest.raises(ExportError, match=re.escape(
             "ONNX Runtime disagrees with PyTorch on mlp@1 (relative error")):
         export_network(ws, "mlp@1", "bp", out=str(tmp_path / "m.onnx"),
@@ -116,12 +151,11 @@ def test_a_failed_parity_check_is_an_error_and_writes_nothing(ws, tmp_path, monk
 
 
 def test_export_needs_a_target_and_a_valid_upto(ws):
-    from mfstore.errors import ConfigError
-
     with pytest.raises(ConfigError, match=re.escape(
-            "say where to export: --out FILE.onnx and/or --triton-repo DIR")):
+            "say where to export: an ONNX file, a Triton repository or both")):
         export_network(ws, "mlp@1")
-    with pytest.raises(ConfigError, match=re.escape("--upto must lie in 1..2 for mlp@1")):
+    with pytest.raises(ConfigError, match=re.escape(
+            "upto must lie in 1..2 for mlp@1, the number of its layers to export")):
         export_network(ws, "mlp@1", upto=3, out="x.onnx")
 
 
@@ -140,6 +174,18 @@ def test_export_through_the_cli(ws, tmp_path):
     assert bad.stderr.strip() == "error: unknown prediction mode 'sum'; choose bp or ff"
 
 
+def test_export_leaves_no_telemetry_in_the_users_home(ws, tmp_path):
+    """ONNX Runtime would create ~/.cache/Microsoft/DeveloperTools unless told not to."""
+    from tests.cli_run import mfstore
+
+    home = tmp_path / "user"
+    home.mkdir()
+    out = mfstore("--home", ws.home, "export", "mlp@1", "--out", str(tmp_path / "m.onnx"),
+                  env={"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")})
+    assert out.returncode == 0, out.stderr
+    assert list(home.iterdir()) == []
+
+
 def test_cuda_serving_is_refused_without_a_gpu(ws):
     from tests.cli_run import mfstore
 
@@ -147,4 +193,8 @@ def test_cuda_serving_is_refused_without_a_gpu(ws):
         pytest.skip("this machine has CUDA")
     out = mfstore("--home", ws.home, "serve", "mlp@1", "--device", "cuda")
     assert out.returncode == 5
-    assert out.stderr.strip().splitlines()[-1].startswith("error: CUDA was requested")
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: CUDA was requested, but model 'mlp' version 1")
+    preloaded = "CUDA and cuDNN libraries preloaded (onnxruntime.preload_dlls)"
+    assert preloaded in lines  # before the first CUDA session, which then failed
+    assert "listening" not in out.stderr

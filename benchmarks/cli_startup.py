@@ -1,0 +1,72 @@
+"""How long the command line takes to start, beside `python -c "import torch"`, in one run.
+
+    python benchmarks/cli_startup.py            # 10 runs of each, alternating
+
+Commands that only read the registry import neither torch, onnx nor onnxruntime; `--help`
+imports only the command-line layer. Each figure is the median wall time of a new process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table  # noqa: E402
+
+MFSTORE = str(Path(sys.executable).with_name("mfstore"))
+
+
+def seconds(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def imported(command: str) -> set[str]:
+    """The heavy modules a command imports (via `python -X importtime`)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                          f"import sys; sys.argv = {command!r}.split(); from cli.main import main;"
+                          " main()"], capture_output=True, text=True)
+    names = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    return {n for n in ("torch", "onnx", "onnxruntime") if n in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    home = tempfile.mkdtemp()
+    subprocess.run([MFSTORE, "--home", home, "init"], check=True, capture_output=True)
+    commands = {
+        'python -c "import torch"': [sys.executable, "-c", "import torch"],
+        "mfstore --help": [MFSTORE, "--help"],
+        "mfstore layers list": [MFSTORE, "--home", home, "layers", "list"],
+        "mfstore nets list": [MFSTORE, "--home", home, "nets", "list"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.runs):
+        for name, command in commands.items():
+            times[name].append(seconds(command))
+    torch_time = statistics.median(times['python -c "import torch"'])
+    rows = []
+    for name, values in times.items():
+        heavy = "—" if name.startswith("python") else (
+            ", ".join(sorted(imported(" ".join(["mfstore", *commands[name][1:]])))) or "none")
+        rows.append([name, f"{statistics.median(values):.3f}",
+                     f"{statistics.median(values) / torch_time:.2f}", heavy])
+    print(f"median of {args.runs} new processes each, alternating\n")
+    print_table(["command", "seconds", "× import torch", "imports torch/onnx/ort"], rows)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "cli_startup.json").write_text(json.dumps(times, indent=1))
+
+
+if __name__ == "__main__":
+    main()

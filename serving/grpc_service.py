@@ -1,0 +1,122 @@
+"""The KServe v2 / Triton `inference.GRPCInferenceService`, on the stubs `tritonclient` ships,
+served by `grpc.aio` on the same event loop as REST: one set of models, batchers, token and
+limits. Failures carry the REST status's gRPC code (serving.errors.GRPC_CODES) and the same
+message. Streaming inference, shared memory, tracing and logging are not offered
+(UNIMPLEMENTED).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from mfstore.errors import MFStoreError
+from serving.errors import RequestError, grpc_code, request_error
+from serving.grpc_protocol import encode_response, parameter, parse_infer
+from serving.server import InferenceServer
+
+Context = Any  # grpc.aio.ServicerContext
+Method = Callable[[Any, Any, Context], Awaitable[Any]]
+
+
+def guarded(method: Method) -> Method:
+    """Check the token, then answer; a failure ends the call with its code and message."""
+    @functools.wraps(method)
+    async def wrapped(self: InferenceService, request: Any, context: Context) -> Any:
+        metadata = dict(context.invocation_metadata() or ())
+        if not self.server.authorized(metadata.get("authorization")):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            return await method(self, request, context)
+        except (RequestError, MFStoreError) as err:
+            failure = request_error(err)
+            await context.abort(grpc_code(failure.status), failure.message)
+    return wrapped
+
+
+class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, server: InferenceServer) -> None:
+        self.server = server
+
+    async def ServerLive(self, request: Any, context: Context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: Context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=True)
+
+    @guarded
+    async def ModelReady(self, request: Any, context: Context) -> pb.ModelReadyResponse:
+        try:
+            self.server.model(request.name, request.version or None)
+        except RequestError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    @guarded
+    async def ServerMetadata(self, request: Any, context: Context) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**self.server.server_metadata())
+
+    @guarded
+    async def ModelMetadata(self, request: Any, context: Context) -> pb.ModelMetadataResponse:
+        meta = self.server.model_metadata(request.name, request.version or None)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]])
+
+    @guarded
+    async def ModelConfig(self, request: Any, context: Context) -> pb.ModelConfigResponse:
+        return pb.ModelConfigResponse(
+            config=self.server.model_config(request.name, request.version or None))
+
+    @guarded
+    async def ModelStatistics(self, request: Any,
+                              context: Context) -> pb.ModelStatisticsResponse:
+        stats = self.server.statistics(request.name, request.version)
+        return pb.ModelStatisticsResponse(model_stats=[s.to_proto() for s in stats])
+
+    @guarded
+    async def ModelInfer(self, request: Any, context: Context) -> pb.ModelInferResponse:
+        model = self.server.model(request.model_name, request.model_version or None)
+        with model.answering():
+            parsed = parse_infer(request, model)
+            return encode_response(model, parsed, await model.infer(parsed))
+
+    @guarded
+    async def RepositoryIndex(self, request: Any,
+                              context: Context) -> pb.RepositoryIndexResponse:
+        rows = self.server.repository.index(request.ready)
+        return pb.RepositoryIndexResponse(
+            models=[pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows])
+
+    @guarded
+    async def RepositoryModelLoad(self, request: Any,
+                                  context: Context) -> pb.RepositoryModelLoadResponse:
+        if any(parameter(v) is not None for v in request.parameters.values()):
+            raise RequestError(400, "loading with a configuration or files given in the "
+                                    "request is not supported; change the model's folder and "
+                                    "load it again")
+        await self.server.repository.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @guarded
+    async def RepositoryModelUnload(self, request: Any,
+                                    context: Context) -> pb.RepositoryModelUnloadResponse:
+        await self.server.repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def grpc_server(server: InferenceServer) -> grpc.aio.Server:
+    """A gRPC server for `server`, its message size limited like REST's request body."""
+    limit = min(server.max_request_bytes, (1 << 31) - 1)
+    service = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
+                                       ("grpc.max_send_message_length", -1)])
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(server),
+                                                                service)
+    return service

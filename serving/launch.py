@@ -1,0 +1,144 @@
+"""Starting a server: load the models, bind the ports (a port that cannot be bound is a
+one-line refusal, and nothing says "listening" before both are bound), then serve REST
+(uvicorn) and gRPC (`grpc.aio`) on one event loop, polling the sources for new versions, until
+SIGINT or SIGTERM; then stop taking connections, finish the requests under way, and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from mfstore.errors import ConfigError
+from serving.app import create_app
+from serving.grpc_service import grpc_server
+from serving.server import InferenceServer
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0: any free port
+    grpc_port: int | None = None  # None: no gRPC; 0: any free port
+    poll_seconds: float = 0.0  # 0: never look for new versions
+
+    def __post_init__(self) -> None:
+        check_port(self.port)
+        if self.grpc_port is not None:
+            check_port(self.grpc_port, "gRPC port")
+        if not (math.isfinite(self.poll_seconds) and self.poll_seconds >= 0):
+            raise ConfigError(f"the polling interval must be a number of seconds >= 0 (0: "
+                              f"never), got {self.poll_seconds}")
+
+
+def check_port(port: int, what: str = "port") -> int:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} {port} does not exist: use 1..65535, or 0 for any free port")
+    return port
+
+
+def request_limit(megabytes: float) -> int:
+    """The largest request body in bytes, from a size in MiB."""
+    if not (math.isfinite(megabytes) and megabytes > 0):
+        raise ConfigError(f"the request size limit must be a positive number of MB, got "
+                          f"{megabytes}")
+    return max(int(megabytes * (1 << 20)), 1)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, or a `ConfigError` saying why not."""
+    check_port(port)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ConfigError(f"cannot listen on {host}: {err.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, told to stop by the loop's signal handlers rather than its own (which re-raise
+    the signal once it has stopped, ending the process before gRPC has)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(server: InferenceServer, listen: Listen,
+                on_listening: Callable[[str, str | None], None]) -> None:
+    """Load, bind, announce (`on_listening(rest_url, grpc_address)`), serve until a signal."""
+    await server.repository.start()
+    rest = bind(listen.host, listen.port)
+    grpc_service, grpc_address = None, None
+    if listen.grpc_port is not None:
+        grpc_service = grpc_server(server)
+        grpc_address = _bind_grpc(grpc_service, listen.host, listen.grpc_port)
+    web = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning", access_log=False,
+                                  lifespan="off", proxy_headers=False, server_header=False,
+                                  date_header=False, timeout_graceful_shutdown=10))
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    poller = asyncio.create_task(server.repository.poll(listen.poll_seconds)) \
+        if listen.poll_seconds > 0 else None
+    try:
+        if grpc_service is not None:
+            await grpc_service.start()
+        on_listening(f"http://{host}:{rest.getsockname()[1]}", grpc_address)
+        with _stop_on_signals(lambda: setattr(web, "should_exit", True)):
+            await web.serve(sockets=[rest])
+    finally:
+        if poller is not None:
+            poller.cancel()
+        if grpc_service is not None:
+            await grpc_service.stop(grace=5)
+        server.repository.close()
+
+
+def _bind_grpc(service: Any, host: str, port: int) -> str:
+    check_port(port, "gRPC port")
+    address = f"[{host}]" if ":" in host else host
+    try:
+        bound = service.add_insecure_port(f"{address}:{port}")
+    except RuntimeError as err:
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port}: {err}") from None
+    if not bound:
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port}")
+    return f"{address}:{bound}"
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (uvicorn[standard] brings it), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

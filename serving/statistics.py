@@ -1,0 +1,127 @@
+"""Per model version statistics in Triton's schema (`/stats`, gRPC `ModelStatistics`), and the
+histograms `/metrics` adds: the one record of what a version has done. Requests only add to
+integers here (cheap enough for every request); `/metrics` reads them when scraped.
+
+Durations are cumulative nanoseconds. `success` and `fail` time whole requests; `queue` is
+the wait for a batch; `compute_input` (gathering a batch), `compute_infer` (ONNX Runtime) and
+`compute_output` (splitting it) are counted once per request in `inference_stats` and once per
+execution in `batch_stats`, keyed by the batch's size, as Triton does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tritonclient.grpc import service_pb2 as pb
+
+PARTS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
+         "cache_hit", "cache_miss")
+COMPUTE = ("compute_input", "compute_infer", "compute_output")
+REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")  # Triton's failure reasons
+LATENCY_BOUNDS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0,
+                  2.5, 5.0, 10.0)  # seconds
+BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+    def to_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+    def to_proto(self) -> pb.StatisticDuration:
+        return pb.StatisticDuration(count=self.count, ns=self.ns)
+
+
+@dataclass
+class Histogram:
+    """Counts of observations per bucket (the last: above every bound), and their sum."""
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+@dataclass
+class Execution:
+    """The timings of one model execution of `rows` examples for `requests` requests."""
+    rows: int
+    requests: int
+    queue_ns: list[int]  # per request
+    input_ns: int
+    infer_ns: int
+    output_ns: int
+
+
+@dataclass
+class VersionStats:
+    name: str
+    version: int
+    parts: dict[str, Duration] = field(default_factory=lambda: {p: Duration() for p in PARTS})
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    batches: dict[int, dict[str, Duration]] = field(default_factory=dict)
+    inference_count: int = 0
+    execution_count: int = 0
+    last_inference_ms: int = 0
+    latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS))
+    queue: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS))
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_BOUNDS))
+
+    def request_done(self, ns: int, failure: str | None = None) -> None:
+        """A request answered (`failure` None) or failed for a reason (`failure_reason`)."""
+        self.parts["fail" if failure else "success"].add(ns)
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        if failure:
+            self.failures[failure] += 1
+        else:
+            self.latency.observe(ns / 1e9)
+
+    def executed(self, run: Execution) -> None:
+        self.execution_count += 1
+        self.inference_count += run.rows
+        p = self.parts
+        for queued in run.queue_ns:
+            p["queue"].add(queued)
+            self.queue.observe(queued / 1e9)
+        batch = self.batches.get(run.rows)
+        if batch is None:
+            batch = self.batches[run.rows] = {k: Duration() for k in COMPUTE}
+        for part, ns in zip(COMPUTE, (run.input_ns, run.infer_ns, run.output_ns), strict=True):
+            p[part].add(ns * run.requests, run.requests)
+            batch[part].add(ns)
+        self.batch_size.observe(run.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": str(self.version),
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
+                "inference_stats": {k: d.to_dict() for k, d in self.parts.items()},
+                "batch_stats": [{"batch_size": size, **{k: d.to_dict() for k, d in b.items()}}
+                                for size, b in sorted(self.batches.items())],
+                "memory_usage": []}
+
+    def to_proto(self) -> pb.ModelStatistics:
+        return pb.ModelStatistics(
+            name=self.name, version=str(self.version), last_inference=self.last_inference_ms,
+            inference_count=self.inference_count, execution_count=self.execution_count,
+            inference_stats=pb.InferStatistics(
+                **{k: d.to_proto() for k, d in self.parts.items()}),
+            batch_stats=[pb.InferBatchStatistics(
+                batch_size=size, **{k: d.to_proto() for k, d in b.items()})
+                for size, b in sorted(self.batches.items())])
