@@ -31,8 +31,9 @@ def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train:
                algorithm: str, index: int | None,
                callback: ProgressCallback | None = None) -> LayerHistory:
     """Train `params` of `module` with `step` for up to `config.epochs` epochs, stop early on
-    the validation loss, and keep the weights of the best validation epoch."""
-    history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
+    what `config.monitor` watches, and keep the weights of the best validation epoch."""
+    history = LayerHistory()
+    stopper = EarlyStopping(config.patience, config.min_delta, config.monitor)
     start = time.perf_counter()
     with deterministic_mode(config.deterministic):
         opt = make_optimizer(params, config, device)
@@ -48,7 +49,7 @@ def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train:
             train_loss = float(loss_sum) / max(n, 1)  # the epoch's one host sync
             check_finite(algorithm, index, epoch + 1, train_loss, config.lr, module)
             val_loss, val_acc = validate()
-            improved = val_loss is not None and stopper.update(epoch + 1, val_loss, module)
+            improved = stopper.update(epoch + 1, val_loss, module, val_acc)
             report = EpochReport(algorithm, index, epoch + 1, config.epochs, train_loss,
                                  val_loss, val_acc, improved, stopper.should_stop)
             history.add(report)
@@ -58,8 +59,7 @@ def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train:
                 break
     stopper.restore(module)
     module.eval()
-    history.best_epoch = stopper.best_epoch or len(history.epochs)
-    history.best_val_loss = stopper.best_loss if stopper.best_epoch else None
+    history.keep(stopper.best_epoch)
     history.stopped_early = stopper.should_stop
     history.seconds = time.perf_counter() - start
     return history

@@ -113,8 +113,8 @@ def _simultaneous_epoch(layers: Sequence[MFLayer], first_active: int, train: Bat
 
 
 def _improves(stopper: EarlyStopping, epoch: int, val_loss: float | None,
-              layer: MFLayer) -> bool:
-    return val_loss is not None and stopper.update(epoch + 1, val_loss, layer)
+              val_accuracy: float | None, layer: MFLayer) -> bool:
+    return stopper.update(epoch + 1, val_loss, layer, val_accuracy)
 
 
 def _freeze_first_if_done(layers: Sequence[MFLayer], stoppers: list[EarlyStopping],
@@ -145,7 +145,8 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     for layer in layers:
         layer.to(device).train()
     histories = [LayerHistory() for _ in layers]
-    stoppers = [EarlyStopping(config.patience, config.min_delta) for _ in layers]
+    stoppers = [EarlyStopping(config.patience, config.min_delta, config.monitor)
+                for _ in layers]
     first_active, start, n = 0, time.perf_counter(), len(train)
     with deterministic_mode(config.deterministic):
         opt = make_optimizer([p for layer in layers for p in layer.parameters()], config, device)
@@ -162,7 +163,7 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
             val_losses, val_accs = validate_stack(layers, val, device)
             was_active = first_active
             improved = [k >= first_active and _improves(stoppers[k], epoch, val_losses[k],
-                                                         layers[k])
+                                                         val_accs[k], layers[k])
                         for k in range(len(layers))]
             first_active = _freeze_first_if_done(layers, stoppers, histories, first_active)
             for k in range(was_active, len(layers)):
@@ -172,9 +173,6 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     seconds = time.perf_counter() - start
     for k, history in enumerate(histories):
         history.seconds = seconds
-        if history.best_epoch is None:  # still active at the end: last weights kept
-            history.best_epoch = len(history.epochs)
-        history.best_val_loss = next((e["val_loss"] for e in history.epochs
-                                      if e["epoch"] == history.best_epoch), None)
+        history.keep(history.best_epoch)  # None: still active at the end, last weights kept
         layers[k].eval()
     return histories
