@@ -3,7 +3,9 @@ graph against PyTorch, their blocks, and specs that read as they did before they
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 
 import numpy as np
 import onnxruntime as ort
@@ -156,3 +158,51 @@ def test_each_kind_is_its_linear_part_then_its_finish(kind):
         apart = math.finish(layer.spec, math.linear(layer.spec, x, layer.weight), layer.bias)
         torch.testing.assert_close(apart, layer(x), rtol=1e-5, atol=1e-6)
     assert MFLayer(layer.spec).weight.shape == layer.weight.shape
+
+
+@pytest.fixture(scope="module")
+def served_local(tmp_path_factory):
+    """A locally connected network on digits (1x8x8) trained through the store beside FA and
+    DFA, exported in FF mode to a Triton repository."""
+    from mfstore.config import TrainConfig
+    from mfstore.export import export_network
+    from mfstore.importing import import_dataset
+    from mfstore.store_training import train_network
+    from mfstore.workspace import Workspace
+
+    home = tmp_path_factory.mktemp("local-home")
+    ws = Workspace.init(home=str(home))
+    import_dataset(ws, "digits", "sklearn:digits")
+    config = TrainConfig(epochs=3, batch_size=64, lr=0.01, device="cpu")
+    trained = train_network(ws, "patches", "digits", "local:4:kernel=3,local:4:kernel=2", config,
+                            baseline="fa,dfa")
+    export = export_network(ws, "patches@1", "ff", triton_repo=str(home / "repo"))
+    return {"ws": ws, "home": home, "trained": trained, "export": export}
+
+
+def test_local_network_through_the_store_and_onnx(served_local):
+    trained, export = served_local["trained"], served_local["export"]
+    assert [v.spec.out_shape for v in trained.layers] == [(4, 6, 6), (4, 5, 5)]
+    assert [b.algorithm for b in trained.baselines] == ["fa", "dfa"]
+    assert all(b.test_accuracy > 0.3 for b in trained.baselines)  # chance: 0.1
+    assert export.max_relative_error <= 1e-4
+
+
+def test_serving_a_local_network(served_local):
+    from mfstore.export import normalizer_arrays
+    from mfstore.network import load_network
+    from tests.server_run import running_server
+
+    x = np.random.default_rng(0).uniform(0, 16, (3, 1, 8, 8)).astype(np.float32)
+    body = {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                        "data": x.ravel().tolist()}]}
+    with running_server("serve", "--model-repo", str(served_local["home"] / "repo")) as server:
+        answer = json.load(urllib.request.urlopen(urllib.request.Request(
+            f"{server.url}/v2/models/patches/infer", json.dumps(body).encode())))
+    goodness = next(o for o in answer["outputs"] if o["name"] == "goodness")
+    mean, std = normalizer_arrays(served_local["export"].dataset)
+    with torch.no_grad():  # the server normalises in the graph
+        expected = load_network(served_local["ws"], "patches@1", "ff")(
+            torch.from_numpy((x - mean) / std))
+    np.testing.assert_allclose(np.array(goodness["data"]).reshape(3, -1), expected.numpy(),
+                               rtol=1e-4, atol=1e-4)
