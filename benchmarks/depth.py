@@ -25,21 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import best_on_validation
-from common import fashion_mnist_or_synthetic, machine, print_table
+from common import fashion_mnist_or_synthetic, machine, print_table, trim_evaluation
 from paper_tables import run_baseline, run_mf
 
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
 
 PLOTTED = ("MF (FF pred)", "MF (BP pred)", "BP")
-
-
-def trim_evaluation(data, examples: int | None):
-    """Validation and test cut to their first `examples` (CPU subsets)."""
-    if examples is not None:
-        for split in (data.val, data.test):
-            split.x, split.y = split.x[:examples], split.y[:examples]
-    return data
 
 
 def run_depth(depth: int, width: int, data, config: TrainConfig, device) -> dict[str, list]:

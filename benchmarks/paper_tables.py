@@ -6,8 +6,8 @@ epoch but never used to choose.
 
     python benchmarks/paper_tables.py                      # every table, 3 seeds, 30 epochs (GPU)
     python benchmarks/paper_tables.py --tables small       # digits, breast cancer (CPU: minutes)
-    python benchmarks/paper_tables.py --tables mlp local embed --examples 5000 --epochs 5 \\
-        --seeds 0                                           # a CPU subset of the F-MNIST tables
+    python benchmarks/paper_tables.py --tables mlp local embed --examples 5000 \\
+        --eval-examples 2000 --epochs 5 --seeds 0           # a CPU subset of the F-MNIST tables
 
     mlp    Fashion-MNIST, MLP 2x1000: BP FA DFA FF MF                       paper Table 3
     cnn    Fashion-MNIST, CNN 64-128-256-512: BP FA DFA MF                  paper Table 2
@@ -35,7 +35,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import best_on_validation
-from common import FASHION_MNIST, fashion_mnist_or_synthetic, machine, print_table
+from common import (
+    FASHION_MNIST,
+    fashion_mnist_or_synthetic,
+    machine,
+    print_table,
+    trim_evaluation,
+)
 
 from mfstore.baseline import algorithms
 from mfstore.config import DatasetOptions, TrainConfig
@@ -184,6 +190,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--examples", type=int, default=None,
                         help="Fashion-MNIST train subset (all: 55,000)")
+    parser.add_argument("--eval-examples", type=int, default=None,
+                        help="Fashion-MNIST validation and test subsets (all: 5,000, 10,000)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/paper_tables.json"))
     args = parser.parse_args()
@@ -191,10 +199,13 @@ def main() -> None:
     base = replace(TrainConfig(), epochs=args.epochs, patience=None, device=args.device)
     print(f"# paper tables, {machine()}, {args.epochs} epochs, batch {base.batch_size}, "
           f"{base.optimizer} lr {base.lr} wd {base.weight_decay} {base.lr_schedule}, F-MNIST "
-          f"train {'all' if args.examples is None else args.examples}, seeds {args.seeds}")
+          f"train {'all' if args.examples is None else args.examples}, val and test "
+          f"{'all' if args.eval_examples is None else args.eval_examples}, seeds {args.seeds}")
     results = []
     for exp in (e for e in EXPERIMENTS if e.table in args.tables):
         data, start = load(exp.data, args.examples), time.perf_counter()
+        if exp.data.startswith("fmnist"):
+            data = trim_evaluation(data, args.eval_examples)
         runs = []
         for seed in args.seeds:
             config, curves = replace(base, seed=seed), {}
