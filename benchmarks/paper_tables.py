@@ -186,6 +186,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", default=["mlp", "cnn", "small", "local", "embed"],
                         choices=["mlp", "cnn", "small", "local", "embed"])
+    parser.add_argument("--data", nargs="+", default=None,
+                        choices=sorted({e.data for e in EXPERIMENTS}),
+                        help="only the tables' experiments on these datasets")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--examples", type=int, default=None,
@@ -202,7 +205,8 @@ def main() -> None:
           f"train {'all' if args.examples is None else args.examples}, val and test "
           f"{'all' if args.eval_examples is None else args.eval_examples}, seeds {args.seeds}")
     results = []
-    for exp in (e for e in EXPERIMENTS if e.table in args.tables):
+    for exp in (e for e in EXPERIMENTS if e.table in args.tables
+                and (args.data is None or e.data in args.data)):
         data, start = load(exp.data, args.examples), time.perf_counter()
         if exp.data.startswith("fmnist"):
             data = trim_evaluation(data, args.eval_examples)
