@@ -32,6 +32,9 @@ def train(
         help="Baselines to train beside MF on the same layers, initial weights, data order "
              "and optimizer: any of bp (backprop), fa (feedback alignment), dfa (direct "
              "feedback alignment), ff (Forward-Forward), comma-separated, or none.")] = "bp",
+    layer_parallel: Annotated[bool, typer.Option(
+        help="One process per layer (torchrun --nproc-per-node LAYERS), the simultaneous "
+             "schedule pipelined: activations travel forward, nothing travels back.")] = False,
     as_json: options.Json = False,
     mlflow: MLflow = None,
     **given: Any,
@@ -51,7 +54,8 @@ def train(
 
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
-        result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline)
+        result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline,
+                               layer_parallel)
     track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
     baselines = [{"algorithm": b.algorithm, "test": b.test_accuracy} for b in result.baselines]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
+from mfstore.devices import training_device
 from mfstore.errors import ConfigError, LineageError, SpecError, option
 from mfstore.history import ProgressCallback
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
@@ -68,7 +68,7 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
     check_name(f"{network.name}.l{len(layers) + 1}", "layer")
     layer = train_registered_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers,
-                                   spec, config, resolve_device(config.device), callback,
+                                   spec, config, training_device(config.device), callback,
                                    note=f"extends {network.ref}")
     extended = ws.registry.add_network(network.name, _refs([*layers, layer]), network.mode,
                                        dataset.name, forced=network.forced,
@@ -86,7 +86,7 @@ def retrain(ws: Workspace, layer: LayerVersion, dataset: DatasetRecord,
     config = recorded if device is None else TrainConfig.from_dict(
         {**layer.config, "device": device.type})
     return train_registered_layer(ws, layer.name, dataset, upstream, layer.spec, config,
-                                  device or resolve_device(recorded.device), callback,
+                                  device or training_device(recorded.device), callback,
                                   repairs=repairs, note=note)
 
 

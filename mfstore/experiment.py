@@ -11,7 +11,7 @@ import torch
 from mfstore.baseline import BaselineResult, parse_baselines, train_baselines
 from mfstore.config import TrainConfig
 from mfstore.dataset import Dataset
-from mfstore.devices import resolve_device
+from mfstore.devices import training_device
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import MemoryInputs
@@ -62,7 +62,7 @@ def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: Tr
     registered."""
     check_schedule(schedule)
     names = parse_baselines(baseline)
-    device = device or resolve_device(config.device)
+    device = device or training_device(config.device)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes, dataset.options.vocab)
     inputs = MemoryInputs.of_dataset(dataset, config, device)

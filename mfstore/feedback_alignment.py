@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mfstore import layer_math
 from mfstore.baseline import backprop_parameters
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
+from mfstore.distributed import batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.evaluation import last_layer_validation
 from mfstore.history import LayerHistory, ProgressCallback
@@ -81,12 +84,30 @@ def feedback_forward(layers: Sequence[MFLayer], feedback: Sequence[torch.Tensor 
     return _through(F.linear(flat.detach(), layers[-1].projection), F.linear(flat, head))
 
 
-def fa_step(layers: Sequence[MFLayer], feedback: Sequence[torch.Tensor | None],
-            x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> torch.Tensor:
-    """One feedback-alignment step; no host sync."""
-    loss = F.cross_entropy(feedback_forward(layers, feedback, x), y)
+class FeedbackAlignment(nn.Module):
+    """`layers` with their fixed feedback matrices (buffers): the module a data-parallel
+    wrapper sees. Its forward is `feedback_forward`."""
+
+    def __init__(self, layers: Sequence[MFLayer], feedback: Sequence[torch.Tensor | None]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.feedback: list[torch.Tensor | None] = []
+        for k, b in enumerate(feedback):
+            if b is not None:
+                self.register_buffer(f"feedback_{k}", b)
+            self.feedback.append(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return feedback_forward([cast(MFLayer, m) for m in self.layers], self.feedback, x)
+
+
+def fa_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            opt: torch.optim.Optimizer) -> torch.Tensor:
+    """One feedback-alignment step of `model` (a `FeedbackAlignment`, or that wrapped for
+    data-parallel training); no host sync in one process. Returns the batch's summed loss."""
+    loss = F.cross_entropy(model(x), y, reduction="sum")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * batch_scale(int(y.shape[0]), x.device)).backward()
     opt.step()
     return loss.detach()
 
@@ -99,8 +120,9 @@ def train_feedback_alignment(layers: Sequence[MFLayer], train: BatchSource,
     alignment; its feedback matrices come from `config.seed`."""
     device = device or resolve_device(config.device)
     net = MFNet(layers, mode="bp").to(device).train()
-    feedback = feedback_matrices(net.mf_layers, config.seed, device)
+    model = data_parallel(FeedbackAlignment(net.mf_layers, feedback_matrices(
+        net.mf_layers, config.seed, device)), unused=True)  # earlier projections: no part
     return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: fa_step(net.mf_layers, feedback, x, y, opt), train,
+                      lambda x, y, opt: fa_step(model, x, y, opt), train,
                       last_layer_validation(net.mf_layers, val, device), config, device,
                       algorithm="fa", index=None, callback=callback)

@@ -16,19 +16,24 @@ then independent of the width. (Scaled to length 1 instead, a layer's goodness s
 1000x below a threshold of n and the loss only grows it for the first epochs.) The layers
 are MF's, with the same shapes and
 initial weights; their projections play no part. The wrong label of each negative example is
-drawn from a generator seeded by the config's seed, so runs repeat exactly.
+drawn from a generator seeded by the config's seed, so runs repeat exactly (trained
+data-parallel, each process draws its own examples' negatives from that generator: the same
+algorithm, other random negatives).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
+from mfstore.distributed import all_reduce_sum, batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.errors import ConfigError
 from mfstore.evaluation import Accuracy
@@ -82,22 +87,33 @@ def layer_goodness(layers: Sequence[MFLayer], x: torch.Tensor) -> list[torch.Ten
 
 def ff_loss(layers: Sequence[MFLayer], positive: torch.Tensor,
             negative: torch.Tensor) -> torch.Tensor:
-    """Each layer's loss on positive and negative examples passed together: (layers,)."""
+    """Each layer's loss on positive and negative examples passed together, summed over the
+    examples: (layers,)."""
     n = positive.shape[0]
     goodness = layer_goodness(layers, torch.cat([positive, negative]))  # each (2B,)
     return torch.stack([0.5 * (F.softplus(threshold(layer) - g[:n])
-                               + F.softplus(g[n:] - threshold(layer))).mean()
+                               + F.softplus(g[n:] - threshold(layer))).sum()
                         for layer, g in zip(layers, goodness, strict=True)])
 
 
-def ff_step(layers: Sequence[MFLayer], x: torch.Tensor, y: torch.Tensor,
-            opt: torch.optim.Optimizer, negatives: Negatives) -> torch.Tensor:
-    """One Forward-Forward step of every layer; returns the summed layer losses."""
-    classes = layers[0].spec.classes
-    losses = ff_loss(layers, embed_label(x, y, classes),
-                     embed_label(x, negatives(y), classes))
+class ForwardForward(nn.Module):
+    """`layers` as the module a data-parallel wrapper sees; its forward is `ff_loss`."""
+
+    def __init__(self, layers: Sequence[MFLayer]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        return ff_loss([cast(MFLayer, m) for m in self.layers], positive, negative)
+
+
+def ff_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
+            negatives: Negatives, classes: int) -> torch.Tensor:
+    """One Forward-Forward step of every layer of `model` (a `ForwardForward`, or that
+    wrapped for data-parallel training); returns the layer losses summed over the batch."""
+    losses = model(embed_label(x, y, classes), embed_label(x, negatives(y), classes))
     opt.zero_grad(set_to_none=True)
-    losses.sum().backward()
+    (losses.sum() * batch_scale(int(y.shape[0]), x.device)).backward()
     opt.step()
     return losses.sum().detach()
 
@@ -142,8 +158,11 @@ def scan(layers: Sequence[MFLayer], source: BatchSource,
         correct[:count] += (g.argmax(2) == y).sum(1)
         correct[count] += (g.sum(0).argmax(1) == y).sum()
         n += int(y.shape[0])
-    acc = (correct.double() / max(n, 1)).tolist()
-    return float(loss_sum) / max(n, 1), Accuracy(acc[:count], acc[count], acc[count - 1], n)
+    totals = all_reduce_sum(torch.cat([correct.double(), loss_sum.view(1),
+                                       torch.tensor([n], dtype=torch.float64, device=device)]))
+    n = int(totals[-1].item())  # examples over every process
+    acc = (totals[:count + 1] / max(n, 1)).tolist()
+    return float(totals[-2]) / max(n, 1), Accuracy(acc[:count], acc[count], acc[count - 1], n)
 
 
 def evaluate_forward_forward(layers: Sequence[MFLayer], source: BatchSource,
@@ -167,7 +186,9 @@ def train_forward_forward(layers: Sequence[MFLayer], train: BatchSource,
     device = device or resolve_device(config.device)
     net = MFNet(layers, mode="bp").to(device).train()
     params = [p for layer in net.mf_layers for p in (layer.weight, layer.bias) if p is not None]
-    negatives = random_negatives(config.seed, layers[0].spec.classes)
+    classes = layers[0].spec.classes
+    negatives = random_negatives(config.seed, classes)
+    model = data_parallel(ForwardForward(net.mf_layers), unused=True)  # projections: no part
 
     def validate() -> tuple[float | None, float | None]:
         if val is None:
@@ -176,5 +197,5 @@ def train_forward_forward(layers: Sequence[MFLayer], train: BatchSource,
         return loss, accuracy.ff
 
     return run_epochs(net, params,
-                      lambda x, y, opt: ff_step(net.mf_layers, x, y, opt, negatives), train,
+                      lambda x, y, opt: ff_step(model, x, y, opt, negatives, classes), train,
                       validate, config, device, algorithm="ff", index=None, callback=callback)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mfstore.compose import retrain
-from mfstore.devices import resolve_device
+from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError, option
 from mfstore.history import ProgressCallback
 from mfstore.importing import reimport
@@ -113,7 +113,7 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
     if position is None and not auto:
         raise ConfigError("say what to repair: a layer of a network, or everything verify "
                           "finds damaged", option("layer"), option("auto"))
-    dev = None if device is None else resolve_device(device)
+    dev = None if device is None else training_device(device)
     if ref is None:
         return repair_store(ws, tolerance, dev, callback)
     network = resolve_network(ws, ref)

@@ -12,11 +12,12 @@ import torch
 from mfstore.baseline import parse_baselines
 from mfstore.config import TrainConfig
 from mfstore.devices import make_optimizer
-from mfstore.direct_feedback import dfa_step, direct_feedback_matrices
+from mfstore.direct_feedback import DirectFeedback, dfa_step, direct_feedback_matrices
 from mfstore.errors import ConfigError
 from mfstore.experiment import run_experiment
-from mfstore.feedback_alignment import fa_step, feedback_matrices
+from mfstore.feedback_alignment import FeedbackAlignment, fa_step, feedback_matrices
 from mfstore.forward_forward import (
+    ForwardForward,
     embed_label,
     evaluate_forward_forward,
     ff_step,
@@ -102,7 +103,7 @@ def test_one_feedback_alignment_step_by_hand():
     grads = {"m2": dg.T @ a2, "w2": dz2.T @ a1, "b2": dz2.sum(0), "w1": dz1.T @ X,
              "b1": dz1.sum(0)}
     _step(layers, _weights(layers, head=True),
-          lambda x, y, opt: fa_step(layers, feedback, x, y, opt))
+          lambda x, y, opt: fa_step(FeedbackAlignment(layers, feedback), x, y, opt))
     _check(layers, grads, 0.01)
     bp_dz1 = ((dg @ START["m2"]) * (z2 > 0) @ START["w2"]) * (z1 > 0)
     assert not np.allclose(bp_dz1.T @ X, grads["w1"])  # it is not backprop
@@ -119,9 +120,9 @@ def test_one_direct_feedback_alignment_step_by_hand():
     grads = {"m2": e.T @ a2, "w2": dz2.T @ a1, "b2": dz2.sum(0), "w1": dz1.T @ X,
              "b1": dz1.sum(0)}
     _step(layers, _weights(layers, head=True),
-          lambda x, y, opt: dfa_step(layers, [torch.tensor(d1, dtype=torch.float32),
-                                              torch.tensor(d2, dtype=torch.float32)],
-                                     x, y, opt))
+          lambda x, y, opt: dfa_step(DirectFeedback(layers, [
+              torch.tensor(d1, dtype=torch.float32), torch.tensor(d2, dtype=torch.float32)]),
+              x, y, opt))
     _check(layers, grads, 0.01)
 
 
@@ -155,7 +156,8 @@ def test_one_forward_forward_step_by_hand():
     gw1, gb1, a1 = _ff_layer(u1, START["w1"], START["b1"], len(Y), theta=4.0)  # θ = n_1
     gw2, gb2, _ = _ff_layer(_rms_scaled(a1), START["w2"], START["b2"], len(Y), theta=3.0)
     _step(layers, _weights(layers, head=False),
-          lambda x, y, opt: ff_step(layers, x, y, opt, lambda labels: (labels + 1) % 2))
+          lambda x, y, opt: ff_step(ForwardForward(layers), x, y, opt,
+                                    lambda labels: (labels + 1) % 2, classes=2))
     _check(layers, {"w1": gw1, "b1": gb1, "w2": gw2, "b2": gb2}, 0.01)
 
 
