@@ -54,6 +54,8 @@ def _parameters(cls: type, skip: set[str]) -> list[inspect.Parameter]:
         if f.default is None and "none_is" in meta:
             kind = type(meta["none_is"])
         flag = "--" + meta.get("flag", f.name.replace("_", "-"))
+        if kind is bool and default is True:  # on unless turned off
+            flag = f"{flag}/--no-{flag[2:]}"
         option = typer.Option(flag, help=meta["help"])
         params.append(inspect.Parameter(param_name(cls, f.name), inspect.Parameter.KEYWORD_ONLY,
                                         default=default, annotation=Annotated[kind, option]))
