@@ -61,10 +61,6 @@ class LayerHistory:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LayerHistory:
-        return cls(**data)
-
 
 class EarlyStopping:
     """Stop after `patience` epochs without a validation loss `min_delta` below the best, and
