@@ -8,7 +8,8 @@ import typer
 
 from cli import options
 from cli.context import workspace
-from cli.errors import DAMAGE_EXIT_CODE, render_error, render_fix
+from cli.errors import DAMAGE_EXIT_CODE
+from cli.fixes import render_error, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
 from cli.tracking import MLflow, track_layers
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from cli.errors import render_fix
+from cli.fixes import render_fix
 from mfstore.lineage_graph import Graph, Node
 from serving.ui import charts
 from serving.ui.facts import NetworkLayer, NetworkPage
