@@ -10,7 +10,7 @@ command that only reads the registry never touches it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mfstore.block import LayerBlock
@@ -18,6 +18,7 @@ from mfstore.errors import Fix, StoreError
 from mfstore.registry import LayerVersion, Registry
 from mfstore.store import Store, sha256
 from mfstore.stream import StreamOptions
+from mfstore.urls import mask_credentials
 
 DEFAULT_HOME = ".mfstore"
 
@@ -47,6 +48,13 @@ class Locations:
         store = store or os.environ.get("MFSTORE_STORE")
         return cls(home, registry or f"sqlite:///{absolute / 'registry.db'}",
                    store or str(absolute / "store"), registry is None or store is None)
+
+    @property
+    def shown(self) -> Locations:
+        """These locations as they may be shown (a page, a report, a log): credentials in the
+        registry and store URLs masked, as `Registry.shown` and `Store.shown` mask them."""
+        return replace(self, registry=mask_credentials(self.registry),
+                       store=mask_credentials(self.store))
 
 
 def stream_options_from_env() -> StreamOptions:

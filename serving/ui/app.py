@@ -56,7 +56,7 @@ class UI:
         self.renderer, self.links = Renderer(), Links()
 
     def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        body = self.renderer.render(template, where=self.ws.where, **context)
+        body = self.renderer.render(template, shown=self.ws.where.shown, **context)
         return HTMLResponse(body, status, headers=HEADERS)
 
     def _filters(self, request: Request) -> facts.Filters:
@@ -182,7 +182,8 @@ def create_ui(ws: Workspace, token: str | None = None) -> Starlette:
 
     async def internal(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
-        return ui.html("error.html", 500, code=500, title="internal error", message=str(exc))
+        return ui.html("error.html", 500, code=500, title="internal error",
+                       message="the UI met an unexpected error; the server's log says more")
 
     return Starlette(routes=ui.routes(),
                      exception_handlers={HTTPException: not_found, Exception: internal})

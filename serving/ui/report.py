@@ -65,6 +65,6 @@ def network_report(ws: Workspace, ref: str) -> Report:
     layers = [facts.layer_page(ws, checks, x.layer.name, x.layer.version) for x in page.layers]
     html = Renderer(links).render(
         "report.html", page=page, layers=layers, bars=svg(bars), graph=svg(lineage),
-        dataset=facts.dataset_page(ws, network.dataset), where=ws.where,
+        dataset=facts.dataset_page(ws, network.dataset), shown=ws.where.shown,
         generated=datetime.now(timezone.utc))
     return Report(html, _figures(page, bars, lineage))
