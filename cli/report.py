@@ -46,7 +46,7 @@ def report(
     out: Annotated[Path, typer.Option(help="HTML file to write.")],
     png: Annotated[Path | None, typer.Option(
         help="Also write every chart as a PNG into this folder, made if missing (needs "
-             "matplotlib: mfstore[png]).")] = None,
+             "matplotlib: mfstore\\[png]).")] = None,
 ) -> None:
     """Write one self-contained HTML report of a network (per-layer accuracy, FF and BP mode,
     verify status with repair commands, lineage, learning curves, dataset, exports) to attach

@@ -32,7 +32,7 @@ MLflow = Annotated[str | None, typer.Option(
     "--mlflow", callback=_resolve, metavar="[TRACKING_URI]",
     help="Log one MLflow run per layer version (or the ONNX model, on export) to this "
          "tracking URI (default $MLFLOW_TRACKING_URI); experiment $MLFLOW_EXPERIMENT_NAME "
-         "or mfstore. Needs mfstore[mlflow].")]
+         "or mfstore. Needs mfstore\\[mlflow].")]
 
 
 def optional_value(args: list[str], flag: str = "--mlflow") -> list[str]:
