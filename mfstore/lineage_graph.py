@@ -36,15 +36,21 @@ class Edge:
 @dataclass
 class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
-    edges: list[Edge] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)  # in the order they were linked
+    _linked: set[Edge] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._linked.update(self.edges)
 
     def add(self, node: Node) -> str:
         self.nodes.setdefault(node.id, node)
         return node.id
 
     def link(self, source: str, target: str, kind: str) -> None:
+        """Add the edge once (a set says whether it is there; the list keeps the order)."""
         edge = Edge(source, target, kind)
-        if edge not in self.edges:
+        if edge not in self._linked:
+            self._linked.add(edge)
             self.edges.append(edge)
 
     def to_dict(self) -> dict[str, object]:

@@ -13,6 +13,7 @@ dashed.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from mfstore.lineage_graph import Graph, Node
@@ -24,17 +25,34 @@ STROKES = {"dataset": "#4c78a8", "layer": "#666", "network": "#54a24b"}
 DAMAGED = "#d62728"
 
 
+def incoming(graph: Graph) -> dict[str, list[str]]:
+    """Each node's sources, in edge order."""
+    found: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
+    for e in graph.edges:
+        if e.source in graph.nodes and e.target in found:
+            found[e.target].append(e.source)
+    return found
+
+
 def columns(graph: Graph) -> dict[str, int]:
-    """Each node's column: the longest path from a node with no incoming edge."""
+    """Each node's column: the longest path from a node with no incoming edge, in one pass
+    over the nodes in topological order (Kahn's); a node on a cycle (a lineage graph has none)
+    stays where its placed sources put it."""
+    sources = incoming(graph)
+    waiting = {node_id: len(found) for node_id, found in sources.items()}
+    outgoing: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
+    for target, found in sources.items():
+        for source in found:
+            outgoing[source].append(target)
     column = dict.fromkeys(graph.nodes, 0)
-    for _ in range(len(graph.nodes)):  # relax; a lineage graph has no cycle
-        changed = False
-        for e in graph.edges:
-            if e.source in column and e.target in column and (
-                    column[e.target] < column[e.source] + 1):
-                column[e.target], changed = column[e.source] + 1, True
-        if not changed:
-            break
+    ready = deque(node_id for node_id, count in waiting.items() if count == 0)
+    while ready:
+        node_id = ready.popleft()
+        for target in outgoing[node_id]:
+            column[target] = max(column[target], column[node_id] + 1)
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                ready.append(target)
     return column
 
 
@@ -46,21 +64,24 @@ def layout(graph: Graph) -> dict[str, tuple[float, float, float]]:
     """Node id -> (x, y, width) of its box."""
     column = columns(graph)
     count = max(column.values(), default=-1) + 1
-    widths = [max((_box_width(n) for i, n in graph.nodes.items() if column[i] == c),
-                  default=90.0) for c in range(count)]
+    widths = [90.0] * count
+    for i, n in graph.nodes.items():
+        widths[column[i]] = max(widths[column[i]], _box_width(n))
     starts = [PAD + sum(widths[:c]) + GAP * c for c in range(count)]
-    row: dict[str, float] = {}
-    for c in range(count):
-        ordered = sorted((i for i in graph.nodes if column[i] == c),
-                         key=lambda i: _barycentre(graph, row, i))
+    by_column: list[list[str]] = [[] for _ in range(count)]
+    for i in graph.nodes:
+        by_column[column[i]].append(i)
+    sources, row = incoming(graph), dict[str, float]()
+    for placed in by_column:
+        ordered = sorted(placed, key=lambda i: _barycentre(sources[i], row))
         row.update({i: float(k) for k, i in enumerate(ordered)})
     return {i: (starts[column[i]], PAD + row[i] * ROW, _box_width(n))
             for i, n in graph.nodes.items()}
 
 
-def _barycentre(graph: Graph, row: dict[str, float], node_id: str) -> float:
-    """The mean row of the nodes placed before that feed `node_id` (fewer crossings)."""
-    rows = [row[e.source] for e in graph.edges if e.target == node_id and e.source in row]
+def _barycentre(sources: list[str], row: dict[str, float]) -> float:
+    """The mean row of a node's sources placed before it (fewer crossings)."""
+    rows = [row[s] for s in sources if s in row]
     return sum(rows) / len(rows) if rows else float("inf")
 
 
