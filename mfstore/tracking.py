@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mfstore.errors import ConfigError, MFStoreError, option
+from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, option
 from mfstore.export import Export
 from mfstore.registry import LayerVersion
 from mfstore.registry.engine import display_url as display
-from mfstore.workspace import Workspace, block_path
+from mfstore.usage import first_by_digest
+from mfstore.workspace import Workspace
 
 EXPERIMENT = "mfstore"
 PER_EPOCH = ("train_loss", "val_loss", "val_accuracy")
@@ -160,12 +161,13 @@ def layer_metrics(layer: LayerVersion, history: dict[str, Any]) -> list[tuple[st
 
 
 def layer_tags(ws: Workspace, layer: LayerVersion) -> dict[str, str]:
-    refs = {v.digest: v.ref for v in reversed(ws.registry.layers())}
+    producers = first_by_digest(ws.registry.layers())
     chain = layer.signature.chain
     tags = {"mfstore.layer": layer.ref, "mfstore.block_sha256": layer.block_sha256,
             "mfstore.digest": layer.digest, "mfstore.dataset": layer.dataset,
             "mfstore.dataset_fingerprint": layer.signature.dataset_fingerprint,
-            "mfstore.lineage": json.dumps([refs.get(d, d) for d in chain]),
+            "mfstore.lineage": json.dumps([producers[d].ref if d in producers else d
+                                           for d in chain]),
             "mfstore.lineage_digests": json.dumps(list(chain)),
             "mfstore.status": layer.status, "mfstore.registry": ws.registry.shown}
     if layer.repairs is not None:
@@ -178,16 +180,17 @@ def layer_tags(ws: Workspace, layer: LayerVersion) -> dict[str, str]:
 def log_layer(tracker: Tracker, ws: Workspace, layer: LayerVersion) -> str:
     """One run for `layer`: its spec and config, its per-epoch history, its lineage and its
     block file. Returns the run id."""
-    data = ws.store.get(block_path(layer.block_sha256), expected_sha256=layer.block_sha256)
-    from mfstore.block import LayerBlock
-
-    history = LayerBlock.from_bytes(data, name=layer.ref).history
+    stored = ws.read_block(layer)
+    if stored.data is None or stored.history is None:
+        raise IntegrityError(f"the block of {layer.ref} is missing or damaged: nothing to log",
+                             Fix("verify", {}))
     with tracker.run(layer.ref, layer_tags(ws, layer)) as run_id:
         tracker.log(run_id, {**flatten("spec", layer.spec.to_dict()),
-                             **flatten("config", layer.config)}, layer_metrics(layer, history))
+                             **flatten("config", layer.config)},
+                    layer_metrics(layer, stored.history))
         with tempfile.TemporaryDirectory(prefix="mfstore-mlflow-") as folder:
             path = Path(folder) / f"{layer.name}-v{layer.version}.safetensors"
-            path.write_bytes(data)
+            path.write_bytes(stored.data)
             tracker.client.log_artifact(run_id, str(path), artifact_path="block")
     return run_id
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mfstore.block import LayerBlock
-from mfstore.errors import Fix, IntegrityError, NotFoundError, StoreError
+from mfstore.errors import Fix, NotFoundError
 from mfstore.lineage_graph import Graph
 from mfstore.registry import (
     DatasetRecord,
@@ -16,9 +16,9 @@ from mfstore.registry import (
     NetworkVersion,
     StreamRecord,
 )
-from mfstore.usage import Usage, used_by
+from mfstore.usage import Usage, first_by_digest, used_by
 from mfstore.verify import StreamCheck
-from mfstore.workspace import Workspace, block_path
+from mfstore.workspace import Workspace
 from serving.ui.checks import Checks, Measured
 
 
@@ -199,17 +199,9 @@ def dataset_rows(ws: Workspace, filters: Filters) -> list[DatasetRecord]:
     return [d for d in ws.registry.datasets() if filters.q.lower() in d.name.lower()]
 
 
-def refs_by_digest(ws: Workspace) -> dict[str, LayerVersion]:
-    """The first version computing each weights digest."""
-    out: dict[str, LayerVersion] = {}
-    for v in ws.registry.layers():
-        out.setdefault(v.digest, v)
-    return out
-
-
 def dataset_page(ws: Workspace, name: str) -> DatasetPage:
     dataset = ws.registry.dataset(name)
-    by_digest = refs_by_digest(ws)
+    by_digest = first_by_digest(ws.registry.layers())
     streams = [StreamRow(s, [by_digest[d].ref if d in by_digest else d[:12] for d in s.chain],
                          s.id == dataset.stream_id)
                for s in ws.registry.streams() if s.dataset_fingerprint == dataset.fingerprint]
@@ -221,14 +213,8 @@ def dataset_page(ws: Workspace, name: str) -> DatasetPage:
 
 def _read_block(ws: Workspace, layer: LayerVersion) -> tuple[LayerBlock | None, int | None]:
     """The block as stored (even a damaged one, when its bytes still parse) and its size."""
-    try:
-        data = ws.store.get(block_path(layer.block_sha256))
-    except (IntegrityError, StoreError):
-        return None, None
-    try:
-        return LayerBlock.from_bytes(data), len(data)
-    except IntegrityError:
-        return None, len(data)
+    stored = ws.read_block(layer)
+    return stored.block, None if stored.data is None else len(stored.data)
 
 
 def _layer_fixes(ws: Workspace, layer: LayerVersion) -> list[Fix]:
@@ -243,7 +229,7 @@ def layer_page(ws: Workspace, checks: Checks, name: str, version: int) -> LayerP
     layer = find_layer(ws, name, version)
     problems = checks.layer_problems(layer)
     block, size = _read_block(ws, layer)
-    by_digest = refs_by_digest(ws)
+    by_digest = first_by_digest(ws.registry.layers())
     versions = ws.registry.layers(name)
     datasets = {d.fingerprint: d for d in ws.registry.datasets()}
     return LayerPage(
