@@ -4,8 +4,9 @@ asset from anywhere), and the Content-Security-Policy forbids the browser to fet
 
     /                       overview: counts, networks, the lineage graph
     /datasets[/NAME]        source, fingerprint, splits, shapes, streams and their sizes
-    /layers[/NAME/V]        filters ?q= &dataset= &status=; spec, curves, lineage, used by
+    /layers[/NAME/V]        filters ?q= &dataset= &status= &page=; spec, curves, lineage, used by
     /networks[/NAME/V]      per-layer accuracy, verify status with repair commands, exports
+                            (a deleted network's page too, marked deleted)
     /graph                  the lineage graph of the whole store
     /search?q=              names containing q
     /health                 always open, even with a token
@@ -42,6 +43,7 @@ from serving.tokens import check_token
 from serving.ui import facts
 from serving.ui.checks import Checks
 from serving.ui.pages import Links, Renderer, accuracy_bars, graph_svg, svg
+from serving.ui.statuses import Statuses
 
 log = logging.getLogger("mfstore.ui")
 COOKIE = "mfstore_ui_token"
@@ -67,61 +69,65 @@ class UI:
         body = self.renderer.render(template, shown=self.ws.where.shown, **context)
         return HTMLResponse(body, status, headers=HEADERS)
 
+    def _now(self) -> Statuses:
+        return Statuses(self.ws, self.checks)
+
     def _filters(self, request: Request) -> facts.Filters:
         p = request.query_params
-        return facts.Filters(p.get("q", "").strip(), p.get("dataset", ""), p.get("status", ""))
+        return facts.Filters(p.get("q", "").strip(), p.get("dataset", ""), p.get("status", ""),
+                             facts.page_number(p.get("page")))
 
-    def _store_graph(self) -> Markup:
-        graph = facts.live_graph(self.ws, self.checks, store_graph(self.ws.registry))
-        return graph_svg(graph, self.links.node, "lineage of the store")
+    def _store_graph(self, now: Statuses) -> Markup:
+        return graph_svg(now.graph(store_graph(self.ws.registry)), self.links.node,
+                         "lineage of the store")
 
     def index(self, _: Request) -> Response:
-        everything = facts.Filters()
-        return self.html("index.html", datasets=self.ws.registry.datasets(),
-                         layers=facts.layer_rows(self.ws, self.checks, everything),
-                         networks=facts.network_rows(self.ws, self.checks, everything),
-                         graph=self._store_graph())
+        now = self._now()
+        return self.html("index.html", datasets=now.datasets, layer_count=len(now.layers),
+                         damaged=facts.damaged_layers(now),
+                         networks=facts.network_rows(now, facts.Filters()),
+                         graph=self._store_graph(now))
 
     def datasets(self, _: Request) -> Response:
         return self.html("datasets.html", datasets=self.ws.registry.datasets())
 
     def dataset(self, request: Request) -> Response:
-        page = facts.dataset_page(self.ws, request.path_params["name"])
+        page = facts.dataset_page(self._now(), request.path_params["name"])
         return self.html("dataset.html", page=page)
 
     def layers(self, request: Request) -> Response:
-        filters = self._filters(request)
-        return self.html("layers.html", filters=filters, datasets=self.ws.registry.datasets(),
-                         rows=facts.layer_rows(self.ws, self.checks, filters), q=filters.q)
+        filters, now = self._filters(request), self._now()
+        return self.html("layers.html", filters=filters, datasets=now.datasets,
+                         rows=facts.layer_rows(now, filters), q=filters.q)
 
     def layer(self, request: Request) -> Response:
         p = request.path_params
-        return self.html("layer.html", page=facts.layer_page(self.ws, self.checks, p["name"],
+        return self.html("layer.html", page=facts.layer_page(self._now(), p["name"],
                                                              p["version"]))
 
     def networks(self, request: Request) -> Response:
-        filters = self._filters(request)
-        return self.html("networks.html", filters=filters, datasets=self.ws.registry.datasets(),
-                         rows=facts.network_rows(self.ws, self.checks, filters), q=filters.q)
+        filters, now = self._filters(request), self._now()
+        return self.html("networks.html", filters=filters, datasets=now.datasets,
+                         rows=facts.network_rows(now, filters), q=filters.q)
 
     def network(self, request: Request) -> Response:
-        p = request.path_params
-        page = facts.network_page(self.ws, self.checks, p["name"], p["version"])
+        p, now = request.path_params, self._now()
+        page = facts.network_page(now, p["name"], p["version"])
         bars = accuracy_bars(page, lambda x: self.links.layer(x.layer.name, x.layer.version))
-        graph = graph_svg(facts.live_graph(self.ws, self.checks,
-                                           network_graph(self.ws.registry, page.network)),
+        graph = graph_svg(now.graph(network_graph(self.ws.registry, page.network)),
                           self.links.node, f"lineage of {page.network.ref}")
         return self.html("network.html", page=page, bars=svg(bars), graph=graph)
 
     def graph(self, _: Request) -> Response:
-        return self.html("graph.html", graph=self._store_graph())
+        return self.html("graph.html", graph=self._store_graph(self._now()))
 
     def search(self, request: Request) -> Response:
-        filters = facts.Filters(request.query_params.get("q", "").strip())
-        return self.html("search.html", q=filters.q,
-                         datasets=facts.dataset_rows(self.ws, filters),
-                         layers=facts.layer_rows(self.ws, self.checks, filters),
-                         networks=facts.network_rows(self.ws, self.checks, filters))
+        p, now = request.query_params, self._now()
+        filters = facts.Filters(p.get("q", "").strip(), page=facts.page_number(p.get("page")))
+        return self.html("search.html", q=filters.q, filters=filters,
+                         datasets=facts.dataset_rows(now, filters),
+                         layers=facts.layer_rows(now, filters),
+                         networks=facts.network_rows(now, filters))
 
     def health(self, _: Request) -> Response:
         return JSONResponse({"ok": True})

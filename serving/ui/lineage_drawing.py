@@ -6,9 +6,9 @@ right and drawn as a scene:
     └────────┘     └──────┘     └──────┘     ╚═══════╝
 
 A node's column is the length of the longest path that reaches it, so datasets come first,
-then layers in the order they were trained over, then networks. Damaged nodes are red; an
-edge `trained_on` (a layer placed after something other than what it was trained on) is
-dashed.
+then layers in the order they were trained over, then networks. Damaged nodes are red,
+deleted ones grey; an edge `trained_on` (a layer placed after something other than what it
+was trained on) is dashed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ NODE_H, ROW, GAP, PAD = 30, 44, 56, 16
 FILLS = {"dataset": "#e8f1fb", "layer": "#f4f4f4", "network": "#eaf6e8"}
 STROKES = {"dataset": "#4c78a8", "layer": "#666", "network": "#54a24b"}
 DAMAGED = "#d62728"
+DELETED = "#999"
 
 
 def incoming(graph: Graph) -> dict[str, list[str]]:
@@ -87,15 +88,16 @@ def _barycentre(sources: list[str], row: dict[str, float]) -> float:
 
 def _node_items(node: Node, box: tuple[float, float, float], href: str) -> list:
     x, y, w = box
-    damaged = node.status == "damaged"
-    stroke = DAMAGED if damaged else STROKES[node.kind]
-    cls = f"node {node.kind}" + (" damaged" if damaged else "")
-    tip = f"{node.kind} {node.label}" + (" (damaged)" if damaged else "")
-    return [Rect(x, y, w, NODE_H, "#fdecea" if damaged else FILLS[node.kind], stroke, cls,
-                 tip, href, radius=12 if node.kind == "dataset" else 3),
-            Text(x + w / 2, y + NODE_H / 2 + 4, node.label, "middle", 11,
-                 DAMAGED if damaged else "#222", "bold" if node.kind == "network" else "normal",
-                 cls="node-label", href=href)]
+    damaged, deleted = node.status == "damaged", node.status == "deleted"
+    stroke = DAMAGED if damaged else (DELETED if deleted else STROKES[node.kind])
+    fill = "#fdecea" if damaged else ("#fafafa" if deleted else FILLS[node.kind])
+    cls = f"node {node.kind}" + (f" {node.status}" if damaged or deleted else "")
+    tip = f"{node.kind} {node.label}" + (f" ({node.status})" if damaged or deleted else "")
+    ink = DAMAGED if damaged else (DELETED if deleted else "#222")
+    return [Rect(x, y, w, NODE_H, fill, stroke, cls, tip, href,
+                 radius=12 if node.kind == "dataset" else 3),
+            Text(x + w / 2, y + NODE_H / 2 + 4, node.label, "middle", 11, ink,
+                 "bold" if node.kind == "network" else "normal", cls="node-label", href=href)]
 
 
 def lineage_scene(graph: Graph, link: Callable[[Node], str], title: str = "lineage") -> Scene:
