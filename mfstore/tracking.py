@@ -195,10 +195,30 @@ def log_layer(tracker: Tracker, ws: Workspace, layer: LayerVersion) -> str:
     return run_id
 
 
+# MLflow's HTTP client tries an unreachable server 8 times with a growing backoff and a
+# 120 s timeout: minutes before the check fails. The check tries twice, 10 s each, unless
+# the user set these; logging after training keeps MLflow's patience.
+CHECK_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextmanager
+def impatient() -> Iterator[None]:
+    """MLflow's HTTP settings (read from the environment on each request) as `CHECK_PATIENCE`
+    where the user left them unset, for the duration of the block."""
+    unset = [key for key in CHECK_PATIENCE if key not in os.environ]
+    os.environ.update({key: CHECK_PATIENCE[key] for key in unset})
+    try:
+        yield
+    finally:
+        for key in unset:
+            os.environ.pop(key, None)
+
+
 def check_tracking(uri: str | None, experiment: str | None = None) -> str:
     """Reach the tracking store and its experiment (creating the experiment when missing)
     before any work, so a wrong URI fails in seconds rather than after training; the URI."""
-    with reaching(display(tracking_uri(uri))):
+    with reaching(display(tracking_uri(uri))), impatient():
         tracker = Tracker(uri, experiment)
         tracker.experiment_id  # noqa: B018  (reached, and created when missing)
         return tracker.uri
