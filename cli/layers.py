@@ -17,7 +17,7 @@ from cli.render import (
     records_table,
     stdout,
 )
-from cli.tracking import MLflow, track_layers
+from cli.tracking import MLflow, reach, track_layers
 
 app = typer.Typer(help="Inspect, alias and delete layer versions.", no_args_is_help=True)
 
@@ -46,7 +46,8 @@ def train_layer(
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         version = train_layer_on_chain(ws, name, data, on or [], options.layer_plan(ctx.params),
-                                       config, callback=progress, force=force)
+                                       config, callback=progress, force=force,
+                                       ready=reach(mlflow))
     track_layers(ctx, mlflow, [version])
     if as_json:
         print_json({**record_dict(version), "history": ws.read_block(version).history})
