@@ -31,7 +31,7 @@ from mfstore.config import TrainConfig
 from mfstore.devices import make_optimizer
 from mfstore.modules import MFLayer, MFNet, build_layers
 from mfstore.spec import build_specs, parse_arch
-from mfstore.training import mf_step
+from mfstore.training import LocalLosses, mf_step
 
 Step = Callable[[torch.Tensor, torch.Tensor], object]
 
@@ -125,7 +125,8 @@ def mf_and_bp_steps(specs, device, config, capturable: bool) -> tuple[Step, Step
     mf_layers, mf_opt = build(specs, device, config, capturable)
     net = MFNet([layer.to(device) for layer in build_layers(specs, seed=0)], "bp")
     bp_opt = make_optimizer(backprop_parameters(net), config, device, capturable)
-    return (lambda a, b: mf_step(mf_layers, a, b, mf_opt),
+    objective = LocalLosses(mf_layers)
+    return (lambda a, b: mf_step(objective, a, b, mf_opt),
             lambda a, b: bp_step(net, a, b, bp_opt))
 
 

@@ -42,4 +42,16 @@ app.command()(demo)
 
 
 def main() -> None:
-    app(prog_name="mfstore")
+    import os
+
+    from cli.render import quiet
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
+        quiet()
+    try:
+        app(prog_name="mfstore")
+    finally:
+        if "RANK" in os.environ:
+            from mfstore.distributed import leave
+
+            leave()

@@ -17,6 +17,11 @@ stdout = Console(soft_wrap=True)  # lines stay whole when piped; tables still fi
 stderr = Console(stderr=True, soft_wrap=True)
 
 
+def quiet() -> None:
+    """Print nothing but errors (the other processes of a torchrun job)."""
+    stdout.quiet = stderr.quiet = True
+
+
 class TrainingProgress:
     """A bar per MF layer and one for the BP baseline; use as the training callback. The bars
     appear with the first epoch, so an error found before training is its one line alone."""

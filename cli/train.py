@@ -30,6 +30,9 @@ def train(
     mode: Annotated[str, typer.Option(help="Default prediction mode of NET: bp or ff.")] = "bp",
     baseline: Annotated[str, typer.Option(
         help="bp (train the backprop baseline too) or none.")] = "bp",
+    layer_parallel: Annotated[bool, typer.Option(
+        help="One process per layer (torchrun --nproc-per-node LAYERS), the simultaneous "
+             "schedule pipelined: activations travel forward, nothing travels back.")] = False,
     as_json: options.Json = False,
     mlflow: MLflow = None,
     **given: Any,
@@ -50,7 +53,7 @@ def train(
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline,
-                               ready=reach(mlflow))
+                               layer_parallel, ready=reach(mlflow))
     track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
     bp = None if result.baseline is None else result.baseline.test.bp

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
+from mfstore.distributed import batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.errors import ConfigError
 from mfstore.evaluation import Accuracy, evaluate, validate_stack
@@ -38,12 +39,14 @@ def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
     return [*params, net.mf_layers[-1].projection]
 
 
-def bp_step(net: MFNet, x: torch.Tensor, y: torch.Tensor,
+def bp_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
             opt: torch.optim.Optimizer) -> torch.Tensor:
-    """One backprop step through the whole net; no host sync (capturable as a CUDA graph)."""
-    loss = F.cross_entropy(net(x), y)
+    """One backprop step through the whole net (an `MFNet`, or that wrapped for data-parallel
+    training); in a single process no host sync (capturable as a CUDA graph). Returns the
+    summed loss over the batch."""
+    loss = F.cross_entropy(net(x), y, reduction="sum")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * batch_scale(int(y.shape[0]), x.device)).backward()
     opt.step()
     return loss.detach()
 
@@ -54,14 +57,15 @@ def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSour
     """Train `layers` as one network with backprop from the last layer's goodness."""
     device = device or resolve_device(config.device)
     net = MFNet(layers, mode="bp").to(device).train()
+    trained = data_parallel(net, unused=True)  # earlier projections take no part in BP
 
     def validate() -> tuple[float | None, float | None]:
         losses, accuracies = validate_stack(net.mf_layers, val, device)
         return losses[-1], accuracies[-1]
 
-    return run_epochs(net, backprop_parameters(net), lambda x, y, opt: bp_step(net, x, y, opt),
-                      train, validate, config, device, algorithm="bp", index=None,
-                      callback=callback)
+    return run_epochs(net, backprop_parameters(net),
+                      lambda x, y, opt: bp_step(trained, x, y, opt), train, validate, config,
+                      device, algorithm="bp", index=None, callback=callback)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
+from mfstore.devices import training_device
 from mfstore.errors import ConfigError, LineageError, SpecError, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
@@ -68,7 +68,7 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
     name = check_name(f"{network.name}.l{len(layers) + 1}", "layer")
-    device = resolve_device(config.device)
+    device = training_device(config.device)
     if ready is not None:
         ready()
     layer = train_registered_layer(ws, name, dataset, layers, spec, config, device, callback,
@@ -89,7 +89,7 @@ def retrain(ws: Workspace, layer: LayerVersion, dataset: DatasetRecord,
     config = recorded if device is None else TrainConfig.from_dict(
         {**layer.config, "device": device.type})
     return train_registered_layer(ws, layer.name, dataset, upstream, layer.spec, config,
-                                  device or resolve_device(recorded.device), callback,
+                                  device or training_device(recorded.device), callback,
                                   repairs=repairs, note=note)
 
 

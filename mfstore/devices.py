@@ -55,7 +55,8 @@ def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig,
     fast: dict[str, bool] = {"foreach": True}
     if device.type == "cuda":
         fast = {"fused": True, "capturable": True} if capturable else {"fused": True}
-    return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, **fast)
+    return cls(params, lr=config.lr, betas=config.betas,
+               weight_decay=config.weight_decay, **fast)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer,
@@ -63,3 +64,13 @@ def make_schedule(optimizer: torch.optim.Optimizer,
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return None
+
+
+def training_device(name: str) -> torch.device:
+    """The device a training command computes on, resolved once where it enters: under
+    torchrun the process joins its group first and, on CUDA, takes its local rank's GPU."""
+    from mfstore import distributed
+
+    device = resolve_device(name)
+    distributed.join(device)
+    return distributed.rank_device(device)

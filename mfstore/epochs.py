@@ -12,6 +12,7 @@ from torch import nn
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
+from mfstore.distributed import all_reduce_sum
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -20,7 +21,7 @@ from mfstore.history import (
     check_finite,
 )
 
-# (x, y, optimizer) -> the batch's mean loss, detached, left on the device
+# (x, y, optimizer) -> the batch's summed loss, detached, left on the device
 Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 # () -> validation (loss, accuracy), or (None, None) without a validation split
 Validation = Callable[[], tuple[float | None, float | None]]
@@ -38,14 +39,15 @@ def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train:
         opt = make_optimizer(params, config, device)
         schedule = make_schedule(opt, config)
         for epoch in range(config.epochs):
-            loss_sum, n = torch.zeros((), device=device), 0
+            total = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, examples
             for x, y in train.batches(epoch):
                 y = y.to(device, non_blocking=True)
-                loss_sum += step(x.to(device, non_blocking=True), y, opt) * y.shape[0]
-                n += int(y.shape[0])
+                total[0] += step(x.to(device, non_blocking=True), y, opt).sum()
+                total[1] += y.shape[0]
             if schedule is not None:
                 schedule.step()
-            train_loss = float(loss_sum) / max(n, 1)  # the epoch's one host sync
+            loss_sum, n = all_reduce_sum(total).tolist()  # the epoch's one host sync
+            train_loss = loss_sum / max(n, 1)
             check_finite(algorithm, index, epoch + 1, train_loss, config.lr, module)
             val_loss, val_acc = validate()
             improved = val_loss is not None and stopper.update(epoch + 1, val_loss, module)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mfstore.batches import BatchSource
+from mfstore.distributed import all_reduce_sum
 from mfstore.modules import MFLayer
 
 
@@ -53,8 +54,11 @@ def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
             total = total + g
         correct[count] += (total.argmax(1) == y).sum()
         n += int(y.shape[0])
-    losses = (loss_sum / max(n, 1)).tolist()
-    acc = (correct.double() / max(n, 1)).tolist()
+    totals = all_reduce_sum(torch.cat([loss_sum, correct.double(),
+                                       torch.tensor([n], device=device, dtype=torch.float64)]))
+    n = int(totals[-1].item())  # examples over every process
+    losses = (totals[:count] / max(n, 1)).tolist()
+    acc = (totals[count:-1] / max(n, 1)).tolist()
     return StackMetrics(losses, acc[:count], acc[count], n)
 
 

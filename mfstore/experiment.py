@@ -11,7 +11,7 @@ import torch
 from mfstore.baseline import BaselineResult, check_baseline, train_baseline
 from mfstore.config import TrainConfig
 from mfstore.dataset import Dataset
-from mfstore.devices import resolve_device
+from mfstore.devices import training_device
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import MemoryInputs
@@ -58,7 +58,7 @@ def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: Tr
     in memory; nothing is registered."""
     check_schedule(schedule)
     check_baseline(baseline)
-    device = device or resolve_device(config.device)
+    device = device or training_device(config.device)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes)
     inputs = MemoryInputs.of_dataset(dataset, config, device)

@@ -12,7 +12,8 @@ from typing import Protocol
 
 import torch
 
-from mfstore.batches import BatchSource, TensorBatches
+from mfstore import distributed
+from mfstore.batches import WHOLE, BatchSource, Part, TensorBatches
 from mfstore.config import TrainConfig
 from mfstore.dataset import Dataset, Split
 from mfstore.modules import MFLayer
@@ -36,10 +37,12 @@ class LayerInputs(Protocol):
         ...
 
 
-def split_batches(split: Split, config: TrainConfig, device: torch.device) -> TensorBatches:
-    """One split of a dataset, batched and shuffled as `config` says, on `device`."""
-    return TensorBatches(split.x.to(device), split.y.to(device), config.batch_size, config.seed,
-                         config.eval_batch_size)
+def split_batches(split: Split, config: TrainConfig, device: torch.device,
+                  part: Part = WHOLE) -> TensorBatches:
+    """This process's share of one split of a dataset, batched and shuffled as `config`
+    says, on `device`."""
+    return TensorBatches.of_split(split.x, split.y, config.batch_size, config.seed,
+                                  config.eval_batch_size, part).to(device)
 
 
 @dataclass
@@ -52,16 +55,18 @@ class MemoryInputs:
     @classmethod
     def of_dataset(cls, dataset: Dataset, config: TrainConfig,
                    device: torch.device) -> MemoryInputs:
-        return cls(split_batches(dataset.train, config, device),
-                   split_batches(dataset.val, config, device),
-                   split_batches(dataset.test, config, device), device)
+        part = distributed.part()
+        return cls(split_batches(dataset.train, config, device, part),
+                   split_batches(dataset.val, config, device, part),
+                   split_batches(dataset.test, config, device, part), device)
 
     def after(self, layer: MFLayer) -> MemoryInputs:
         def through(source: TensorBatches | None) -> TensorBatches | None:
             if source is None:
                 return None
             x, y = layer_outputs(layer, source, self.device)
-            return TensorBatches(x, y, source.batch_size, source.seed, source.eval_batch_size)
+            return TensorBatches(x, y, source.batch_size, source.seed, source.eval_batch_size,
+                                 source.total, source.part)
         train = through(self.train)
         assert train is not None
         return MemoryInputs(train, through(self.val), through(self.test), self.device)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mfstore.compose import retrain
-from mfstore.devices import resolve_device
+from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import reimport
@@ -118,7 +118,7 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
         raise ConfigError(f"say which network's layer {position} to repair: NET, NET@VERSION "
                           "or NET@ALIAS")
     check_tolerance(tolerance)
-    dev = None if device is None else resolve_device(device)
+    dev = None if device is None else training_device(device)
     network = None if ref is None else resolve_network(ws, ref)
     if network is not None and position is not None:  # refused now rather than after verify
         _targets(ws, network.ref, position, auto, len(network.layers), None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mfstore import distributed
 from mfstore.batches import TensorBatches
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
@@ -67,6 +68,7 @@ def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainCon
                 on_trained: OnTrained | None = None) -> list[Trained]:
     """Train `layers` (layer k sits at `first_index + k` of its network) on `inputs`."""
     check_schedule(schedule)
+    distributed.check_batch(config.batch_size)
     if schedule == "simultaneous":
         histories = train_simultaneous(layers, inputs.train, inputs.val, config, device=device,
                                        callback=callback)

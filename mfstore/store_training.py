@@ -17,15 +17,19 @@ from dataclasses import dataclass
 
 import torch
 
+from mfstore import distributed
 from mfstore.baseline import BaselineResult, check_baseline, train_baseline
+from mfstore.batches import WHOLE
 from mfstore.block import InputSignature, LayerBlock
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
+from mfstore.devices import training_device
+from mfstore.errors import ConfigError, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import registered_dataset
 from mfstore.lineage import check_lineage, check_shapes
 from mfstore.modules import build_layers, check_mode
 from mfstore.names import check_name
+from mfstore.pipeline import check_pipeline, train_pipelined
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
 from mfstore.stack import Trained, check_schedule, train_stack
@@ -41,14 +45,19 @@ def resolve_layers(ws: Workspace, refs: Sequence[str]) -> list[LayerVersion]:
 def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
              chain: Sequence[str], config: TrainConfig, repairs: int | None = None,
              note: str = "") -> LayerVersion:
-    """Store the block durably, then register the next version of `name`."""
-    layer = trained.layer
-    signature = InputSignature(layer.spec.in_shape, tuple(chain), dataset.fingerprint)
-    block = LayerBlock.from_layer(layer, signature, config=config.to_dict(),
-                                  metrics=trained.metrics, history=trained.history.to_dict())
-    sha = ws.put_block(block)
-    return ws.registry.add_layer(name, sha, block.digest, layer.spec, signature, dataset.name,
-                                 config.to_dict(), trained.metrics, repairs=repairs, note=note)
+    """Store the block durably, then register the next version of `name`. With several
+    processes (which hold the same layer), rank 0 alone writes and tells the others."""
+    def write() -> LayerVersion:
+        layer = trained.layer
+        signature = InputSignature(layer.spec.in_shape, tuple(chain), dataset.fingerprint)
+        block = LayerBlock.from_layer(layer, signature, config=config.to_dict(),
+                                      metrics=trained.metrics,
+                                      history=trained.history.to_dict())
+        sha = ws.put_block(block)
+        return ws.registry.add_layer(name, sha, block.digest, layer.spec, signature,
+                                     dataset.name, config.to_dict(), trained.metrics,
+                                     repairs=repairs, note=note)
+    return distributed.on_main(write)
 
 
 def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
@@ -73,7 +82,7 @@ def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequen
     """The train-layer command: the next version of `name`, on the outputs of the chain `on`
     (`ready()` once everything is checked, before training)."""
     check_name(name, "layer")
-    device = resolve_device(config.device)
+    device = training_device(config.device)
     dataset = registered_dataset(ws, dataset_name)
     upstream = resolve_layers(ws, on)
     check_shapes(dataset, upstream)
@@ -98,32 +107,45 @@ class NetworkTraining:
 def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
                   config: TrainConfig, schedule: str = "sequential", mode: str = "bp",
                   callback: ProgressCallback | None = None,
-                  baseline: str = "none", ready: Ready | None = None) -> NetworkTraining:
+                  baseline: str = "none", layer_parallel: bool = False,
+                  ready: Ready | None = None) -> NetworkTraining:
     """Train every layer through the store and register them as layers `NET.l1`, `NET.l2`, …
-    and the network `NET` (`ready()` once everything is checked, before training)."""
+    and the network `NET`. `layer_parallel`: one process per layer (`pipeline.py`); `ready()`
+    once everything is checked, before training."""
     check_name(net, "network")
     check_schedule(schedule)
     check_mode(mode)
     check_baseline(baseline)
-    device = resolve_device(config.device)
+    device = training_device(config.device)
     dataset = registered_dataset(ws, dataset_name)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes)
     check_name(f"{net}.l{len(specs)}", "layer")  # the longest name its layers will get
+    if layer_parallel:
+        check_pipeline(specs, schedule)
+        if baseline != "none":
+            raise ConfigError("the backprop baseline cannot run layer-parallel (its gradients "
+                              "cross every layer); train it in a run of its own",
+                              option("baseline", value="none"))
     if ready is not None:
         ready()
-    inputs = StreamInputs.of_chain(ws, dataset, [], config, device)
+    inputs = StreamInputs.of_chain(ws, dataset, [], config, device,
+                                   WHOLE if layer_parallel else None)
     versions: list[LayerVersion] = []
+    note = f"trained {schedule}" + (" layer-parallel" if layer_parallel else "")
 
     def registered(trained: Trained) -> None:
         versions.append(register(ws, f"{net}.l{trained.position + 1}", trained, dataset,
-                                 [v.digest for v in versions], config,
-                                 note=f"trained {schedule}"))
+                                 [v.digest for v in versions], config, note=note))
 
-    train_stack(build_layers(specs, config.seed), inputs, config, device, schedule=schedule,
-                callback=callback, on_trained=registered)
-    network = ws.registry.add_network(net, [(v.name, v.version) for v in versions], mode,
-                                      dataset.name, note=f"trained {schedule}")
+    if layer_parallel:
+        for trained in train_pipelined(specs, inputs, config, device, callback)[0]:
+            registered(trained)
+    else:
+        train_stack(build_layers(specs, config.seed), inputs, config, device,
+                    schedule=schedule, callback=callback, on_trained=registered)
+    network = distributed.on_main(lambda: ws.registry.add_network(
+        net, [(v.name, v.version) for v in versions], mode, dataset.name, note=note))
     result = NetworkTraining(network, versions)
     if baseline == "bp":
         result.baseline = train_baseline(specs, StreamInputs.of_chain(ws, dataset, [], config,

@@ -26,7 +26,15 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mfstore.batches import Batch, TensorBatches, epoch_generator, training_batch_size
+from mfstore.batches import (
+    WHOLE,
+    Batch,
+    Part,
+    TensorBatches,
+    epoch_generator,
+    share,
+    training_batch_size,
+)
 from mfstore.errors import Fix, IntegrityError
 from mfstore.store import Store, sha256
 
@@ -89,6 +97,13 @@ class Manifest:
                                   [Shard(**shard) for shard in s["shards"]])
                   for name, s in raw["splits"].items()}
         return cls(raw["id"], raw["dataset_fingerprint"], raw["chain"], splits)
+
+
+def merge_splits(parts: list[SplitInfo]) -> SplitInfo:
+    """One split written in consecutive parts (by several processes): their shards in order."""
+    shape = next((p.example_shape for p in parts if p.example_shape), [])
+    return SplitInfo(sum(p.count for p in parts), shape,
+                     [shard for p in parts for shard in p.shards if shard.count])
 
 
 def manifest_path(sid: str) -> str:
@@ -240,42 +255,63 @@ def _prefetched(store: Store, shards: list[Shard], depth: int, pin: bool) -> Ite
 
 
 class StreamBatches:
-    """A `BatchSource` over one split of a stream."""
+    """A `BatchSource` over this process's share of one split of a stream (the whole split
+    in a single process): only the shards that hold its share are read."""
 
     def __init__(self, store: Store, manifest: Manifest, split: str,
                  batch_size: int | None = None, seed: int = 0,
                  options: StreamOptions | None = None,
-                 eval_batch_size: int = 4096) -> None:
+                 eval_batch_size: int = 4096, part: Part = WHOLE) -> None:
         self.store, self.info = store, manifest.splits[split]
         self.batch_size, self.seed, self.eval_batch_size = batch_size, seed, eval_batch_size
-        self.options = options or StreamOptions()
+        self.options, self.part = options or StreamOptions(), part
+        self.start, self.end = share(self.info.count, batch_size, part)
         self._memory: TensorBatches | None = None
 
     def __len__(self) -> int:
-        return self.info.count
+        return self.end - self.start
 
     @property
     def in_memory(self) -> bool:
-        return self.info.total_bytes <= self.options.ram_budget
+        return self.info.total_bytes * len(self) <= self.options.ram_budget * max(
+            self.info.count, 1)
 
     def release(self) -> None:
         """Let go of the split held in memory (read again on the next use)."""
         self._memory = None
 
+    def _pieces(self) -> list[tuple[Shard, int, int]]:
+        """(shard, first, last) of every shard holding part of the share, sliced to it."""
+        out, offset = [], 0
+        for shard in self.info.shards:
+            lo, hi = max(self.start - offset, 0), min(self.end - offset, shard.count)
+            if lo < hi:
+                out.append((shard, lo, hi))
+            offset += shard.count
+        return out
+
+    def _read(self, pieces: list[tuple[Shard, int, int]]) -> Iterator[Batch]:
+        shards = [shard for shard, _, _ in pieces]
+        for (x, y), (_, lo, hi) in zip(_prefetched(self.store, shards, self.options.prefetch,
+                                                   self.options.pin_memory), pieces,
+                                       strict=True):
+            yield x[lo:hi], y[lo:hi]
+
     def _held(self) -> TensorBatches:
         if self._memory is None:
-            parts = [load_shard(self.store, s, self.options.pin_memory) for s in self.info.shards]
-            self._memory = TensorBatches(torch.cat([p[0] for p in parts]),
-                                         torch.cat([p[1] for p in parts]), self.batch_size,
-                                         self.seed, self.eval_batch_size)
+            parts = list(self._read(self._pieces()))
+            shape = tuple(self.info.example_shape)
+            x = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, *shape)
+            y = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+            self._memory = TensorBatches(x, y, self.batch_size, self.seed, self.eval_batch_size,
+                                         self.info.count, self.part)
         return self._memory
 
     def ordered(self) -> Iterator[Batch]:
         if self.in_memory:
             yield from self._held().ordered()
             return
-        for x, y in _prefetched(self.store, self.info.shards, self.options.prefetch,
-                                self.options.pin_memory):
+        for x, y in self._read(self._pieces()):
             for start in range(0, len(y), self.eval_batch_size):
                 yield x[start:start + self.eval_batch_size], y[start:start + self.eval_batch_size]
 
@@ -283,24 +319,36 @@ class StreamBatches:
         if self.in_memory:  # the very order TensorBatches gives: streamed == in memory
             yield from self._held().batches(epoch)
             return
-        if training_batch_size(self.batch_size) >= len(self):  # full batch: order is irrelevant
-            parts = list(_prefetched(self.store, self.info.shards, self.options.prefetch,
-                                     self.options.pin_memory))
+        batch_size = training_batch_size(self.batch_size)
+        if batch_size >= self.info.count:  # full batch: order is irrelevant
+            parts = list(self._read(self._pieces()))
             yield torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
             return
-        gen = epoch_generator(self.seed, epoch)
-        order = torch.randperm(len(self.info.shards), generator=gen).tolist()
+        yield from self._streamed(epoch, batch_size)
+
+    def _streamed(self, epoch: int, batch_size: int) -> Iterator[Batch]:
+        """Shards in a shuffled order through a bounded shuffle buffer. Every process yields
+        as many batches as a single one would (the last ones may be short or empty)."""
+        steps = -(-self.info.count // batch_size)
+        b = max(batch_size // self.part.world, -(-len(self) // steps))  # its part of a batch
+        gen = epoch_generator(self.seed + 7919 * self.part.rank, epoch)
+        pieces = self._pieces()
+        order = torch.randperm(len(pieces), generator=gen).tolist()
         shape = tuple(self.info.example_shape)
         pool_x, pool_y = torch.zeros(0, *shape), torch.zeros(0, dtype=torch.int64)
-        limit, b = self.options.shuffle_buffer, training_batch_size(self.batch_size)
-        for x, y in _prefetched(self.store, [self.info.shards[i] for i in order],
-                                self.options.prefetch, self.options.pin_memory):
+        limit, done = self.options.shuffle_buffer, 0
+        for x, y in self._read([pieces[i] for i in order]):
             pool_x, pool_y = torch.cat([pool_x, x]), torch.cat([pool_y, y])
             perm = torch.randperm(len(pool_y), generator=gen)
             pool_x, pool_y = pool_x[perm], pool_y[perm]
             ready = max(len(pool_y) - limit, 0) // b * b  # keep at most `limit` for mixing
             for start in range(0, ready, b):
                 yield pool_x[start:start + b], pool_y[start:start + b]
+                done += 1
             pool_x, pool_y = pool_x[ready:], pool_y[ready:]
-        for start in range(0, len(pool_y), b):
-            yield pool_x[start:start + b], pool_y[start:start + b]
+        for start in range(0, max(len(pool_y), 1), b):
+            if done < steps:
+                yield pool_x[start:start + b], pool_y[start:start + b]
+                done += 1
+        for _ in range(done, steps):  # equal counts across processes keep them in step
+            yield pool_x[:0], pool_y[:0]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from mfstore import distributed
+from mfstore.batches import Part
 from mfstore.block import layer_tensors, weights_digest
 from mfstore.config import TrainConfig
 from mfstore.errors import Fix, IntegrityError
@@ -26,6 +28,7 @@ from mfstore.stream import (
     Manifest,
     StreamBatches,
     StreamWriter,
+    merge_splits,
     read_manifest,
     release_freed_memory,
     stream_id,
@@ -47,12 +50,23 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
 
 def write_outputs(ws: Workspace, layer: MFLayer, source: Manifest, sid: str, dataset_fp: str,
                   chain: Sequence[str], device: torch.device, replace: bool = False) -> Manifest:
-    """Every split of `source` through `layer`, written as stream `sid` (bounded memory)."""
+    """Every split of `source` through `layer`, written as stream `sid` (bounded memory).
+    Several processes write at once, each its share into shards of its own; rank 0 writes
+    the manifest naming them all, in order, once every share is written."""
+    part = distributed.part()
     writer = StreamWriter(ws.store, sid, dataset_fp, chain, ws.stream_options.shard_bytes)
     for split in SPLITS:
-        reader = StreamBatches(ws.store, source, split, options=ws.stream_options)
+        reader = StreamBatches(ws.store, source, split, options=ws.stream_options, part=part)
         writer.write_split(split, layer_output_batches(layer, reader, device))
-    return writer.finish(replace)
+    if part.world == 1:
+        return writer.finish(replace)
+    shares = distributed.gather(writer.manifest.splits)  # every rank's, in rank order
+
+    def finish() -> Manifest:
+        writer.manifest.splits = {split: merge_splits([s[split] for s in shares])
+                                  for split in SPLITS}
+        return writer.finish(replace)
+    return distributed.on_main(finish)
 
 
 def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest: str,
@@ -63,17 +77,18 @@ def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest:
     recorded."""
     chain = [*source.chain, digest]
     sid = stream_id(dataset.fingerprint, chain)
-    found = None if rewrite else read_manifest(ws.store, sid)
+    found = None if rewrite else distributed.on_main(lambda: read_manifest(ws.store, sid))
     if found is None:
         if module is None:
             assert version is not None
             module = ws.load_block(version).to_layer()
         found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain, device,
                               replace=rewrite)
-    elif ws.registry.stream(sid) is not None:
+    elif not distributed.is_main() or ws.registry.stream(sid) is not None:
         return found
-    ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
-                                        found.total_bytes))  # recorded once
+    if distributed.is_main():
+        ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
+                                            found.total_bytes))  # recorded once
     return found
 
 
@@ -97,22 +112,25 @@ class StreamInputs:
     manifest: Manifest
     config: TrainConfig
     device: torch.device
+    part: Part | None = None  # this process's share (default: as the process group says)
     splits: dict[str, StreamBatches] = field(init=False)
 
     def __post_init__(self) -> None:
         options = self.ws.stream_options
         if self.device.type == "cuda":
             options = replace(options, pin_memory=True)
+        part = self.part or distributed.part()
         self.splits = {split: StreamBatches(self.ws.store, self.manifest, split,
                                             self.config.batch_size, self.config.seed, options,
-                                            self.config.eval_batch_size)
+                                            self.config.eval_batch_size, part)
                        for split in SPLITS}
 
     @classmethod
     def of_chain(cls, ws: Workspace, dataset: DatasetRecord,
                  upstream: Sequence[LayerVersion], config: TrainConfig,
-                 device: torch.device) -> StreamInputs:
-        return cls(ws, dataset, chain_stream(ws, dataset, upstream, device), config, device)
+                 device: torch.device, part: Part | None = None) -> StreamInputs:
+        return cls(ws, dataset, chain_stream(ws, dataset, upstream, device), config, device,
+                   part)
 
     @property
     def train(self) -> StreamBatches:
@@ -132,4 +150,5 @@ class StreamInputs:
             split.release()
         manifest = next_stream(self.ws, self.dataset, self.manifest, digest, layer, self.device)
         release_freed_memory()
-        return StreamInputs(self.ws, self.dataset, manifest, self.config, self.device)
+        return StreamInputs(self.ws, self.dataset, manifest, self.config, self.device,
+                            self.part)

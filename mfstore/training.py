@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_optimizer, make_schedule, resolve_device
+from mfstore.distributed import all_reduce_sum, batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.evaluation import validate_stack
 from mfstore.history import (
@@ -30,11 +33,35 @@ from mfstore.modules import MFLayer
 SCHEDULES = ("sequential", "simultaneous")
 
 
-def local_loss(layer: MFLayer, a_in: torch.Tensor,
-               y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def local_loss(layer: MFLayer, a_in: torch.Tensor, y: torch.Tensor,
+               reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
     """(activations, loss) of one layer on a detached input: the whole of Mono-Forward."""
     a = layer(a_in.detach())  # (B, *out_shape)
-    return a, F.cross_entropy(layer.goodness(a), y)  # goodness (B, classes)
+    return a, F.cross_entropy(layer.goodness(a), y, reduction=reduction)  # goodness (B, C)
+
+
+class LocalLosses(nn.Module):
+    """The MF objective of a batch: the summed cross-entropy of every active layer on its own
+    goodness, each on a detached input; layers before `first_active` are frozen and only
+    carry the input forward. A module, so that data-parallel training can wrap it in
+    `DistributedDataParallel`."""
+
+    def __init__(self, layers: Sequence[MFLayer]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.first_active = 0
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(active layers,) loss sums over the batch."""
+        a = x
+        with torch.no_grad():
+            for layer in self.layers[:self.first_active]:
+                a = layer(a)
+        sums = []
+        for layer in self.layers[self.first_active:]:
+            a, loss = local_loss(cast(MFLayer, layer), a, y, reduction="sum")
+            sums.append(loss)
+        return torch.stack(sums)
 
 
 def _report(callback: ProgressCallback | None, history: LayerHistory, report: EpochReport) -> None:
@@ -51,14 +78,15 @@ def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, con
     `device`, the one `config.device` names."""
     device = device or resolve_device(config.device)
     layer.to(device).train()
+    objective = data_parallel(LocalLosses([layer]))
 
     def validate() -> tuple[float | None, float | None]:
         (loss,), (accuracy,) = validate_stack([layer], val, device)
         return loss, accuracy
 
     return run_epochs(layer, list(layer.parameters()),
-                      lambda x, y, opt: mf_step([layer], x, y, opt)[0], train, validate, config,
-                      device, algorithm="mf", index=index, callback=callback)
+                      lambda x, y, opt: mf_step(objective, x, y, opt)[0], train, validate,
+                      config, device, algorithm="mf", index=index, callback=callback)
 
 
 def layer_output_batches(layer: MFLayer, source: BatchSource,
@@ -79,36 +107,28 @@ def layer_outputs(layer: MFLayer, source: BatchSource,
             torch.cat([y.to(device, non_blocking=True) for _, y in batches]))
 
 
-def mf_step(layers: Sequence[MFLayer], x: torch.Tensor, y: torch.Tensor,
-            opt: torch.optim.Optimizer, first_active: int = 0) -> torch.Tensor:
-    """One batch of Algorithm 1: through every layer, the active ones (a suffix: frozen layers
-    form a prefix) each stepping on its own loss. The losses are summed so one backward call
-    serves every layer; gradients stay layer-local because every input is detached. No host
-    sync, so the step can be captured as a CUDA graph. Returns the losses (active layers,)."""
-    a = x
-    with torch.no_grad():
-        for layer in layers[:first_active]:
-            a = layer(a)
-    losses = []
-    for layer in layers[first_active:]:
-        a, loss = local_loss(layer, a, y)
-        losses.append(loss)
-    step_losses = torch.stack(losses)  # (active layers,)
+def mf_step(objective: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            opt: torch.optim.Optimizer) -> torch.Tensor:
+    """One batch of Algorithm 1: through every layer, the active ones each stepping on its
+    own loss (`LocalLosses`, or that wrapped for data-parallel training). The losses are
+    summed so one backward call serves every layer; gradients stay layer-local because every
+    input is detached. In a single process there is no host sync, so the step can be captured
+    as a CUDA graph. Returns the loss sums over the batch (active layers,)."""
+    sums = objective(x, y)  # (active layers,)
     opt.zero_grad(set_to_none=True)
-    step_losses.sum().backward()
+    (sums.sum() * batch_scale(int(y.shape[0]), x.device)).backward()
     opt.step()
-    return step_losses.detach()
+    return sums.detach()
 
 
-def _simultaneous_epoch(layers: Sequence[MFLayer], first_active: int, train: BatchSource,
-                        epoch: int, opt: torch.optim.Optimizer,
+def _simultaneous_epoch(objective: nn.Module, count: int, first_active: int,
+                        train: BatchSource, epoch: int, opt: torch.optim.Optimizer,
                         device: torch.device) -> torch.Tensor:
     """One pass over the data; the summed per-layer losses, kept on the device."""
-    loss_sums = torch.zeros(len(layers), device=device)
+    loss_sums = torch.zeros(count, device=device)
     for x, y in train.batches(epoch):
         y = y.to(device, non_blocking=True)
-        step_losses = mf_step(layers, x.to(device, non_blocking=True), y, opt, first_active)
-        loss_sums[first_active:] += step_losses * y.shape[0]
+        loss_sums[first_active:] += mf_step(objective, x.to(device, non_blocking=True), y, opt)
     return loss_sums
 
 
@@ -146,15 +166,20 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
         layer.to(device).train()
     histories = [LayerHistory() for _ in layers]
     stoppers = [EarlyStopping(config.patience, config.min_delta) for _ in layers]
-    first_active, start, n = 0, time.perf_counter(), len(train)
+    first_active, start = 0, time.perf_counter()
+    n = int(all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # all processes
+    local = LocalLosses(layers)
+    objective = data_parallel(local, unused=True)
     with deterministic_mode(config.deterministic):
         opt = make_optimizer([p for layer in layers for p in layer.parameters()], config, device)
         schedule = make_schedule(opt, config)
         for epoch in range(config.epochs):
             if first_active == len(layers):
                 break
-            train_losses = (_simultaneous_epoch(layers, first_active, train, epoch, opt, device)
-                            / n).tolist()
+            local.first_active = first_active
+            sums = _simultaneous_epoch(objective, len(layers), first_active, train, epoch, opt,
+                                       device)
+            train_losses = (all_reduce_sum(sums) / n).tolist()
             for k in range(first_active, len(layers)):
                 check_finite("mf", k, epoch + 1, train_losses[k], config.lr, layers[k])
             if schedule is not None:

@@ -1,4 +1,5 @@
-"""The command line through its console entry point."""
+"""The command line through its entry point: in-process, except where the process itself is
+what is tested (start-up, exit codes of a real process, aborts at exit)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import re
 
 import pytest
 
-from tests.cli_run import mfstore
+from tests.cli_run import cli, mfstore
 
 
-def test_train_json_reports_every_layer_ff_bp_and_baseline(tmp_path):
-    out = mfstore("train", "--data", "sklearn:digits", "--arch", "dense:64,dense:64",
-                  "--epochs", "8", "--batch-size", "64", "--seed", "1", "--device", "cpu",
-                  "--json", cwd=tmp_path)
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """The command runs in an empty folder of the test's own."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_train_json_reports_every_layer_ff_bp_and_baseline(cwd):
+    tmp_path = cwd
+    out = cli("train", "--data", "sklearn:digits", "--arch", "dense:64,dense:64",
+              "--epochs", "8", "--batch-size", "64", "--seed", "1", "--device", "cpu", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert len(report["test"]["per_layer"]) == 2
@@ -24,10 +32,9 @@ def test_train_json_reports_every_layer_ff_bp_and_baseline(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
 
 
-def test_train_table_and_progress(tmp_path):
-    out = mfstore("train", "--data", "sklearn:breast_cancer", "--arch", "dense:32",
-                  "--epochs", "3", "--schedule", "simultaneous", "--baseline", "none",
-                  cwd=tmp_path)
+def test_train_table_and_progress(cwd):
+    out = cli("train", "--data", "sklearn:breast_cancer", "--arch", "dense:32",
+              "--epochs", "3", "--schedule", "simultaneous", "--baseline", "none")
     assert out.returncode == 0, out.stderr
     for row in ("MF layer 1", "MF FF mode", "MF BP mode"):
         assert row in out.stdout
@@ -46,28 +53,28 @@ def test_train_table_and_progress(tmp_path):
     (["--data", "sklearn:digits", "--arch", "dense:8", "--epochs", "0"], 2,
      "error: epochs must be at least 1, got 0"),
 ])
-def test_train_errors_are_one_line_with_an_exit_code(tmp_path, args, code, message):
-    out = mfstore("train", *args, cwd=tmp_path)
+def test_train_errors_are_one_line_with_an_exit_code(cwd, args, code, message):
+    out = cli("train", *args)
     assert out.returncode == code
     assert out.stderr.strip() == message
     assert "Traceback" not in out.stderr
 
 
-def test_bad_data_file_exit_code(tmp_path):
+def test_bad_data_file_exit_code(cwd):
+    tmp_path = cwd
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
-    out = mfstore("train", "--data", str(tmp_path / "x.csv"), "--arch", "dense:8", cwd=tmp_path)
+    out = cli("train", "--data", str(tmp_path / "x.csv"), "--arch", "dense:8")
     assert out.returncode == 4
     assert out.stderr.strip() == (f"error: {tmp_path}/x.csv: no label column 'label'; columns "
                                   "are ['a', 'b']; pass --label-column naming the label column")
 
 
-def test_cuda_without_a_gpu_is_refused(tmp_path):
+def test_cuda_without_a_gpu_is_refused(cwd):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    out = mfstore("train", "--data", "sklearn:digits", "--arch", "dense:8", "--device", "cuda",
-                  cwd=tmp_path)
+    out = cli("train", "--data", "sklearn:digits", "--arch", "dense:8", "--device", "cuda")
     assert out.returncode == 5
     assert out.stderr.strip() == (
         "error: CUDA was requested but no CUDA device is available; pass --device cpu")
@@ -118,8 +125,11 @@ def test_bracketed_words_survive_rich_help():
             seen += 1
             assert word in shown, (path, word)
     assert seen >= 6  # --mlflow on five commands, --png
-def test_demo_runs(tmp_path):
-    out = mfstore("demo", "--epochs", "5", cwd=tmp_path)
+
+
+def test_demo_runs(cwd):
+    tmp_path = cwd
+    out = cli("demo", "--epochs", "5")
     assert out.returncode == 0, out.stderr
     for step in ("1. import", "2. train", "3. evaluate", "registered network digits-mlp@1",
                  "layer digits-mlp.l2@1", "FF mode", "BP baseline", "4. export",

@@ -113,17 +113,30 @@ def _layer_stream(ws, layer):
     return read_manifest(ws.store, stream_id(dataset.fingerprint, [layer.digest]))
 
 
+WORKER = """
+import sys
+from typer.testing import CliRunner
+from cli.main import app
+where = sys.argv[1:]
+for args in (["init"], ["data", "add", "iris", "sklearn:iris"],
+             ["train-layer", "shared", "--data", "iris", "--kind", "dense", "--width", "8",
+              "--epochs", "2", "--device", "cpu", "--json"]):
+    out = CliRunner().invoke(app, [*where, *args], catch_exceptions=False)
+    if out.exit_code:
+        sys.exit(f"{args[0]} exited {out.exit_code}: {out.stderr}")
+print(out.stdout)
+"""
+
+
 @pytest.mark.slow
 def test_eight_processes_on_an_empty_database(team, tmp_path):
-    script = (f"{MFSTORE} {{w}} init >/dev/null && {MFSTORE} {{w}} data add iris sklearn:iris "
-              f">/dev/null && "
-              f"{MFSTORE} {{w}} train-layer shared --data iris --kind dense --width 8 "
-              "--epochs 2 --device cpu --json")
-    procs = []
-    for p in range(8):
-        w = " ".join(_where(team, tmp_path / f"p{p}"))
-        procs.append(subprocess.Popen(["bash", "-c", script.format(w=w)], text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    """Eight machines' first commands at once: each process runs init, data add and
+    train-layer (in one interpreter, as a script would) against the empty database."""
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, *_where(team, tmp_path / f"p{p}")],
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for p in range(8)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [r[1][-500:] for r in results]
     versions = sorted(json.loads(out)["version"] for out, _ in results)
