@@ -36,10 +36,21 @@ def reach(uri: str | None) -> Ready | None:
     if uri is None:
         return None
 
-    def ready() -> None:
+    def ready() -> None:  # under torchrun: rank 0 checks, every rank fails with its error
+        from mfstore.distributed import on_main
+        from mfstore.errors import MFStoreError
         from mfstore.tracking import check_tracking
 
-        check_tracking(uri or None)
+        def check() -> MFStoreError | None:
+            try:
+                check_tracking(uri or None)
+            except MFStoreError as err:
+                return err
+            return None
+
+        failed = on_main(check)
+        if failed is not None:
+            raise failed
 
     return ready
 
@@ -73,10 +84,15 @@ def refuse_unregistered(uri: str | None) -> None:
 
 
 def track_layers(ctx: typer.Context, uri: str | None, layers: Sequence[LayerVersion]) -> None:
-    """Log the layer versions a command registered (nothing without --mlflow)."""
+    """Log the layer versions a command registered (nothing without --mlflow; under torchrun,
+    rank 0 alone, as it alone registers them)."""
     if uri is None or not layers:
         return
+    from mfstore.distributed import is_main
     from mfstore.tracking import log_layers
+
+    if not is_main():
+        return
 
     runs = log_layers(workspace(ctx), layers, uri or None)
     stderr.print(f"logged {len(runs)} MLflow run{'s' if len(runs) != 1 else ''} to "

@@ -254,3 +254,23 @@ def test_in_memory_training_has_nothing_to_log(tracking, tmp_path):
     assert out.stderr.strip() == ("error: --mlflow logs registered layer versions; give the "
                                   "network a name (mfstore train NET …) to register them")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_under_torchrun_rank_0_alone_reaches_mlflow_and_logs(home, tracking, experiment,
+                                                             unreachable):
+    """Two processes train one layer: one run is logged, not one per rank; an unreachable
+    server stops every rank before training."""
+    from tests.test_distributed import torchrun
+
+    client, experiment_id = experiment
+    command = ["--home", str(home), "train-layer", "dp", "--data", "digits", "--kind", "dense",
+               "--width", "8", *QUICK]
+    out = torchrun(*command, "--mlflow", tracking["uri"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = runs(client, experiment_id).values()
+    assert run.info.run_name == "dp@1" and out.stderr.count("logged 1 MLflow run") == 1
+    before = _registered(home)
+    out = torchrun(*command, "--mlflow", unreachable)
+    assert out.returncode != 0
+    assert out.stderr.count(f"error: MLflow at '{unreachable}' failed: ") == 2  # each rank
+    assert _registered(home) == before
