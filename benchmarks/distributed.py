@@ -83,8 +83,10 @@ def worker(args: argparse.Namespace) -> None:
     part = WHOLE if args.role == "pipe" else distributed.part()  # the pipeline: rank 0 reads
     train = TensorBatches.of_split(x, y, args.batch, 0, 4096, part).to(device)
     stamps: list[float] = []
+    training_peak = [0.0]
 
     def stamp(report) -> None:  # the end of an epoch of the last layer
+        training_peak[0] = peak_mb()  # (the pipeline's ranks: see below)
         if report.layer == len(specs) - 1:
             stamps.append(time.perf_counter())
 
@@ -97,6 +99,15 @@ def worker(args: argparse.Namespace) -> None:
         train_simultaneous(build_layers(specs, seed=0), train, None, config, device=device,
                            callback=stamp)
     else:  # pipe: rank 0 alone reads the data
+        from mfstore import pipeline
+
+        finish = pipeline._finish
+
+        def peak_then_finish(*a, **k):  # every rank's training peak, before the hand-off
+            training_peak[0] = peak_mb()
+            return finish(*a, **k)
+
+        pipeline._finish = peak_then_finish
         inputs = MemoryInputs(train, None, None, device)
         if rank != 0:
             inputs = MemoryInputs(TensorBatches(x[:0], y[:0], args.batch), None, None, device)
@@ -104,7 +115,8 @@ def worker(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    mine = {"rank": rank, "added_mb": peak_mb() - before, "gpu_peak_mb": gpu_peak,
+    mine = {"rank": rank, "added_mb": peak_mb() - before,
+            "training_mb": training_peak[0] - before, "gpu_peak_mb": gpu_peak,
             "sent": sent, "stamps": stamps}
     everyone = distributed.gather(mine)
     if rank == 0:
@@ -123,9 +135,14 @@ def launch(args: argparse.Namespace, role: str, procs: int, arch: str, data: Pat
                    "--device", args.device, "--data", str(data), "--out", out.name]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         done = subprocess.run(command, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
+        written = Path(out.name).read_text()
+        if done.returncode != 0 and not written:
             raise SystemExit(f"{role} with {procs} processes failed:\n{done.stderr[-3000:]}")
-        return json.loads(Path(out.name).read_text())
+        if done.returncode != 0:  # every figure was in, then a process died leaving: say so
+            print(f"  note: {role} with {procs} processes exited {done.returncode} after "
+                  f"writing its figures: {done.stderr.strip().splitlines()[0][:120]}",
+                  file=sys.stderr)
+        return json.loads(written)
 
 
 def epoch_seconds(ranks: list[dict]) -> float:
@@ -204,12 +221,17 @@ def main(args: argparse.Namespace) -> None:
             arch = ",".join([f"dense:{width}"] * d)
             one = launch(args, "single", 1, arch, path, args.batch)[0]
             ranks = launch(args, "pipe", d, arch, path, args.batch)
-            key = "gpu_peak_mb" if args.device != "cpu" else "added_mb"
+            key = "gpu_peak_mb" if args.device != "cpu" else "training_mb"
             per_rank = [r[key] for r in ranks]
+            handoff = [r["added_mb"] for r in ranks]
             rows.append([d, f"{one[key]:.0f}", f"{max(per_rank):.0f}",
-                         " ".join(f"{v:.0f}" for v in per_rank)])
-            memory.append({"depth": d, "single": one[key], "per_rank": per_rank})
-        print_table(["layers", "single process", "max over ranks", "each rank"], rows)
+                         " ".join(f"{v:.0f}" for v in per_rank), f"{max(handoff):.0f}"])
+            memory.append({"depth": d, "single": one[key], "per_rank": per_rank,
+                           "per_rank_with_handoff": handoff})
+        print_table(["layers", "single process", "max over ranks", "each rank",
+                     "max incl. hand-off"], rows)
+        print("(training: the peak at the last epoch's end; hand-off: every rank then receives "
+              "every trained layer)")
         result["memory"] = memory
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))

@@ -9,7 +9,7 @@ import typer
 from cli import options
 from cli.context import workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
-from cli.tracking import MLflow, track_layers
+from cli.tracking import MLflow, reach, track_layers
 
 Force = Annotated[bool, typer.Option(help="Accept a lineage mismatch (recorded).")]
 
@@ -59,7 +59,7 @@ def extend(
     config = options.train_config(ctx.params)
     with TrainingProgress(enabled=not as_json) as progress:
         result = extend_network(workspace(ctx), ref, options.layer_plan(ctx.params),
-                                config, progress)
+                                config, progress, ready=reach(mlflow))
     track_layers(ctx, mlflow, [result.layer])
     if as_json:
         print_json({"network": record_dict(result.network), "layer": record_dict(result.layer)})

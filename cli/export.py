@@ -9,7 +9,7 @@ import typer
 from cli import options
 from cli.context import workspace
 from cli.render import print_json, stdout
-from cli.tracking import MLflow, track_export
+from cli.tracking import MLflow, reach, track_export
 from mfstore.config import DEFAULT_MAX_BATCH_SIZE
 
 
@@ -40,7 +40,7 @@ def export(
     from mfstore.export import export_network
 
     result = export_network(workspace(ctx), ref, mode, upto, out, triton_repo, model_name,
-                            max_batch_size)
+                            max_batch_size, ready=reach(mlflow))
     track_export(mlflow, result)
     if as_json:
         print_json({"network": result.network.ref, "mode": result.mode, "upto": result.upto,

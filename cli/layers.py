@@ -8,7 +8,6 @@ import typer
 
 from cli import options
 from cli.context import workspace
-from cli.history import history_of
 from cli.render import (
     LAYER_HEADERS,
     TrainingProgress,
@@ -18,7 +17,7 @@ from cli.render import (
     records_table,
     stdout,
 )
-from cli.tracking import MLflow, track_layers
+from cli.tracking import MLflow, reach, track_layers
 
 app = typer.Typer(help="Inspect, alias and delete layer versions.", no_args_is_help=True)
 
@@ -47,10 +46,11 @@ def train_layer(
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         version = train_layer_on_chain(ws, name, data, on or [], options.layer_plan(ctx.params),
-                                       config, callback=progress, force=force)
+                                       config, callback=progress, force=force,
+                                       ready=reach(mlflow))
     track_layers(ctx, mlflow, [version])
     if as_json:
-        print_json({**record_dict(version), "history": history_of(ws, version)})
+        print_json({**record_dict(version), "history": ws.read_block(version).history})
         return
     m = version.metrics
     stdout.print(f"registered {version.ref}: test accuracy {m['test_accuracy']:.2%} "
@@ -90,9 +90,8 @@ def show(ctx: typer.Context,
     from mfstore.usage import used_by
 
     data["used_by"] = used_by(ws.registry, version).to_dict()
-    data["history"] = history_of(ws, version)
-    if as_json:
-        print_json(data)
+    if as_json:  # the history is in the block: only --json reads the store
+        print_json({**data, "history": ws.read_block(version).history})
         return
     for key in ("ref", "status", "dataset", "block_sha256", "digest", "spec", "signature",
                 "metrics", "config", "repairs", "note", "aliases", "used_by", "created"):

@@ -8,7 +8,6 @@ import typer
 
 from cli import options
 from cli.context import workspace
-from cli.history import history_of
 from cli.render import (
     network_accuracy_table,
     print_json,
@@ -48,10 +47,9 @@ def show(ctx: typer.Context,
     ws = workspace(ctx)
     network = resolve_network(ws, ref)
     layers = network_layers(ws, network)
-    data = record_dict(network)
-    data["layer_versions"] = [{**record_dict(v), "history": history_of(ws, v)} for v in layers]
-    if as_json:
-        print_json(data)
+    if as_json:  # the histories are in the blocks: only --json reads the store
+        print_json({**record_dict(network), "layer_versions": [
+            {**record_dict(v), "history": ws.read_block(v).history} for v in layers]})
         return
     stdout.print(f"{network.ref}  mode {network.mode}  dataset {network.dataset}  "
                  f"{network.note}")

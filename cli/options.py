@@ -9,6 +9,7 @@ so a default changes in one place.
 from __future__ import annotations
 
 import inspect
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -25,6 +26,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Device = Annotated[str, typer.Option(help=next(
     f.metadata["help"] for f in fields(TrainConfig) if f.name == "device"))]
+
+
+def given_token(token: str | None, envvar: str) -> str | None:
+    """A `--token` option as given: click reads an empty `envvar` as unset, but an empty token
+    was given (and is refused), not none."""
+    return "" if token is None and os.environ.get(envvar) == "" else token
 
 
 def _option_type(annotation: Any) -> Any:
@@ -54,6 +61,8 @@ def _parameters(cls: type, skip: set[str]) -> list[inspect.Parameter]:
         if f.default is None and "none_is" in meta:
             kind = type(meta["none_is"])
         flag = "--" + meta.get("flag", f.name.replace("_", "-"))
+        if kind is bool and default is True:  # on unless turned off
+            flag = f"{flag}/--no-{flag[2:]}"
         option = typer.Option(flag, help=meta["help"])
         params.append(inspect.Parameter(param_name(cls, f.name), inspect.Parameter.KEYWORD_ONLY,
                                         default=default, annotation=Annotated[kind, option]))

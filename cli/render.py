@@ -23,7 +23,8 @@ def quiet() -> None:
 
 
 class TrainingProgress:
-    """A bar per MF layer and one per baseline; use as the training callback."""
+    """A bar per MF layer and one per baseline; use as the training callback. The bars
+    appear with the first epoch, so an error found before training is its one line alone."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.progress = Progress(
@@ -32,15 +33,19 @@ class TrainingProgress:
             console=stderr, disable=not enabled, transient=False,
         )
         self.tasks: dict[str, Any] = {}
+        self.shown = False
 
     def __enter__(self) -> TrainingProgress:
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        if self.shown:
+            self.progress.__exit__(*exc)
 
     def __call__(self, report: EpochReport) -> None:
+        if not self.shown:
+            self.progress.start()
+            self.shown = True
         key = report.algorithm.upper() if report.layer is None else f"MF layer {report.layer + 1}"
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(key, total=report.epochs, status="")

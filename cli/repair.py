@@ -8,9 +8,10 @@ import typer
 
 from cli import options
 from cli.context import workspace
-from cli.errors import DAMAGE_EXIT_CODE, render_error, render_fix
+from cli.errors import DAMAGE_EXIT_CODE
+from cli.fixes import render_error, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
-from cli.tracking import MLflow, track_layers
+from cli.tracking import MLflow, reach, track_layers
 
 if TYPE_CHECKING:
     from mfstore.verify import LayerCheck, VerifyReport
@@ -118,7 +119,8 @@ def repair(
     from mfstore.repair import repair as repair_network
 
     with TrainingProgress(enabled=not as_json) as progress:
-        result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress)
+        result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress,
+                                ready=reach(mlflow))
     track_layers(ctx, mlflow, [r.new for r in result.repaired] + result.retrained_downstream)
     if as_json:
         print_json({"network": None if result.network is None else record_dict(result.network),

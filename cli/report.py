@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.context import workspace
 from cli.render import stdout
 from mfstore.errors import ConfigError, option
+
+if TYPE_CHECKING:
+    from serving.ui.scene import Scene
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -30,14 +33,39 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _check_target(path: Path, folder: bool) -> None:
-    """Refuse, before any work, a target whose folder is missing (or a chart folder that is a
-    file)."""
+    """Refuse, before any work, a target whose folder is missing, a report file that is a
+    folder, or a chart folder that is a file."""
     name = "png" if folder else "out"
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: there is no folder {path.parent}", option(name))
     if folder and path.exists() and not path.is_dir():
         raise ConfigError(f"cannot write charts into {path}: it is a file, not a folder",
                           option(name))
+    if not folder and path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder, not a file", option(name))
+
+
+def _check_targets(out: Path, png: Path | None) -> None:
+    """Both targets, and matplotlib where charts are asked for, before the report is made."""
+    from serving.ui.png import check_png
+
+    _check_target(out, folder=False)
+    if png is not None:
+        _check_target(png, folder=True)
+        check_png()
+
+
+def _charts(figures: dict[str, Scene]) -> dict[str, bytes]:
+    """Each chart drawn as PNG (before anything is written), by file name."""
+    from serving.ui.png import to_png
+
+    return {f"{stem}.png": to_png(scene) for stem, scene in figures.items()}
+
+
+def _write_charts(png: Path, images: dict[str, bytes]) -> None:
+    png.mkdir(exist_ok=True)
+    for name, data in images.items():
+        _write(png / name, data)
 
 
 def report(
@@ -46,7 +74,7 @@ def report(
     out: Annotated[Path, typer.Option(help="HTML file to write.")],
     png: Annotated[Path | None, typer.Option(
         help="Also write every chart as a PNG into this folder, made if missing (needs "
-             "matplotlib: mfstore[png]).")] = None,
+             "matplotlib: mfstore\\[png]).")] = None,
 ) -> None:
     """Write one self-contained HTML report of a network (per-layer accuracy, FF and BP mode,
     verify status with repair commands, lineage, learning curves, dataset, exports) to attach
@@ -54,20 +82,13 @@ def report(
 
     Example: mfstore report digits-mlp@1 --out report.html --png charts
     """
-    from serving.ui.png import check_png, to_png
     from serving.ui.report import network_report
 
-    _check_target(out, folder=False)
-    if png is not None:
-        _check_target(png, folder=True)
-        check_png()
+    _check_targets(out, png)
     result = network_report(workspace(ctx), ref)
-    images = {f"{stem}.png": to_png(scene) for stem, scene in result.figures.items()
-              } if png is not None else {}
+    images = _charts(result.figures) if png is not None else {}
     _write(out, result.html.encode())
     if png is not None:
-        png.mkdir(exist_ok=True)
-        for name, data in images.items():
-            _write(png / name, data)
+        _write_charts(png, images)
     stdout.print(f"wrote {out}" + (f" and {len(images)} charts in {png}" if images else ""),
                  highlight=False)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Annotated
 
 import typer
 
 from cli.context import workspace
+from cli.options import given_token
 
 
 def serve(
@@ -58,8 +58,7 @@ def serve(
     from serving.sessions import RuntimeOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if token is None and os.environ.get("MFSTORE_TOKEN") == "":
-        token = ""  # click reads an empty variable as unset: refuse it as an empty --token
+    token = given_token(token, "MFSTORE_TOKEN")
     listen = Listen(host, port, grpc_port, poll_seconds)
     limit = request_limit(max_request_mb)
     runtime = RuntimeOptions(device, threads, tf32, require_gpu)

@@ -1,5 +1,6 @@
-"""`--mlflow [TRACKING_URI]`: the option the training and export commands share, and the one
-call each makes after registering (runs logged by `mfstore.tracking`)."""
+"""`--mlflow [TRACKING_URI]`: the option the training and export commands share, the check
+each has the library make before its work (`reach`), and the one call each makes after
+registering (runs logged by `mfstore.tracking`)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,50 @@ from mfstore.errors import ConfigError
 
 if TYPE_CHECKING:
     from mfstore.export import Export
+    from mfstore.history import Ready
     from mfstore.registry import LayerVersion
 
 
-def _resolve(value: str | None) -> str | None:
-    """Checked before any work: mlflow installed, a tracking URI (given or
-    MLFLOW_TRACKING_URI), the store reachable and the experiment there."""
-    if value is None:
-        return None
-    from mfstore.tracking import check_tracking
-
-    return check_tracking(value or None)
-
-
 MLflow = Annotated[str | None, typer.Option(
-    "--mlflow", callback=_resolve, metavar="[TRACKING_URI]",
+    "--mlflow", metavar="[TRACKING_URI]",
     help="Log one MLflow run per layer version (or the ONNX model, on export) to this "
          "tracking URI (default $MLFLOW_TRACKING_URI); experiment $MLFLOW_EXPERIMENT_NAME "
-         "or mfstore. Needs mfstore[mlflow].")]
+         "or mfstore. Needs mfstore\\[mlflow].")]
+"""The given URI; '' for a bare `--mlflow` ($MLFLOW_TRACKING_URI); None without it."""
+
+
+def reach(uri: str | None) -> Ready | None:
+    """The `ready` a command that logs passes to its library call: once the command's own
+    arguments are checked (a bad one keeps its own error and exit code, and nothing is
+    logged) and before training, MLflow must be installed, told where to log, reachable, and
+    hold the experiment; else one line, and nothing is trained or registered."""
+    if uri is None:
+        return None
+
+    def ready() -> None:  # under torchrun: rank 0 checks, every rank fails with its error
+        from mfstore.distributed import on_main
+        from mfstore.errors import MFStoreError
+        from mfstore.tracking import check_tracking
+
+        def check() -> MFStoreError | None:
+            try:
+                check_tracking(uri or None)
+            except MFStoreError as err:
+                return err
+            return None
+
+        failed = on_main(check)
+        if failed is not None:
+            raise failed
+
+    return ready
+
+
+def _shown(uri: str) -> str:
+    from mfstore.registry.engine import display_url
+    from mfstore.tracking import tracking_uri
+
+    return display_url(tracking_uri(uri or None))
 
 
 def optional_value(args: list[str], flag: str = "--mlflow") -> list[str]:
@@ -57,13 +84,19 @@ def refuse_unregistered(uri: str | None) -> None:
 
 
 def track_layers(ctx: typer.Context, uri: str | None, layers: Sequence[LayerVersion]) -> None:
-    """Log the layer versions a command registered (nothing without --mlflow)."""
+    """Log the layer versions a command registered (nothing without --mlflow; under torchrun,
+    rank 0 alone, as it alone registers them)."""
     if uri is None or not layers:
         return
+    from mfstore.distributed import is_main
     from mfstore.tracking import log_layers
 
-    runs = log_layers(workspace(ctx), layers, uri)
-    stderr.print(f"logged {len(runs)} MLflow run{'s' if len(runs) != 1 else ''} to {uri}: "
+    if not is_main():
+        return
+
+    runs = log_layers(workspace(ctx), layers, uri or None)
+    stderr.print(f"logged {len(runs)} MLflow run{'s' if len(runs) != 1 else ''} to "
+                 f"{_shown(uri)}: "
                  + ", ".join(f"{v.ref} ({r})" for v, r in zip(layers, runs, strict=True)),
                  highlight=False, soft_wrap=True)
 
@@ -74,6 +107,7 @@ def track_export(uri: str | None, export: Export) -> None:
         return
     from mfstore.tracking import log_export
 
-    run = log_export(export, uri)
-    stderr.print(f"logged the ONNX model of {export.network.ref} to MLflow run {run} at {uri}",
+    run = log_export(export, uri or None)
+    stderr.print(f"logged the ONNX model of {export.network.ref} to MLflow run {run} at "
+                 f"{_shown(uri)}",
                  highlight=False, soft_wrap=True)

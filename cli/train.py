@@ -9,7 +9,7 @@ import typer
 from cli import options
 from cli.context import optional_workspace, workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
-from cli.tracking import MLflow, refuse_unregistered, track_layers
+from cli.tracking import MLflow, reach, refuse_unregistered, track_layers
 
 Data = Annotated[str, typer.Option(
     help="A registered dataset's name, else (without NET) a URL or sklearn:NAME read on the "
@@ -55,7 +55,7 @@ def train(
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline,
-                               layer_parallel)
+                               layer_parallel, ready=reach(mlflow))
     track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
     baselines = [{"algorithm": b.algorithm, "test": b.test_accuracy} for b in result.baselines]

@@ -10,7 +10,7 @@ import torch
 from mfstore.config import TrainConfig
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError, LineageError, SpecError, option
-from mfstore.history import ProgressCallback
+from mfstore.history import ProgressCallback, Ready
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES
 from mfstore.names import check_name
@@ -58,17 +58,20 @@ class Extension:
 
 
 def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
-           callback: ProgressCallback | None = None) -> Extension:
+           callback: ProgressCallback | None = None, ready: Ready | None = None) -> Extension:
     """Train one new layer on the network's output stream; the new network version keeps
-    the very same blocks for every earlier layer."""
+    the very same blocks for every earlier layer (`ready()` once everything is checked,
+    before training)."""
     network = resolve_network(ws, ref)
     layers = network_layers(ws, network)
     require_intact(ws, layers)
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
-    check_name(f"{network.name}.l{len(layers) + 1}", "layer")
-    layer = train_registered_layer(ws, f"{network.name}.l{len(layers) + 1}", dataset, layers,
-                                   spec, config, training_device(config.device), callback,
+    name = check_name(f"{network.name}.l{len(layers) + 1}", "layer")
+    device = training_device(config.device)
+    if ready is not None:
+        ready()
+    layer = train_registered_layer(ws, name, dataset, layers, spec, config, device, callback,
                                    note=f"extends {network.ref}")
     extended = ws.registry.add_network(network.name, _refs([*layers, layer]), network.mode,
                                        dataset.name, forced=network.forced,

@@ -55,8 +55,14 @@ def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig,
     fast: dict[str, bool] = {"foreach": True}
     if device.type == "cuda":
         fast = {"fused": True, "capturable": True} if capturable else {"fused": True}
-    return cls(params, lr=config.lr, betas=config.betas,
+    return cls(params, lr=_learning_rate(config.lr, device, capturable), betas=config.betas,
                weight_decay=config.weight_decay, **fast)
+
+
+def _learning_rate(lr: float, device: torch.device, capturable: bool) -> float | torch.Tensor:
+    """A device tensor when the step is captured as a CUDA graph, so that a schedule's changes
+    reach every replay (a float would be frozen into the graph)."""
+    return torch.tensor(lr, device=device) if capturable and device.type == "cuda" else lr
 
 
 def make_schedule(optimizer: torch.optim.Optimizer,

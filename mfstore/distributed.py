@@ -13,6 +13,7 @@ single process. Two ways to use the processes:
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,8 +117,11 @@ def check_batch(batch_size: int) -> None:
 
 
 def leave() -> None:
-    """Leave the process group (at the end of a command)."""
+    """Leave the process group (at the end of a command). What still holds the group
+    (a DistributedDataParallel wrapper in a reference cycle) is collected first: left to the
+    interpreter's exit, its threads could be torn down unjoined, aborting the process."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

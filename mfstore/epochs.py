@@ -13,6 +13,8 @@ from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
 from mfstore.distributed import all_reduce_sum
+from mfstore.feeding import on_device
+from mfstore.graphs import GraphedStep, Step
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -21,8 +23,6 @@ from mfstore.history import (
     check_finite,
 )
 
-# (x, y, optimizer) -> the batch's summed loss, detached, left on the device
-Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 # () -> validation (loss, accuracy), or (None, None) without a validation split
 Validation = Callable[[], tuple[float | None, float | None]]
 
@@ -30,20 +30,23 @@ Validation = Callable[[], tuple[float | None, float | None]]
 def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchSource,
                validate: Validation, config: TrainConfig, device: torch.device, *,
                algorithm: str, index: int | None,
-               callback: ProgressCallback | None = None) -> LayerHistory:
+               callback: ProgressCallback | None = None,
+               capturable: bool = True) -> LayerHistory:
     """Train `params` of `module` with `step` for up to `config.epochs` epochs, stop early on
-    what `config.monitor` watches, and keep the weights of the best validation epoch."""
+    what `config.monitor` watches, and keep the weights of the best validation epoch.
+    `capturable=False`: the step must run eagerly even on CUDA (it draws host random
+    numbers, which a CUDA graph would freeze)."""
     history = LayerHistory()
     stopper = EarlyStopping(config.patience, config.min_delta, config.monitor)
     start = time.perf_counter()
+    fast = GraphedStep(step, device, config.cuda_graphs and capturable)  # eager on the CPU
     with deterministic_mode(config.deterministic):
-        opt = make_optimizer(params, config, device)
+        opt = make_optimizer(params, config, device, capturable=fast.enabled)
         schedule = make_schedule(opt, config)
         for epoch in range(config.epochs):
             total = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, examples
-            for x, y in train.batches(epoch):
-                y = y.to(device, non_blocking=True)
-                total[0] += step(x.to(device, non_blocking=True), y, opt).sum()
+            for x, y in on_device(train.batches(epoch), device):
+                total[0] += fast(x, y, opt).sum()
                 total[1] += y.shape[0]
             if schedule is not None:
                 schedule.step()

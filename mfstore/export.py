@@ -16,6 +16,7 @@ import torch
 
 from mfstore.config import DEFAULT_MAX_BATCH_SIZE
 from mfstore.errors import ConfigError, ConflictError, ExportError
+from mfstore.history import Ready
 from mfstore.modules import MODES, MFLayer, MFNet
 from mfstore.names import check_name
 from mfstore.network import load_layers, network_layers, resolve_network
@@ -115,8 +116,9 @@ def parity_error(data: bytes, layers: list[MFLayer], mode: str, mean: np.ndarray
 
 
 def build_export(ws: Workspace, ref: str, mode: str | None = None,
-                 upto: int | None = None) -> Export:
-    """Build and check the ONNX model of a network; nothing is written."""
+                 upto: int | None = None, ready: Ready | None = None) -> Export:
+    """Build and check the ONNX model of a network; nothing is written (`ready()` once the
+    arguments are checked, before building)."""
     network = resolve_network(ws, ref)
     mode = mode or network.mode
     if mode not in MODES:
@@ -126,6 +128,8 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
         raise ConfigError(f"upto must lie in 1..{len(versions)} for {network.ref}, the "
                           "number of its layers to export")
     versions = versions[:upto] if upto else versions
+    if ready is not None:
+        ready()
     dataset = ws.registry.dataset(network.dataset)
     layers = load_layers(ws, versions)
     mean, std = normalizer_arrays(dataset)
@@ -252,17 +256,19 @@ def write_all(files: list[tuple[str, bytes, bool]]) -> None:
 def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int | None = None,
                    out: str | None = None, triton_repo: str | None = None,
                    model_name: str | None = None,
-                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> Export:
+                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                   ready: Ready | None = None) -> Export:
     """Export to `out` and/or a Triton repository; record every export in the registry.
     Nothing is written unless every check passes and every target is free (or already holds
-    the same bytes); `out` is replaced, a Triton repository's files never are."""
+    the same bytes); `out` is replaced, a Triton repository's files never are. `ready()` once
+    the arguments are checked, before building."""
     if out is None and triton_repo is None:
         raise ConfigError("say where to export: an ONNX file, a Triton repository or both")
     if max_batch_size < 1:
         raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
     if model_name is not None:
         check_name(model_name, "model")
-    export = build_export(ws, ref, mode, upto)
+    export = build_export(ws, ref, mode, upto, ready)
     files: list[tuple[str, bytes, bool]] = []
     if out is not None:
         files.append((out, export.data, True))

@@ -198,4 +198,5 @@ def train_forward_forward(layers: Sequence[MFLayer], train: BatchSource,
 
     return run_epochs(net, params,
                       lambda x, y, opt: ff_step(model, x, y, opt, negatives, classes), train,
-                      validate, config, device, algorithm="ff", index=None, callback=callback)
+                      validate, config, device, algorithm="ff", index=None, callback=callback,
+                      capturable=False)  # negatives come from a host generator

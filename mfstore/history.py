@@ -31,6 +31,9 @@ class EpochReport:
     stopped: bool  # this layer stops training after this epoch
 
 
+Ready = Callable[[], None]
+"""Called once a command's arguments are checked, before any work that takes time (training,
+verifying): where a caller checks what the work needs, e.g. that MLflow can be reached."""
 ProgressCallback = Callable[[EpochReport], None]
 
 
@@ -70,10 +73,6 @@ class LayerHistory:
         self.best_epoch = best_epoch or len(self.epochs)
         self.best_val_loss = next((e["val_loss"] for e in self.epochs
                                    if e["epoch"] == self.best_epoch), None)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LayerHistory:
-        return cls(**data)
 
 
 def watched(monitor: str, val_loss: float | None, val_accuracy: float | None) -> float | None:

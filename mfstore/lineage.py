@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mfstore.errors import Fix, LineageError, SpecError, option
 from mfstore.registry import DatasetRecord, LayerVersion, Registry
+from mfstore.usage import first_by_digest
 
 
 def check_shapes(dataset: DatasetRecord, layers: Sequence[LayerVersion]) -> None:
@@ -30,10 +31,9 @@ def describe_chain(registry: Registry, digests: Sequence[str]) -> str:
     """`[l1@1 → l2@1]` for a chain of weights digests (refs where the registry knows them)."""
     if not digests:
         return "[the raw dataset]"
-    by_digest: dict[str, str] = {}
-    for layer in registry.layers():
-        by_digest.setdefault(layer.digest, layer.ref)
-    return "[" + " → ".join(by_digest.get(d, d[:12]) for d in digests) + "]"
+    producers = first_by_digest(registry.layers())
+    return "[" + " → ".join(producers[d].ref if d in producers else d[:12]
+                            for d in digests) + "]"
 
 
 def retrain_fix(layer: LayerVersion, dataset: str, upstream: Sequence[LayerVersion]) -> Fix:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from mfstore.errors import NotFoundError
 from mfstore.registry import NetworkVersion, Registry
-from mfstore.usage import Snapshot
+from mfstore.usage import Snapshot, first_by_digest
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,21 @@ class Edge:
 @dataclass
 class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
-    edges: list[Edge] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)  # in the order they were linked
+    _linked: set[Edge] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._linked.update(self.edges)
 
     def add(self, node: Node) -> str:
         self.nodes.setdefault(node.id, node)
         return node.id
 
     def link(self, source: str, target: str, kind: str) -> None:
+        """Add the edge once (a set says whether it is there; the list keeps the order)."""
         edge = Edge(source, target, kind)
-        if edge not in self.edges:
+        if edge not in self._linked:
+            self._linked.add(edge)
             self.edges.append(edge)
 
     def to_dict(self) -> dict[str, object]:
@@ -57,21 +64,24 @@ def _layer_node(graph: Graph, ref: str, status: str) -> str:
 
 
 def network_graph(registry: Registry, network: NetworkVersion) -> Graph:
-    """One network: its dataset, its layers in order, and what each was trained on where
-    that differs from what it follows here."""
-    by_digest = Snapshot.read(registry).by_digest()
+    """One network (a deleted one too, its layers marked so): its dataset, its layers in
+    order, and what each was trained on where that differs from what it follows here."""
+    every = registry.layers()
+    versions = {(v.name, v.version): v for v in every}
+    producers = first_by_digest(v for v in every if v.status != "deleted")
     graph = Graph()
     previous = graph.add(Node(f"dataset:{network.dataset}", "dataset", network.dataset))
     previous_digest: str | None = None
-    for name, version in network.layers:
-        layer = registry.layer(name, str(version))
+    for pair in network.layers:
+        if pair not in versions:
+            raise NotFoundError(f"layer {pair[0]!r} has no version {pair[1]}")
+        layer = versions[pair]
         here = _layer_node(graph, layer.ref, layer.status)
         graph.link(previous, here, "feeds")
         chain = layer.signature.chain
-        producers = by_digest.get(chain[-1], []) if chain else []
-        if chain and chain[-1] != previous_digest and producers:
-            graph.link(_layer_node(graph, producers[0].ref, producers[0].status), here,
-                       "trained_on")
+        producer = producers.get(chain[-1]) if chain else None
+        if producer is not None and chain[-1] != previous_digest:
+            graph.link(_layer_node(graph, producer.ref, producer.status), here, "trained_on")
         previous, previous_digest = here, layer.digest
     graph.link(previous, graph.add(Node(f"network:{network.ref}", "network", network.ref,
                                         network.status)), "output")
@@ -81,7 +91,7 @@ def network_graph(registry: Registry, network: NetworkVersion) -> Graph:
 def store_graph(registry: Registry) -> Graph:
     """Every dataset, live layer version and live network of the registry."""
     snap = Snapshot.read(registry)
-    by_digest = snap.by_digest()
+    producers = first_by_digest(snap.layers)
     graph = Graph()
     fingerprints = {d.fingerprint: d.name for d in registry.datasets()}
     for d in fingerprints.values():
@@ -92,8 +102,8 @@ def store_graph(registry: Registry) -> Graph:
         if not chain:
             name = fingerprints.get(layer.signature.dataset_fingerprint, layer.dataset)
             source = graph.add(Node(f"dataset:{name}", "dataset", name))
-        elif chain[-1] in by_digest:
-            source = _layer_node(graph, by_digest[chain[-1]][0].ref, "ok")
+        elif chain[-1] in producers:
+            source = _layer_node(graph, producers[chain[-1]].ref, "ok")
         else:
             continue
         graph.link(source, here, "feeds")

@@ -22,14 +22,14 @@ import torch
 from mfstore.compose import retrain
 from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError, option
-from mfstore.history import ProgressCallback
+from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import reimport
 from mfstore.lineage import lineage_problems
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.stream_chain import chain_stream
 from mfstore.usage import Snapshot
-from mfstore.verify import StreamCheck, VerifyReport, layer_accuracy, verify
+from mfstore.verify import StreamCheck, VerifyReport, check_tolerance, layer_accuracy, verify
 from mfstore.workspace import Workspace
 
 
@@ -107,16 +107,25 @@ def _targets(ws: Workspace, ref: str, position: int | None, auto: bool, count: i
 
 def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
            auto: bool = False, tolerance: float = 0.02, device: str | None = None,
-           callback: ProgressCallback | None = None) -> RepairResult:
+           callback: ProgressCallback | None = None, ready: Ready | None = None
+           ) -> RepairResult:
     """Mend the damaged layers and streams of `ref` (or, with `auto` and no `ref`, of the
-    whole store)."""
+    whole store); `ready()` once the arguments are checked, before verifying or training."""
     if position is None and not auto:
         raise ConfigError("say what to repair: a layer of a network, or everything verify "
                           "finds damaged", option("layer"), option("auto"))
+    if position is not None and ref is None:
+        raise ConfigError(f"say which network's layer {position} to repair: NET, NET@VERSION "
+                          "or NET@ALIAS")
+    check_tolerance(tolerance)
     dev = None if device is None else training_device(device)
-    if ref is None:
+    network = None if ref is None else resolve_network(ws, ref)
+    if network is not None and position is not None:  # refused now rather than after verify
+        _targets(ws, network.ref, position, auto, len(network.layers), None)
+    if ready is not None:
+        ready()
+    if network is None:
         return repair_store(ws, tolerance, dev, callback)
-    network = resolve_network(ws, ref)
     report = None
     result = RepairResult(None)
     if auto:

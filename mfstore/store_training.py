@@ -24,7 +24,7 @@ from mfstore.block import InputSignature, LayerBlock
 from mfstore.config import TrainConfig
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError, option
-from mfstore.history import ProgressCallback
+from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import registered_dataset
 from mfstore.lineage import check_lineage, check_shapes
 from mfstore.modules import build_layers, check_mode
@@ -78,8 +78,9 @@ def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
 def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
                          plan: LayerPlan, config: TrainConfig,
                          callback: ProgressCallback | None = None,
-                         force: bool = False) -> LayerVersion:
-    """The train-layer command: the next version of `name`, on the outputs of the chain `on`."""
+                         force: bool = False, ready: Ready | None = None) -> LayerVersion:
+    """The train-layer command: the next version of `name`, on the outputs of the chain `on`
+    (`ready()` once everything is checked, before training)."""
     check_name(name, "layer")
     device = training_device(config.device)
     dataset = registered_dataset(ws, dataset_name)
@@ -91,6 +92,8 @@ def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequen
     in_shape = upstream[-1].spec.out_shape if upstream else tuple(dataset.input_shape)
     spec = plan.resolve(in_shape, dataset.classes,
                         tokens=None if upstream else dataset.options.get("vocab"))
+    if ready is not None:
+        ready()
     return train_registered_layer(ws, name, dataset, upstream, spec, config, device, callback,
                                   note="forced onto a foreign chain" if force else "")
 
@@ -110,11 +113,12 @@ class NetworkTraining:
 def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
                   config: TrainConfig, schedule: str = "sequential", mode: str = "bp",
                   callback: ProgressCallback | None = None,
-                  baseline: str | Sequence[str] = "none",
-                  layer_parallel: bool = False) -> NetworkTraining:
+                  baseline: str | Sequence[str] = "none", layer_parallel: bool = False,
+                  ready: Ready | None = None) -> NetworkTraining:
     """Train every layer through the store and register them as layers `NET.l1`, `NET.l2`, …
     and the network `NET`; then the baselines `baseline` names (`"bp,fa"`, …), which are
-    not registered. `layer_parallel`: one process per layer (`pipeline.py`)."""
+    not registered. `layer_parallel`: one process per layer (`pipeline.py`); `ready()` once
+    everything is checked, before training."""
     check_name(net, "network")
     check_schedule(schedule)
     check_mode(mode)
@@ -133,6 +137,8 @@ def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequen
                               "run layer-parallel (a baseline trains every layer in each "
                               "process); train it in a run of its own",
                               option("baseline", value="none"))
+    if ready is not None:
+        ready()
     inputs = StreamInputs.of_chain(ws, dataset, [], config, device,
                                    WHOLE if layer_parallel else None)
     versions: list[LayerVersion] = []

@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mfstore.errors import ConfigError, MFStoreError, option
+from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, option
 from mfstore.export import Export
 from mfstore.registry import LayerVersion
 from mfstore.registry.engine import display_url as display
-from mfstore.workspace import Workspace, block_path
+from mfstore.usage import first_by_digest
+from mfstore.workspace import Workspace
 
 EXPERIMENT = "mfstore"
 PER_EPOCH = ("train_loss", "val_loss", "val_accuracy")
@@ -160,12 +161,13 @@ def layer_metrics(layer: LayerVersion, history: dict[str, Any]) -> list[tuple[st
 
 
 def layer_tags(ws: Workspace, layer: LayerVersion) -> dict[str, str]:
-    refs = {v.digest: v.ref for v in reversed(ws.registry.layers())}
+    producers = first_by_digest(ws.registry.layers())
     chain = layer.signature.chain
     tags = {"mfstore.layer": layer.ref, "mfstore.block_sha256": layer.block_sha256,
             "mfstore.digest": layer.digest, "mfstore.dataset": layer.dataset,
             "mfstore.dataset_fingerprint": layer.signature.dataset_fingerprint,
-            "mfstore.lineage": json.dumps([refs.get(d, d) for d in chain]),
+            "mfstore.lineage": json.dumps([producers[d].ref if d in producers else d
+                                           for d in chain]),
             "mfstore.lineage_digests": json.dumps(list(chain)),
             "mfstore.status": layer.status, "mfstore.registry": ws.registry.shown}
     if layer.repairs is not None:
@@ -178,24 +180,45 @@ def layer_tags(ws: Workspace, layer: LayerVersion) -> dict[str, str]:
 def log_layer(tracker: Tracker, ws: Workspace, layer: LayerVersion) -> str:
     """One run for `layer`: its spec and config, its per-epoch history, its lineage and its
     block file. Returns the run id."""
-    data = ws.store.get(block_path(layer.block_sha256), expected_sha256=layer.block_sha256)
-    from mfstore.block import LayerBlock
-
-    history = LayerBlock.from_bytes(data, name=layer.ref).history
+    stored = ws.read_block(layer)
+    if stored.data is None or stored.history is None:
+        raise IntegrityError(f"the block of {layer.ref} is missing or damaged: nothing to log",
+                             Fix("verify", {}))
     with tracker.run(layer.ref, layer_tags(ws, layer)) as run_id:
         tracker.log(run_id, {**flatten("spec", layer.spec.to_dict()),
-                             **flatten("config", layer.config)}, layer_metrics(layer, history))
+                             **flatten("config", layer.config)},
+                    layer_metrics(layer, stored.history))
         with tempfile.TemporaryDirectory(prefix="mfstore-mlflow-") as folder:
             path = Path(folder) / f"{layer.name}-v{layer.version}.safetensors"
-            path.write_bytes(data)
+            path.write_bytes(stored.data)
             tracker.client.log_artifact(run_id, str(path), artifact_path="block")
     return run_id
+
+
+# MLflow's HTTP client tries an unreachable server 8 times with a growing backoff and a
+# 120 s timeout: minutes before the check fails. The check tries twice, 10 s each, unless
+# the user set these; logging after training keeps MLflow's patience.
+CHECK_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextmanager
+def impatient() -> Iterator[None]:
+    """MLflow's HTTP settings (read from the environment on each request) as `CHECK_PATIENCE`
+    where the user left them unset, for the duration of the block."""
+    unset = [key for key in CHECK_PATIENCE if key not in os.environ]
+    os.environ.update({key: CHECK_PATIENCE[key] for key in unset})
+    try:
+        yield
+    finally:
+        for key in unset:
+            os.environ.pop(key, None)
 
 
 def check_tracking(uri: str | None, experiment: str | None = None) -> str:
     """Reach the tracking store and its experiment (creating the experiment when missing)
     before any work, so a wrong URI fails in seconds rather than after training; the URI."""
-    with reaching(display(tracking_uri(uri))):
+    with reaching(display(tracking_uri(uri))), impatient():
         tracker = Tracker(uri, experiment)
         tracker.experiment_id  # noqa: B018  (reached, and created when missing)
         return tracker.uri

@@ -15,12 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_optimizer, make_schedule, resolve_device
 from mfstore.distributed import all_reduce_sum, batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.evaluation import validate_stack
+from mfstore.feeding import on_device
+from mfstore.graphs import GraphedStep, Step, graphs_apply
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -121,15 +124,57 @@ def mf_step(objective: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return sums.detach()
 
 
-def _simultaneous_epoch(objective: nn.Module, count: int, first_active: int,
-                        train: BatchSource, epoch: int, opt: torch.optim.Optimizer,
+def overlapped_mf_step(local: LocalLosses, opts: Sequence[torch.optim.Optimizer]) -> Step:
+    """`mf_step` with one CUDA stream per layer: layer k's loss, backward and update run on
+    stream k while layer k+1's forward already runs on stream k+1 (no backward locking; only
+    MF allows it). Each layer has its own optimizer; Adam's update is per parameter, so the
+    numbers are those of `mf_step` with one optimizer over every layer. CUDA only."""
+    device = next(local.parameters()).device
+    streams = [torch.cuda.Stream(device) for _ in local.layers]
+
+    def step(x: torch.Tensor, y: torch.Tensor, _: torch.optim.Optimizer) -> torch.Tensor:
+        compute, scale = torch.cuda.current_stream(device), batch_scale(int(y.shape[0]), device)
+        a, first = x, local.first_active
+        with torch.no_grad():
+            for layer in local.layers[:first]:
+                a = layer(a)
+        sums = []
+        for layer, opt, stream in zip(local.layers[first:], opts[first:], streams[first:],
+                                      strict=True):
+            stream.wait_stream(compute)
+            with torch.cuda.stream(stream):
+                a, loss = local_loss(cast(MFLayer, layer), a, y, reduction="sum")
+                forward_done = torch.cuda.Event()
+                forward_done.record(stream)
+                opt.zero_grad(set_to_none=True)
+                (loss * scale).backward()
+                opt.step()
+            compute.wait_event(forward_done)  # the next layer needs only this forward
+            sums.append(loss.detach())
+        for stream in streams[first:]:
+            compute.wait_stream(stream)
+        return torch.stack(sums)
+
+    return step
+
+
+def _simultaneous_epoch(step: Step, count: int, first_active: int, train: BatchSource,
+                        epoch: int, opt: torch.optim.Optimizer,
                         device: torch.device) -> torch.Tensor:
     """One pass over the data; the summed per-layer losses, kept on the device."""
     loss_sums = torch.zeros(count, device=device)
-    for x, y in train.batches(epoch):
-        y = y.to(device, non_blocking=True)
-        loss_sums[first_active:] += mf_step(objective, x.to(device, non_blocking=True), y, opt)
+    for x, y in on_device(train.batches(epoch), device):
+        loss_sums[first_active:] += step(x, y, opt)
     return loss_sums
+
+
+def _optimizers(layers: Sequence[MFLayer], config: TrainConfig, device: torch.device,
+                overlap: bool, capturable: bool) -> list[torch.optim.Optimizer]:
+    """One optimizer over every layer; with `overlap`, one per layer (each on its stream)."""
+    groups = [list(layer.parameters()) for layer in layers]
+    if not overlap:
+        groups = [[p for group in groups for p in group]]
+    return [make_optimizer(group, config, device, capturable) for group in groups]
 
 
 def _improves(stopper: EarlyStopping, epoch: int, val_loss: float | None,
@@ -171,20 +216,28 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     n = int(all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # all processes
     local = LocalLosses(layers)
     objective = data_parallel(local, unused=True)
+    graphed = graphs_apply(device, config.cuda_graphs)
+    overlap = config.overlap and device.type == "cuda" and distributed.current() is None
     with deterministic_mode(config.deterministic):
-        opt = make_optimizer([p for layer in layers for p in layer.parameters()], config, device)
-        schedule = make_schedule(opt, config)
+        opts = _optimizers(layers, config, device, overlap, capturable=graphed)
+        schedules = [make_schedule(opt, config) for opt in opts]
+        eager = (overlapped_mf_step(local, opts) if overlap
+                 else lambda x, y, opt: mf_step(objective, x, y, opt))
+        fast, phase = GraphedStep(eager, device, graphed), 0
         for epoch in range(config.epochs):
             if first_active == len(layers):
                 break
+            if first_active != phase:  # fewer layers train now: a new graph
+                fast, phase = GraphedStep(eager, device, graphed), first_active
             local.first_active = first_active
-            sums = _simultaneous_epoch(objective, len(layers), first_active, train, epoch, opt,
+            sums = _simultaneous_epoch(fast, len(layers), first_active, train, epoch, opts[0],
                                        device)
             train_losses = (all_reduce_sum(sums) / n).tolist()
             for k in range(first_active, len(layers)):
                 check_finite("mf", k, epoch + 1, train_losses[k], config.lr, layers[k])
-            if schedule is not None:
-                schedule.step()
+            for schedule in schedules:
+                if schedule is not None:
+                    schedule.step()
             val_losses, val_accs = validate_stack(layers, val, device)
             was_active = first_active
             improved = [k >= first_active and _improves(stoppers[k], epoch, val_losses[k],

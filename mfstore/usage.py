@@ -60,6 +60,15 @@ class Snapshot:
         return Usage(networks, layers)
 
 
+def first_by_digest(layers: Iterable[LayerVersion]) -> dict[str, LayerVersion]:
+    """The first version (in the order given: the registry's is name, then version) that
+    computes each weights digest: the one a lineage names for that digest."""
+    out: dict[str, LayerVersion] = {}
+    for v in layers:
+        out.setdefault(v.digest, v)
+    return out
+
+
 def used_by(registry: Registry, layer: LayerVersion) -> Usage:
     """Every live network holding `layer`, and every live layer trained over its outputs."""
     snap = Snapshot.read(registry)

@@ -5,21 +5,26 @@ it was trained? Damaged layer versions and streams are marked in the registry.""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from mfstore.block import LayerBlock
 from mfstore.devices import resolve_device
-from mfstore.errors import ConfigError, Fix, IntegrityError, StoreError
+from mfstore.errors import ConfigError, Fix, IntegrityError
 from mfstore.evaluation import stack_metrics
 from mfstore.network import network_layers, resolve_network
-from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
-from mfstore.store import sha256
+from mfstore.registry import (
+    DatasetRecord,
+    LayerVersion,
+    NetworkVersion,
+    Registry,
+    StreamRecord,
+)
 from mfstore.stream import StreamBatches, stream_id, stream_problems
 from mfstore.stream_chain import chain_stream
-from mfstore.usage import Snapshot
+from mfstore.usage import Snapshot, first_by_digest
 from mfstore.workspace import Workspace, block_path
 
 
@@ -84,23 +89,18 @@ def check_tolerance(tolerance: float) -> float:
 
 def block_problems(ws: Workspace, layer: LayerVersion) -> tuple[list[str], LayerBlock | None]:
     """Problems with the block file, and the block when its bytes still parse."""
-    path = block_path(layer.block_sha256)
-    try:
-        data = ws.store.get(path)
-    except (IntegrityError, StoreError):
-        return [f"its block file {ws.store.url_of(path)} is missing or unreadable"], None
-    problems = []
-    if sha256(data) != layer.block_sha256:
-        problems.append(f"its block file {ws.store.url_of(path)} does not match its sha256 "
-                        "(changed, flipped or truncated bytes)")
-    try:
-        block = LayerBlock.from_bytes(data, name=ws.store.url_of(path))
-    except IntegrityError:
+    stored = ws.read_block(layer)
+    where = ws.store.url_of(block_path(layer.block_sha256))
+    if stored.data is None:
+        return [f"its block file {where} is missing or unreadable"], None
+    problems = [] if stored.intact else [
+        f"its block file {where} does not match its sha256 (changed, flipped or truncated bytes)"]
+    if stored.block is None:
         return [*problems, "its block file is not a readable layer block"], None
-    bad = [name for name, t in block.tensors.items() if not torch.isfinite(t).all()]
+    bad = [name for name, t in stored.block.tensors.items() if not torch.isfinite(t).all()]
     if bad:
         problems.append(f"non-finite values in {', '.join(bad)}")
-    return problems, block
+    return problems, stored.block
 
 
 def layer_accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
@@ -122,35 +122,56 @@ def _layer_fix(snap: Snapshot, layer: LayerVersion, network: NetworkVersion | No
     return Fix("repair", {"auto": True})
 
 
-def _streams_in_scope(ws: Workspace, network: NetworkVersion | None,
-                      layers: list[LayerVersion]) -> dict[str, tuple[str, list[str]]]:
-    """Stream id -> (dataset name, chain refs) for the streams to check: the dataset's
-    examples and every recorded prefix of the network's chain, or every recorded stream."""
-    recorded = {s.id: s for s in ws.registry.streams()}
-    datasets = ws.registry.datasets()
-    if network is None:
-        names = {d.fingerprint: d.name for d in datasets}
-        refs = {v.digest: v.ref for v in ws.registry.layers()}
-        out: dict[str, tuple[str, list[str]]] = {d.stream_id: (d.name, []) for d in datasets}
-        for s in recorded.values():
-            out.setdefault(s.id, (names.get(s.dataset_fingerprint, "?"),
-                                  [refs.get(d, d[:12]) for d in s.chain]))
-        return out
-    dataset = next(d for d in datasets if d.name == network.dataset)
-    out = {dataset.stream_id: (dataset.name, [])}
+@dataclass(frozen=True)
+class Recorded:
+    """The registry's streams and datasets, read once (a page checks many networks)."""
+
+    streams: dict[str, StreamRecord]  # by id
+    datasets: list[DatasetRecord]
+
+    @classmethod
+    def read(cls, registry: Registry) -> Recorded:
+        return cls({s.id: s for s in registry.streams()}, registry.datasets())
+
+
+def streams_in_scope(recorded: Recorded, network: NetworkVersion,
+                     layers: list[LayerVersion]) -> dict[str, tuple[str, list[str]]]:
+    """Stream id -> (dataset name, chain refs) of the streams a network reads: its dataset's
+    examples and every recorded prefix of its chain."""
+    dataset = next(d for d in recorded.datasets if d.name == network.dataset)
+    out = {dataset.stream_id: (dataset.name, list[str]())}
     for k in range(1, len(layers) + 1):
         sid = stream_id(dataset.fingerprint, [v.digest for v in layers[:k]])
-        if sid in recorded:
+        if sid in recorded.streams:
             out[sid] = (dataset.name, [v.ref for v in layers[:k]])
     return out
 
 
-def check_streams(ws: Workspace, network: NetworkVersion | None,
-                  layers: list[LayerVersion]) -> list[StreamCheck]:
+def _every_stream(ws: Workspace, recorded: Recorded) -> dict[str, tuple[str, list[str]]]:
+    """Every dataset's examples and every recorded stream, for verifying the whole store."""
+    names = {d.fingerprint: d.name for d in recorded.datasets}
+    producers = first_by_digest(ws.registry.layers())
+    out = {d.stream_id: (d.name, list[str]()) for d in recorded.datasets}
+    for s in recorded.streams.values():
+        out.setdefault(s.id, (names.get(s.dataset_fingerprint, "?"),
+                              [producers[d].ref if d in producers else d[:12]
+                               for d in s.chain]))
+    return out
+
+
+def check_streams(ws: Workspace, network: NetworkVersion | None, layers: list[LayerVersion],
+                  problems: Callable[[str], list[str]] | None = None,
+                  recorded: Recorded | None = None) -> list[StreamCheck]:
+    """The streams network `network` reads (every stream without one), each with what is
+    wrong with it: `problems(stream id)`, by default every shard read now."""
+    find = problems or (lambda sid: stream_problems(ws.store, sid))
+    recorded = recorded or Recorded.read(ws.registry)
+    scope = (streams_in_scope(recorded, network, layers) if network is not None
+             else _every_stream(ws, recorded))
     fix = Fix("repair", {"network": network.ref, "auto": True} if network else {"auto": True})
     checks = []
-    for sid, (dataset, chain) in _streams_in_scope(ws, network, layers).items():
-        check = StreamCheck(sid, dataset, chain, stream_problems(ws.store, sid))
+    for sid, (dataset, chain) in scope.items():
+        check = StreamCheck(sid, dataset, chain, find(sid))
         if not check.ok:
             check.fixes.append(fix)
         checks.append(check)
@@ -176,7 +197,7 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
     network, layers = _scope(ws, ref)
     dataset = ws.registry.dataset(dataset_name) if dataset_name else None
     snap = Snapshot.read(ws.registry)
-    by_digest = {d: versions[0] for d, versions in snap.by_digest().items()}
+    by_digest = first_by_digest(snap.layers)
     stream_checks = check_streams(ws, network, layers) if streams else []
     broken = {s.id for s in stream_checks if not s.ok}
     repaired_by = {(v.name, v.repairs): v.ref for v in snap.layers if v.repairs is not None}

@@ -10,14 +10,16 @@ command that only reads the registry never touches it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mfstore.block import LayerBlock
-from mfstore.errors import Fix, StoreError
+from mfstore.errors import Fix, IntegrityError, StoreError
 from mfstore.registry import LayerVersion, Registry
 from mfstore.store import Store, sha256
 from mfstore.stream import StreamOptions
+from mfstore.urls import mask_credentials
 
 DEFAULT_HOME = ".mfstore"
 
@@ -47,6 +49,28 @@ class Locations:
         store = store or os.environ.get("MFSTORE_STORE")
         return cls(home, registry or f"sqlite:///{absolute / 'registry.db'}",
                    store or str(absolute / "store"), registry is None or store is None)
+
+    @property
+    def shown(self) -> Locations:
+        """These locations as they may be shown (a page, a report, a log): credentials in the
+        registry and store URLs masked, as `Registry.shown` and `Store.shown` mask them."""
+        return replace(self, registry=mask_credentials(self.registry),
+                       store=mask_credentials(self.store))
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    """A layer's block as the store holds it now, read without raising for damage."""
+
+    data: bytes | None  # None: missing or unreadable, or the store cannot be reached
+    block: LayerBlock | None  # None where the bytes do not parse as a block
+    intact: bool  # the bytes match the sha256 the registry recorded
+
+    @property
+    def history(self) -> dict[str, Any] | None:
+        """The learning curve in an intact block's header (`epochs`: train_loss, val_loss,
+        val_accuracy per epoch; `best_epoch`, `stopped_early`, `seconds`), else None."""
+        return self.block.history if self.block is not None and self.intact else None
 
 
 def stream_options_from_env() -> StreamOptions:
@@ -103,6 +127,21 @@ class Workspace:
         if not self.store.exists(block_path(sha)):
             self.store.put(block_path(sha), data)
         return sha
+
+    def read_block(self, layer: LayerVersion) -> StoredBlock:
+        """The layer's block as stored now (damaged, missing or unreachable included): what
+        a page, `--json` or `verify` shows of it."""
+        path = block_path(layer.block_sha256)
+        try:
+            data = self.store.get(path)
+        except (IntegrityError, StoreError):
+            return StoredBlock(None, None, False)
+        try:
+            block: LayerBlock | None = LayerBlock.from_bytes(
+                data, name=f"{self.store.url_of(path)} ({layer.ref})")
+        except IntegrityError:
+            block = None
+        return StoredBlock(data, block, sha256(data) == layer.block_sha256)
 
     def load_block(self, layer: LayerVersion) -> LayerBlock:
         """The block of a layer version, verified against its sha256."""

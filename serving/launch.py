@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import math
 import signal
-import socket
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import uvicorn
 from mfstore.errors import ConfigError
 from serving.app import create_app
 from serving.grpc_service import grpc_server
+from serving.listening import bind, check_port
 from serving.server import InferenceServer
 
 
@@ -39,37 +39,12 @@ class Listen:
                               f"never), got {self.poll_seconds}")
 
 
-def check_port(port: int, what: str = "port") -> int:
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{what} {port} does not exist: use 1..65535, or 0 for any free port")
-    return port
-
-
 def request_limit(megabytes: float) -> int:
     """The largest request body in bytes, from a size in MiB."""
     if not (math.isfinite(megabytes) and megabytes > 0):
         raise ConfigError(f"the request size limit must be a positive number of MB, got "
                           f"{megabytes}")
     return max(int(megabytes * (1 << 20)), 1)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port, or a `ConfigError` saying why not."""
-    check_port(port)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as err:
-        raise ConfigError(f"cannot listen on {host}: {err.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as err:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
-    return sock
 
 
 class _Uvicorn(uvicorn.Server):

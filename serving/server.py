@@ -15,6 +15,7 @@ from serving.metrics import exposition
 from serving.models import ModelVersion
 from serving.repository import Repository
 from serving.statistics import VersionStats
+from serving.tokens import check_token
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration",
               "model_repository", "model_repository(unload_dependents)", "statistics"]
@@ -27,9 +28,7 @@ class InferenceServer:
     max_request_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
-        if self.token is not None and not self.token.strip():
-            raise ConfigError("the bearer token is empty, which would let anyone in; give a "
-                              "token, or none to serve without authentication")
+        check_token(self.token)
         if self.max_request_bytes < 1:
             raise ConfigError(f"the request size limit must be positive, got "
                               f"{self.max_request_bytes} bytes")

@@ -115,3 +115,27 @@ def test_evaluation_counts_layer_ff_and_bp_predictions_by_hand(digits):
                            torch.device("cpu")).losses
     for got, g in zip(losses, (g1, g2), strict=True):
         assert got == pytest.approx(F.cross_entropy(g, y).item(), rel=1e-6)
+
+
+def test_the_cuda_switches_change_nothing_on_the_cpu(digits):
+    """`cuda_graphs` and `overlap` are CUDA-only: on the CPU a run with them is the same run,
+    bit for bit (their GPU behaviour is checked in test_gpu.py)."""
+    states = []
+    for graphs, overlap in ((False, False), (True, True)):
+        config = TrainConfig(epochs=3, batch_size=100, patience=None, cuda_graphs=graphs,
+                             overlap=overlap, device="cpu")
+        specs = build_specs(parse_arch("dense:16,dense:16"), digits.input_shape, digits.classes)
+        layers = build_layers(specs, 0)
+        train = TensorBatches(digits.train.x, digits.train.y, 100)
+        train_simultaneous(layers, train, None, config, device=torch.device("cpu"))
+        states.append([t.clone() for layer in layers for t in layer.state_dict().values()])
+    assert all(torch.equal(a, b) for a, b in zip(*states, strict=True))
+
+
+def test_batches_are_fed_in_order_on_the_cpu():
+    from mfstore.feeding import on_device
+
+    batches = [(torch.full((3, 2), float(i)), torch.full((3,), i)) for i in range(4)]
+    fed = list(on_device(iter(batches), torch.device("cpu")))
+    assert [int(y[0]) for _, y in fed] == [0, 1, 2, 3]
+    assert all(torch.equal(x, bx) for (x, _), (bx, _) in zip(fed, batches, strict=True))

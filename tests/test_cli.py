@@ -4,6 +4,7 @@ what is tested (start-up, exit codes of a real process, aborts at exit)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -97,9 +98,9 @@ def test_cuda_without_a_gpu_is_refused(cwd):
         "error: CUDA was requested but no CUDA device is available; pass --device cpu")
 
 
-def test_every_command_has_help_with_an_example():
+def commands() -> list[tuple[list[str], object]]:
+    """Every command as (its words, its click command)."""
     from typer.main import get_command
-    from typer.testing import CliRunner
 
     from cli.main import app
 
@@ -108,14 +109,40 @@ def test_every_command_has_help_with_an_example():
             if hasattr(command, "commands"):
                 yield from walk(command, [*prefix, name])
             else:
-                yield [*prefix, name]
+                yield [*prefix, name], command
 
-    paths = list(walk(get_command(app), []))
+    return list(walk(get_command(app), []))
+
+
+def help_of(path: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, path
+    return out.output
+
+
+def test_every_command_has_help_with_an_example():
+    paths = [path for path, _ in commands()]
     assert len(paths) >= 12
     for path in paths:
-        out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
-        assert out.exit_code == 0, path
-        assert "Example:" in out.output, path
+        assert "Example:" in help_of(path), path
+
+
+def test_bracketed_words_survive_rich_help():
+    """Rich reads `mfstore[mlflow]` as markup and drops `[mlflow]` unless it is escaped."""
+    seen = 0
+    for path, command in commands():
+        texts = [p.help or "" for p in command.params] + [command.help or ""]
+        words = {w.replace("\\[", "[") for t in texts
+                 for w in re.findall(r"[\w.\-]*\\?\[[\w,.\-]+\]", t)}
+        shown = help_of(path)
+        for word in words:
+            seen += 1
+            assert word in shown, (path, word)
+    assert seen >= 6  # --mlflow on five commands, --png
 
 
 def test_demo_runs(cwd):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -93,6 +95,7 @@ def test_bare_mlflow_uses_the_environment_and_logs_every_layer(home, tracking, e
     out = in_home(home, "train", "deep", "--data", "digits", "--arch", "dense:8,dense:8",
                   "--baseline", "none", *QUICK, "--mlflow")
     assert out.returncode == 0, out.stderr
+    assert f"logged 2 MLflow runs to {tracking['uri']}: deep.l1@1 (" in out.stderr
     logged = runs(client, experiment_id)
     assert sorted(logged) == ["deep.l1@1", "deep.l2@1"]
     _, l1, _ = layer(home, "deep.l1@1")
@@ -134,10 +137,84 @@ def test_export_logs_the_onnx_model(home, tracking, experiment, tmp_path, monkey
     assert model.SerializeToString() == exported
 
 
-def _registered(home) -> tuple[list[str], list[str]]:
+def _registered(home) -> tuple[list[str], list[str], list[str]]:
     ws = Workspace.open(str(home))
-    return ([v.ref for v in ws.registry.layers()],
+    return ([v.ref for v in ws.registry.layers()], [n.ref for n in ws.registry.networks()],
             sorted(p.name for p in (Path(ws.where.store) / "blocks").rglob("*") if p.is_file()))
+
+
+@pytest.fixture
+def unreachable() -> str:
+    """The URL of a tracking server that is not there: a loopback port nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+TRAINING = {  # each command that logs, with arguments that would train
+    "train": ["train", "deep", "--data", "digits", "--arch", "dense:8", "--baseline", "none",
+              *QUICK],
+    "train-layer": ["train-layer", "x", "--data", "digits", "--on", "net.l1@1", "--kind",
+                    "dense", "--width", "8", *QUICK],
+    "extend": ["extend", "net@1", "--kind", "dense", "--width", "8", *QUICK],
+    "repair": ["repair", "net@1", "--layer", "2"],
+    "repair --auto": ["repair", "--auto"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TRAINING))
+def test_an_unreachable_tracking_server_fails_before_training(home, unreachable, command):
+    """One line, exit code 1, in seconds (MLflow's own retries take minutes), and nothing
+    trained or registered."""
+    before = _registered(home)
+    started = time.monotonic()
+    out = in_home(home, *TRAINING[command], "--mlflow", unreachable)
+    assert time.monotonic() - started < 60
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"error: MLflow at '{unreachable}' failed: ")
+    assert "Connection refused" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert out.stdout == ""
+    assert _registered(home) == before
+
+
+BAD = [  # a wrong argument of each command that logs: its own error and exit code
+    (["train", "deep", "--data", "nosuch", "--arch", "dense:8", *QUICK], 6,
+     "error: no dataset 'nosuch'; see `mfstore data list` (or import it with `mfstore data "
+     "add nosuch URL`)"),
+    (["train", "deep", "--data", "digits", "--arch", "dense:8", "--schedule", "later",
+      *QUICK], 2, "error: unknown schedule 'later'; choose sequential or simultaneous"),
+    (["train-layer", "x", "--data", "digits", "--on", "nosuch@1", "--kind", "dense",
+      "--width", "8", *QUICK], 6,
+     "error: layer 'nosuch' has no version 1; see `mfstore layers list`"),
+    (["extend", "nosuch@1", "--kind", "dense", "--width", "8", *QUICK], 6,
+     "error: network 'nosuch' has no version 1; see `mfstore nets list`"),
+    (["repair", "net@1", "--layer", "9"], 2,
+     "error: the layer to repair must lie in 1..2 for net@1, got 9; pass --layer"),
+    (["repair", "--layer", "2"], 2,
+     "error: say which network's layer 2 to repair: NET, NET@VERSION or NET@ALIAS"),
+    (["repair", "net@1", "--layer", "2", "--tolerance", "5"], 2,
+     "error: the accuracy tolerance must lie in [0, 1] (a fraction: 0.02 = 2 points), got 5.0"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", BAD, ids=[" ".join(b[0][:2]) for b in BAD])
+@pytest.mark.parametrize("where", ["reachable", "unreachable"])
+def test_a_wrong_argument_is_reported_before_mlflow_is_reached(home, tracking, unreachable,
+                                                              monkeypatch, args, code,
+                                                              message, where):
+    """The command's own error and exit code, whether or not MLflow can be reached; MLflow
+    is not touched (the experiment is not even made) and nothing is registered."""
+    from mlflow.tracking import MlflowClient
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", name)
+    before = _registered(home)
+    uri = tracking["uri"] if where == "reachable" else unreachable
+    out = in_home(home, *args, "--mlflow", uri)
+    assert (out.returncode, out.stderr.strip()) == (code, message)
+    assert MlflowClient(tracking["uri"]).get_experiment_by_name(name) is None
+    assert _registered(home) == before
 
 
 @pytest.mark.parametrize("args, env, code, message", [
@@ -177,3 +254,23 @@ def test_in_memory_training_has_nothing_to_log(tracking, tmp_path):
     assert out.stderr.strip() == ("error: --mlflow logs registered layer versions; give the "
                                   "network a name (mfstore train NET …) to register them")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_under_torchrun_rank_0_alone_reaches_mlflow_and_logs(home, tracking, experiment,
+                                                             unreachable):
+    """Two processes train one layer: one run is logged, not one per rank; an unreachable
+    server stops every rank before training."""
+    from tests.test_distributed import torchrun
+
+    client, experiment_id = experiment
+    command = ["--home", str(home), "train-layer", "dp", "--data", "digits", "--kind", "dense",
+               "--width", "8", *QUICK]
+    out = torchrun(*command, "--mlflow", tracking["uri"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = runs(client, experiment_id).values()
+    assert run.info.run_name == "dp@1" and out.stderr.count("logged 1 MLflow run") == 1
+    before = _registered(home)
+    out = torchrun(*command, "--mlflow", unreachable)
+    assert out.returncode != 0
+    assert out.stderr.count(f"error: MLflow at '{unreachable}' failed: ") == 2  # each rank
+    assert _registered(home) == before

@@ -48,6 +48,17 @@ def test_versions_aliases_and_records(url):
     assert _add(registry).version == 3  # versions are never reused
 
 
+def test_all_aliases_of_a_kind_in_one_read(url):
+    registry = Registry(url, create=True)
+    _add(registry), _add(registry), _add(registry, "m")
+    registry.set_alias("layer", "l", "prod", 1)
+    registry.set_alias("layer", "l", "next", 2)
+    registry.set_alias("layer", "m", "prod", 1)
+    assert registry.all_aliases("layer") == {"l": {"prod": 1, "next": 2}, "m": {"prod": 1}}
+    assert registry.all_aliases("network") == {}
+    assert registry.all_aliases("layer")["l"] == registry.aliases("layer", "l")
+
+
 def test_unknown_names_versions_and_aliases(url):
     registry = Registry(url, create=True)
     _add(registry)

@@ -91,7 +91,8 @@ def test_an_empty_token_variable_is_refused_like_an_empty_option(serve, repo):
 def test_a_port_in_use_is_refused_and_listening_is_never_announced(serve, repo, taken_port):
     code, lines = serve("--model-repo", str(repo))
     assert code == 2
-    assert lines[-1] == f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in use"
+    assert lines[-1] == (f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in "
+                         "use; pass --port")
     assert not any("listening" in line for line in lines)
 
 

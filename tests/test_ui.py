@@ -10,16 +10,9 @@ byte-identical.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import re
 import shutil
 import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +27,9 @@ from mfstore.network import evaluate_network
 from mfstore.spec import LayerPlan
 from mfstore.store_training import train_network
 from mfstore.workspace import Workspace, block_path
-from tests.cli_run import MFSTORE, cli
+from tests.cli_run import cli
 from tests.services import free_port
+from tests.ui_run import get, snapshot, ui_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -75,6 +69,7 @@ def build_store(home: Path, folder: Path) -> Workspace:
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF  # one flipped bit pattern in the tensors: sha256 no longer matches
     path.write_bytes(bytes(data))
+    ws.registry.engine.dispose()  # checkpointed: the files no longer depend on this process
     return ws
 
 
@@ -84,46 +79,6 @@ def store(tmp_path_factory):
     home = folder / "home"
     ws = build_store(home, folder)
     return {"home": home, "ws": ws, "folder": folder}
-
-
-def snapshot(home: Path) -> dict[str, str]:
-    """sha256 of every file under home: registry and store. SQLite's `-shm` file is the
-    shared-memory index every reader maps, not data; it is left out."""
-    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(home.rglob("*")) if p.is_file() and not p.name.endswith("-shm")}
-
-
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-@contextlib.contextmanager
-def ui_server(home: Path, *args: str, timeout: float = 90) -> Iterator[str]:
-    """`mfstore --home HOME ui --port P ARGS…` as a user starts it; its URL once healthy."""
-    port = free_port()
-    proc = subprocess.Popen([MFSTORE, "--home", str(home), "ui", "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mfstore ui exited: {proc.stdout.read()}")  # type: ignore
-            with contextlib.suppress(urllib.error.URLError, ConnectionError):
-                if get(f"{url}/health")[0] == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("mfstore ui did not answer /health")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -46,3 +46,17 @@ def test_a_damaged_block_shows_no_history_and_show_still_answers(home):
     net = json_of(home, "nets", "show", "net@1")
     assert [v["history"] is None for v in net["layer_versions"]] == [True, False]
     assert in_home(home, "layers", "show", "net.l1@1").returncode == 0
+
+
+def test_show_needs_no_store_and_json_tolerates_an_unreachable_one(home):
+    """Without --json nothing is read from the store; with it, a store that cannot be reached
+    leaves the history null."""
+    ws = Workspace.open(str(home))
+    Path(ws.where.store).rename(home / "moved")
+    for args in (["layers", "show", "net.l2@1"], ["nets", "show", "net@1"]):
+        out = in_home(home, *args)
+        assert out.returncode == 0, out.stderr
+        assert "net.l2@1" in out.stdout
+    assert json_of(home, "layers", "show", "net.l2@1")["history"] is None
+    net = json_of(home, "nets", "show", "net@1")
+    assert [v["history"] for v in net["layer_versions"]] == [None, None]

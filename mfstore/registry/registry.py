@@ -208,6 +208,14 @@ class Registry:
             q = select(r.AliasRow).where(r.AliasRow.kind == kind, r.AliasRow.name == name)
             return {a.alias: a.version for a in s.scalars(q)}
 
+    def all_aliases(self, kind: str) -> dict[str, dict[str, int]]:
+        """Every alias of every `kind` name in one query: {name: {alias: version}}."""
+        out: dict[str, dict[str, int]] = {}
+        with self._read() as s:
+            for a in s.scalars(select(r.AliasRow).where(r.AliasRow.kind == kind)):
+                out.setdefault(a.name, {})[a.alias] = a.version
+        return out
+
     # networks -----------------------------------------------------------------------------
 
     def add_network(self, name: str, layers: list[tuple[str, int]], mode: str, dataset: str,

@@ -1,16 +1,24 @@
 """What is intact now, computed without writing anything: the checks `mfstore verify` runs
 (block readable, sha256 unchanged, finite; stream manifest and every shard's sha256) and each
-network's accuracy measured on its dataset's test split, remembered per file state.
+network's accuracy measured on its dataset's test split.
 
 `verify` records what it finds in the registry; the UI must never write, so it calls the same
-read-only checks (`block_problems`, `check_streams`) and keeps the answers here. An answer is
-reused while the files it read keep their size and modification time, and a measured accuracy
-while the blocks (content-addressed) and the dataset's stream are the same.
+read-only checks (`block_problems`, `check_streams`) and keeps some answers here, one `Checks`
+per server (or per report):
+
+- a block is read and checked whenever a page shows it (once per page: `facts.Statuses`);
+  blocks are small, and only its bytes can say it is intact — a flipped byte that keeps the
+  file's size and time would otherwise pass, and some stores report no time at all;
+- a stream's answer (every shard read) is reused while its files keep their sizes and times,
+  for at most `stream_seconds`, so damage that keeps both is seen within that time;
+- a measured accuracy is reused while the blocks (content-addressed, checked intact first)
+  and the dataset's stream are the same.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +28,11 @@ import torch
 from mfstore.errors import MFStoreError
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.registry import LayerVersion, NetworkVersion
-from mfstore.stream import Manifest, StreamBatches, read_manifest
-from mfstore.verify import StreamCheck, block_problems, check_streams
-from mfstore.workspace import Workspace, block_path
+from mfstore.stream import Manifest, StreamBatches, read_manifest, stream_problems
+from mfstore.verify import Recorded, StreamCheck, block_problems, check_streams
+from mfstore.workspace import Workspace
+
+STREAM_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,8 @@ class Checks:
     """Read-only checks with a memory; one per server (or per report)."""
 
     ws: Workspace
-    _memory: dict[Hashable, tuple[Hashable, Any]] = field(default_factory=dict)
+    stream_seconds: float = STREAM_SECONDS
+    _memory: dict[Hashable, tuple[Hashable, float, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _state(self, paths: list[str]) -> Hashable | None:
@@ -55,50 +66,50 @@ class Checks:
             state.append((path, size, modified))
         return tuple(state)
 
-    def _remembered(self, key: Hashable, state: Hashable | None) -> Any:
+    def _remembered(self, key: Hashable, state: Hashable | None, seconds: float) -> Any:
+        """The answer kept for `key` while its files are in `state`, for at most `seconds`."""
         with self._lock:
             found = self._memory.get(key)
-        return found[1] if found is not None and state is not None and found[0] == state else None
+        if found is None or state is None or found[0] != state:
+            return None
+        return found[2] if time.monotonic() - found[1] < seconds else None
 
     def _remember(self, key: Hashable, state: Hashable | None, value: Any) -> None:
         if state is not None:
             with self._lock:
-                self._memory[key] = (state, value)
-
-    def block(self, layer: LayerVersion) -> list[str]:
-        """What is wrong with the layer's block file now (empty when intact)."""
-        state = self._state([block_path(layer.block_sha256)])
-        found = self._remembered(("block", layer.block_sha256), state)
-        if found is None:
-            found = block_problems(self.ws, layer)[0]
-            self._remember(("block", layer.block_sha256), state, found)
-        return list(found)
+                self._memory[key] = (state, time.monotonic(), value)
 
     def layer_problems(self, layer: LayerVersion) -> list[str]:
-        """Its block's problems, and the mark an earlier `verify` left in the registry."""
+        """Its block's problems now (the block is read), and the mark an earlier `verify`
+        left in the registry."""
         marked = ["marked damaged by an earlier verify"] if layer.status == "damaged" else []
-        return [*self.block(layer), *marked]
+        return [*block_problems(self.ws, layer)[0], *marked]
 
-    def streams(self, network: NetworkVersion, layers: list[LayerVersion]) -> list[StreamCheck]:
-        """Every stream the network reads (its dataset's examples and each recorded prefix of
-        its chain) with what is wrong with it now; every shard is read, so the answer is kept
-        while no file under `streams/` changes."""
+    def stream_problems(self, sid: str) -> list[str]:
+        """What is wrong with one stream (its manifest, every shard's sha256)."""
         try:
-            state = self._state(self.ws.store.list("streams"))
+            state = self._state(self.ws.store.list(f"streams/{sid}"))
         except MFStoreError:
             state = None
-        key = ("streams", network.ref)
-        found = self._remembered(key, state)
+        found = self._remembered(("stream", sid), state, self.stream_seconds)
         if found is None:
-            found = check_streams(self.ws, network, layers)
-            self._remember(key, state, found)
+            found = stream_problems(self.ws.store, sid)
+            self._remember(("stream", sid), state, found)
         return list(found)
 
+    def streams(self, network: NetworkVersion, layers: list[LayerVersion],
+                recorded: Recorded | None = None) -> list[StreamCheck]:
+        """Every stream the network reads (its dataset's examples and each recorded prefix of
+        its chain) with what is wrong with it now."""
+        return check_streams(self.ws, network, layers, self.stream_problems, recorded)
+
     def accuracy(self, network: NetworkVersion, layers: list[LayerVersion],
-                 damaged: bool) -> Measured:
-        """Per-layer, FF and BP accuracy on the test split of the network's dataset."""
-        if damaged:
-            return Measured(None, "a block or stream it reads is damaged")
+                 status: str) -> Measured:
+        """Per-layer, FF and BP accuracy on the test split of the network's dataset, for a
+        network whose `status` (as checked now) is ok."""
+        if status != "ok":
+            return Measured(None, "it is deleted" if status == "deleted" else
+                            "a block or stream it reads is damaged")
         try:
             dataset = self.ws.registry.dataset(network.dataset)
             manifest = read_manifest(self.ws.store, dataset.stream_id)
@@ -107,7 +118,7 @@ class Checks:
         if manifest is None:
             return Measured(None, "its dataset's examples are missing from the store")
         key = ("accuracy", tuple(v.block_sha256 for v in layers), dataset.stream_id)
-        found = self._remembered(key, "content-addressed")
+        found = self._remembered(key, "content-addressed", float("inf"))
         if found is None:
             found = _measure(self.ws, layers, manifest)
             if found.accuracy is not None:

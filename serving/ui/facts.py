@@ -1,14 +1,16 @@
 """What each page shows, read from the registry and the store (never written): plain
-dataclasses the templates render, for the web UI and the report alike."""
+dataclasses the templates render, for the web UI and the report alike. Every status comes
+from one `Statuses` per page (`serving.ui.statuses`); long lists come a page at a time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from mfstore.block import LayerBlock
-from mfstore.errors import Fix, IntegrityError, NotFoundError, StoreError
-from mfstore.lineage_graph import Graph
+from mfstore.errors import ConfigError, Fix
 from mfstore.registry import (
     DatasetRecord,
     ExportRecord,
@@ -16,24 +18,60 @@ from mfstore.registry import (
     NetworkVersion,
     StreamRecord,
 )
-from mfstore.usage import Usage, used_by
+from mfstore.usage import Usage, first_by_digest, used_by
 from mfstore.verify import StreamCheck
-from mfstore.workspace import Workspace, block_path
-from serving.ui.checks import Checks, Measured
+from serving.ui.checks import Measured
+from serving.ui.statuses import Statuses
+
+PAGE_SIZE = 100
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
 class Filters:
-    """Search and filter: a part of the name, a dataset, a status (empty = any)."""
+    """Search and filter: a part of the name, a dataset, a status (empty = any), and which
+    page of the matches (from 1)."""
 
     q: str = ""
     dataset: str = ""
     status: str = ""
+    page: int = 1
 
-    def keep(self, name: str, dataset: str, status: str) -> bool:
+    def keep(self, name: str, dataset: str) -> bool:
         return ((not self.q or self.q.lower() in name.lower())
-                and (not self.dataset or dataset == self.dataset)
-                and (not self.status or status == self.status))
+                and (not self.dataset or dataset == self.dataset))
+
+
+def page_number(text: str | None) -> int:
+    """`?page=` as a page number (1 when absent); anything else is a 400."""
+    if text is None or text == "":
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"page must be a whole number from 1, got {text!r}")
+    return int(text)
+
+
+@dataclass
+class Listing(Generic[T]):
+    """One page of a long list."""
+
+    rows: list[T]
+    page: int
+    pages: int
+    total: int
+
+
+def listing(items: Sequence[R], filters: Filters, status: Callable[[R], str],
+            row: Callable[[R, str], T]) -> Listing[T]:
+    """The page of `items` the filters ask for. A status is computed for every item only
+    when the filters name one; otherwise for the rows shown."""
+    if filters.status:
+        items = [x for x in items if status(x) == filters.status]
+    pages = max(1, math.ceil(len(items) / PAGE_SIZE))
+    page = min(filters.page, pages)
+    shown = items[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    return Listing([row(x, status(x)) for x in shown], page, pages, len(items))
 
 
 @dataclass
@@ -82,22 +120,26 @@ class LayerPage:
     block_bytes: int | None
 
     @property
-    def history(self) -> dict[str, Any]:
-        return self.block.history if self.block is not None else {}
+    def history(self) -> dict[str, Any] | None:
+        """The block's history; None where its block cannot be read (a deleted layer's may
+        be freed by gc)."""
+        return self.block.history if self.block is not None else None
 
 
 @dataclass
 class NetworkLayer:
     position: int
     layer: LayerVersion
+    status: str
     problems: list[str]
     fix: Fix | None
-    history: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, Any] | None = field(default_factory=dict)
 
 
 @dataclass
 class NetworkPage:
     network: NetworkVersion
+    status: str  # ok | damaged | deleted, as checked now
     aliases: list[str]
     layers: list[NetworkLayer]
     streams: list[StreamCheck]
@@ -105,172 +147,84 @@ class NetworkPage:
     exports: list[ExportRecord]
     versions: list[NetworkVersion]
 
-    @property
-    def damaged(self) -> bool:
-        return any(x.problems for x in self.layers) or any(not s.ok for s in self.streams)
+
+def layer_rows(now: Statuses, filters: Filters) -> Listing[LayerRow]:
+    return listing([v for v in now.layers if filters.keep(v.ref, v.dataset)], filters,
+                   now.layer, lambda v, status: LayerRow(
+                       v, status, now.aliases("layer", v.name, v.version)))
 
 
-def find_layer(ws: Workspace, name: str, version: int) -> LayerVersion:
-    """A layer version, deleted ones included (they are shown, marked deleted)."""
-    found = [v for v in ws.registry.layers(name) if v.version == version]
-    if not found:
-        raise NotFoundError(f"layer {name!r} has no version {version}")
-    return found[0]
+def network_rows(now: Statuses, filters: Filters) -> Listing[NetworkRow]:
+    return listing([n for n in now.networks if filters.keep(n.ref, n.dataset)], filters,
+                   now.network, lambda n, status: NetworkRow(
+                       n, status, now.aliases("network", n.name, n.version), now.layers_of(n)))
 
 
-def find_network(ws: Workspace, name: str, version: int) -> NetworkVersion:
-    found = [n for n in ws.registry.networks(name) if n.version == version]
-    if not found:
-        raise NotFoundError(f"network {name!r} has no version {version}")
-    return found[0]
+def damaged_layers(now: Statuses) -> int:
+    """How many live layer versions are damaged now (every block is read)."""
+    return sum(now.layer(v) == "damaged" for v in now.layers)
 
 
-def network_versions(ws: Workspace, network: NetworkVersion,
-                     known: dict[tuple[str, int], LayerVersion] | None = None
-                     ) -> list[LayerVersion]:
-    """The network's layer versions, from `known` (every version, read once) when given."""
-    if known is not None:
-        return [known[pair] for pair in network.layers]
-    return [find_layer(ws, n, v) for n, v in network.layers]
-
-
-class Aliases:
-    """Aliases by kind and name, each name's read once."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self.found: dict[tuple[str, str], dict[str, int]] = {}
-
-    def of(self, kind: str, name: str, version: int) -> list[str]:
-        if (kind, name) not in self.found:
-            self.found[(kind, name)] = self.ws.registry.aliases(kind, name)
-        return sorted(a for a, v in self.found[(kind, name)].items() if v == version)
-
-
-def _aliases(ws: Workspace, kind: str, name: str, version: int) -> list[str]:
-    return Aliases(ws).of(kind, name, version)
-
-
-def layer_status(checks: Checks, layer: LayerVersion) -> str:
-    if layer.status == "deleted":
-        return "deleted"
-    return "damaged" if checks.layer_problems(layer) else "ok"
-
-
-def live_graph(ws: Workspace, checks: Checks, graph: Graph) -> Graph:
-    """The lineage graph with each layer's status as checked now, and each network damaged
-    where a layer it holds is."""
-    layers = {v.ref: v for v in ws.registry.layers()}
-    damaged = {ref for ref, v in layers.items() if layer_status(checks, v) == "damaged"}
-    networks = {n.ref: n for n in ws.registry.networks()}
-    out = Graph(edges=list(graph.edges))
-    for node_id, node in graph.nodes.items():
-        holds = networks[node.label].layers if node.kind == "network" else ()
-        broken = node.label in damaged if node.kind == "layer" else any(
-            f"{n}@{v}" in damaged for n, v in holds)
-        out.nodes[node_id] = replace(node, status="damaged" if broken else node.status)
-    return out
-
-
-def layer_rows(ws: Workspace, checks: Checks, filters: Filters) -> list[LayerRow]:
-    rows, aliases = [], Aliases(ws)
-    for layer in ws.registry.layers():
-        status = layer_status(checks, layer)
-        if filters.keep(layer.ref, layer.dataset, status):
-            rows.append(LayerRow(layer, status, aliases.of("layer", layer.name, layer.version)))
-    return rows
-
-
-def network_rows(ws: Workspace, checks: Checks, filters: Filters) -> list[NetworkRow]:
-    rows, aliases = [], Aliases(ws)
-    known = {(v.name, v.version): v for v in ws.registry.layers()}
-    for network in ws.registry.networks():
-        layers = network_versions(ws, network, known)
-        status = network.status if network.status == "deleted" else (
-            "damaged" if any(layer_status(checks, v) == "damaged" for v in layers) else "ok")
-        if filters.keep(network.ref, network.dataset, status):
-            rows.append(NetworkRow(network, status, aliases.of("network", network.name,
-                                                               network.version), layers))
-    return rows
-
-
-def dataset_rows(ws: Workspace, filters: Filters) -> list[DatasetRecord]:
+def dataset_rows(now: Statuses, filters: Filters) -> list[DatasetRecord]:
     """Datasets whose name contains the search text."""
-    return [d for d in ws.registry.datasets() if filters.q.lower() in d.name.lower()]
+    return [d for d in now.datasets if filters.q.lower() in d.name.lower()]
 
 
-def refs_by_digest(ws: Workspace) -> dict[str, LayerVersion]:
-    """The first version computing each weights digest."""
-    out: dict[str, LayerVersion] = {}
-    for v in ws.registry.layers():
-        out.setdefault(v.digest, v)
-    return out
-
-
-def dataset_page(ws: Workspace, name: str) -> DatasetPage:
-    dataset = ws.registry.dataset(name)
-    by_digest = refs_by_digest(ws)
-    streams = [StreamRow(s, [by_digest[d].ref if d in by_digest else d[:12] for d in s.chain],
+def dataset_page(now: Statuses, name: str) -> DatasetPage:
+    dataset = now.ws.registry.dataset(name)
+    producers = first_by_digest(now.layers)
+    streams = [StreamRow(s, [producers[d].ref if d in producers else d[:12] for d in s.chain],
                          s.id == dataset.stream_id)
-               for s in ws.registry.streams() if s.dataset_fingerprint == dataset.fingerprint]
+               for s in now.ws.registry.streams()
+               if s.dataset_fingerprint == dataset.fingerprint]
     streams.sort(key=lambda row: (len(row.chain), row.chain))
-    return DatasetPage(dataset, streams,
-                       [v for v in ws.registry.layers() if v.dataset == name],
-                       [n for n in ws.registry.networks() if n.dataset == name])
+    return DatasetPage(dataset, streams, [v for v in now.layers if v.dataset == name],
+                       [n for n in now.networks if n.dataset == name])
 
 
-def _read_block(ws: Workspace, layer: LayerVersion) -> tuple[LayerBlock | None, int | None]:
-    """The block as stored (even a damaged one, when its bytes still parse) and its size."""
-    try:
-        data = ws.store.get(block_path(layer.block_sha256))
-    except (IntegrityError, StoreError):
-        return None, None
-    try:
-        return LayerBlock.from_bytes(data), len(data)
-    except IntegrityError:
-        return None, len(data)
-
-
-def _layer_fixes(ws: Workspace, layer: LayerVersion) -> list[Fix]:
-    """How to mend a damaged layer: repair it in the networks that hold it."""
+def _layer_fixes(now: Statuses, layer: LayerVersion) -> list[Fix]:
+    """How to mend a damaged live layer: repair it in the live networks that hold it."""
     pair = (layer.name, layer.version)
     fixes = [Fix("repair", {"network": n.ref, "layer": n.layers.index(pair) + 1})
-             for n in ws.registry.networks() if n.status != "deleted" and pair in n.layers]
+             for n in now.networks if n.status != "deleted" and pair in n.layers]
     return fixes or [Fix("repair", {"auto": True})]
 
 
-def layer_page(ws: Workspace, checks: Checks, name: str, version: int) -> LayerPage:
-    layer = find_layer(ws, name, version)
-    problems = checks.layer_problems(layer)
-    block, size = _read_block(ws, layer)
-    by_digest = refs_by_digest(ws)
-    versions = ws.registry.layers(name)
-    datasets = {d.fingerprint: d for d in ws.registry.datasets()}
+def layer_page(now: Statuses, name: str, version: int) -> LayerPage:
+    layer = now.layer_version(name, version)
+    problems = now.layer_problems(layer)  # none for a deleted layer: nothing to repair
+    stored = now.ws.read_block(layer)
+    producers = first_by_digest(now.layers)
+    versions = [v for v in now.layers if v.name == name]
+    datasets = {d.fingerprint: d for d in now.datasets}
     return LayerPage(
-        layer, layer_status(checks, layer), problems,
-        _layer_fixes(ws, layer) if problems else [],
-        _aliases(ws, "layer", name, layer.version), block,
-        [(d, by_digest.get(d)) for d in layer.signature.chain],
-        datasets.get(layer.signature.dataset_fingerprint), used_by(ws.registry, layer),
-        versions, [v for v in versions if v.repairs == layer.version], size)
+        layer, now.layer(layer), problems, _layer_fixes(now, layer) if problems else [],
+        now.aliases("layer", name, layer.version), stored.block,
+        [(d, producers.get(d)) for d in layer.signature.chain],
+        datasets.get(layer.signature.dataset_fingerprint), used_by(now.ws.registry, layer),
+        versions, [v for v in versions if v.repairs == layer.version],
+        None if stored.data is None else len(stored.data))
 
 
-def _network_layer(ws: Workspace, checks: Checks, network: NetworkVersion, position: int,
+def _network_layer(now: Statuses, network: NetworkVersion, position: int,
                    layer: LayerVersion) -> NetworkLayer:
-    problems = checks.layer_problems(layer)
-    block = None if problems else _read_block(ws, layer)[0]
-    fix = Fix("repair", {"network": network.ref, "layer": position}) if problems else None
-    return NetworkLayer(position, layer, problems, fix, block.history if block else {})
+    problems = now.layer_problems(layer)
+    live = network.status != "deleted"
+    fix = Fix("repair", {"network": network.ref, "layer": position}) if (
+        problems and live) else None
+    history = None if problems else now.ws.read_block(layer).history
+    return NetworkLayer(position, layer, now.layer(layer), problems, fix, history)
 
 
-def network_page(ws: Workspace, checks: Checks, name: str, version: int) -> NetworkPage:
-    network = find_network(ws, name, version)
-    versions = network_versions(ws, network)
-    layers = [_network_layer(ws, checks, network, k, v) for k, v in enumerate(versions, 1)]
-    streams = checks.streams(network, versions)
-    damaged = any(x.problems for x in layers) or any(not s.ok for s in streams)
-    return NetworkPage(network, _aliases(ws, "network", name, network.version), layers,
-                       streams, checks.accuracy(network, versions, damaged),
-                       [e for e in ws.registry.exports(name) if e.version == network.version],
-                       ws.registry.networks(name))
-
+def network_page(now: Statuses, name: str, version: int) -> NetworkPage:
+    """A network's page; a deleted network's too (marked deleted, nothing checked or
+    measured for it, no repair offered)."""
+    network = now.network_version(name, version)
+    versions = now.layers_of(network)
+    status = now.network(network)
+    return NetworkPage(
+        network, status, now.aliases("network", name, network.version),
+        [_network_layer(now, network, k, v) for k, v in enumerate(versions, 1)],
+        now.streams(network), now.checks.accuracy(network, versions, status),
+        [e for e in now.ws.registry.exports(name) if e.version == network.version],
+        [n for n in now.networks if n.name == name])

@@ -13,8 +13,9 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from cli.errors import render_fix
+from cli.fixes import render_fix
 from mfstore.lineage_graph import Graph, Node
+from mfstore.urls import mask_credentials
 from serving.ui import charts
 from serving.ui.facts import NetworkLayer, NetworkPage
 from serving.ui.lineage_drawing import lineage_scene
@@ -71,7 +72,8 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
         default=True, default_for_string=True), undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=pct, size=size, when=when, fix=render_fix, svg=svg)
+    env.filters.update(pct=pct, size=size, when=when, fix=render_fix, svg=svg,
+                       masked=mask_credentials)
     env.globals.update(style=Markup(STYLE), loss_chart=charts.loss_chart,
                        accuracy_chart=charts.accuracy_chart)
     return env

@@ -16,6 +16,7 @@ from serving.ui.checks import Checks
 from serving.ui.lineage_drawing import lineage_scene
 from serving.ui.pages import Links, Renderer, accuracy_bars, svg
 from serving.ui.scene import Scene
+from serving.ui.statuses import Statuses
 
 
 class ReportLinks(Links):
@@ -45,7 +46,7 @@ class Report:
 def _figures(page: facts.NetworkPage, bars: Scene, lineage: Scene) -> dict[str, Scene]:
     figures = {"accuracy": bars, "lineage": lineage}
     for x in page.layers:
-        if x.history.get("epochs"):
+        if x.history and x.history.get("epochs"):
             stem = f"layer{x.position}-{x.layer.name}-v{x.layer.version}"
             figures[f"{stem}-loss"] = charts.loss_chart(x.history, f"{x.layer.ref}: loss")
             figures[f"{stem}-accuracy"] = charts.accuracy_chart(
@@ -56,15 +57,15 @@ def _figures(page: facts.NetworkPage, bars: Scene, lineage: Scene) -> dict[str, 
 def network_report(ws: Workspace, ref: str) -> Report:
     """The report of network `ref` (NET, NET@V or NET@ALIAS); reads, never writes."""
     network = resolve_network(ws, ref)
-    checks = Checks(ws)
-    page = facts.network_page(ws, checks, network.name, network.version)
+    now = Statuses(ws, Checks(ws))
+    page = facts.network_page(now, network.name, network.version)
     links = ReportLinks(page)
     bars = accuracy_bars(page, lambda x: links.layer(x.layer.name, x.layer.version))
-    lineage = lineage_scene(facts.live_graph(ws, checks, network_graph(ws.registry, network)),
-                            links.node, f"lineage of {network.ref}")
-    layers = [facts.layer_page(ws, checks, x.layer.name, x.layer.version) for x in page.layers]
+    lineage = lineage_scene(now.graph(network_graph(ws.registry, network)), links.node,
+                            f"lineage of {network.ref}")
+    layers = [facts.layer_page(now, x.layer.name, x.layer.version) for x in page.layers]
     html = Renderer(links).render(
         "report.html", page=page, layers=layers, bars=svg(bars), graph=svg(lineage),
-        dataset=facts.dataset_page(ws, network.dataset), where=ws.where,
+        dataset=facts.dataset_page(now, network.dataset), shown=ws.where.shown,
         generated=datetime.now(timezone.utc))
     return Report(html, _figures(page, bars, lineage))
