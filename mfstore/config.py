@@ -106,7 +106,7 @@ class DatasetOptions:
     label_column: str = field(default="label", metadata=_help(
         "Label column of CSV / Parquet data."))
     format: str | None = field(default=None, metadata=_help(
-        "idx, cifar, npz, csv, parquet or sklearn (default: from the URL)."))
+        "idx, cifar, npz, csv, parquet, sklearn or tokens (default: from the URL)."))
     classes: int | None = None  # None: fixed by the format, else max label + 1
     vocab: int | None = field(default=None, metadata=_help(
         "Token-id data: the vocabulary size, ids 0..vocab-1 with 0 as padding (default: the "
