@@ -7,10 +7,11 @@ Every variant is one call of the library's training functions, as `mfstore train
 them: `train_simultaneous` (MF, the paper's Algorithm 1) and `train_backprop` (BP), on the
 same layers, data order and fused (CUDA) or foreach (CPU) Adam, with no validation split so
 that only training is timed. An epoch's time is the gap between two epoch reports (each epoch
-ends in one host sync); the first epoch (warm-up, graph capture) is not counted. Variants
-alternate round by round, so drift of a noisy machine hits them alike. On CUDA three more
-variants: both algorithms with their step captured as a CUDA graph (`cuda_graphs`, on by
-default), and MF with one CUDA stream per layer (`overlap`), which only MF allows.
+ends in one host sync); epochs until the step is captured (warm-up, capture) are not
+counted. Variants alternate round by round, so drift of a noisy machine hits them alike.
+On CUDA three more variants: both algorithms with their step captured as a CUDA graph
+(`cuda_graphs`, on by default), and MF with one CUDA stream per layer (`overlap`), which
+only MF allows.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from common import fashion_mnist_or_synthetic, machine, median, print_table
 from mfstore.baseline import train_backprop
 from mfstore.batches import TensorBatches
 from mfstore.config import TrainConfig
+from mfstore.graphs import WARMUP
 from mfstore.history import EpochReport
 from mfstore.modules import build_layers
 from mfstore.spec import build_specs, parse_arch
@@ -59,10 +61,14 @@ def variants(device: torch.device) -> dict[str, tuple[str, dict[str, bool]]]:
 
 
 def epoch_seconds(algorithm: str, switches: dict[str, bool], specs, train: TensorBatches,
-                  batch: int, epochs: int, device: torch.device) -> list[float]:
-    """Seconds of every epoch after the first, by the product's loop."""
-    config = TrainConfig(epochs=epochs, batch_size=batch, patience=None, device=str(device),
-                         **switches)
+                  batch: int, device: torch.device) -> list[float]:
+    """Seconds of the epochs after the graph is captured (warm-up steps and the capture
+    take the first WARMUP + 1 steps: at full batch, that many epochs), by the product's
+    loop; two epochs are timed."""
+    steps = -(-len(train) // batch)
+    settle = -(-(WARMUP + 1) // steps)  # epochs until the step is captured
+    config = TrainConfig(epochs=settle + 2, batch_size=batch, patience=None,
+                         device=str(device), **switches)
     ends: dict[int, float] = {}
 
     def mark(report: EpochReport) -> None:
@@ -74,7 +80,7 @@ def epoch_seconds(algorithm: str, switches: dict[str, bool], specs, train: Tenso
     else:
         train_backprop(layers, train, None, config, device=device, callback=mark)
     times = [ends[e] for e in sorted(ends)]
-    return [b - a for a, b in itertools.pairwise(times)]
+    return [b - a for a, b in itertools.pairwise(times)][settle - 1:]
 
 
 def measure(depth: int, batch: int, data, device: torch.device, repeats: int
@@ -84,7 +90,7 @@ def measure(depth: int, batch: int, data, device: torch.device, repeats: int
     times: dict[str, list[float]] = {name: [] for name in variants(device)}
     for _ in range(repeats):  # interleaved rounds: MF, BP, MF, BP, ...
         for name, (algorithm, switches) in variants(device).items():
-            times[name] += epoch_seconds(algorithm, switches, specs, train, batch, 2, device)
+            times[name] += epoch_seconds(algorithm, switches, specs, train, batch, device)
     return {name: median(t) for name, t in times.items()}
 
 

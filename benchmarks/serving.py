@@ -253,10 +253,9 @@ def section_grpc(repo: Path, n: int) -> None:
 
 
 def section_reload(root: Path, clients: int, requests: int) -> None:
-    from mfstore.layer_training import train_network
-
     from mfstore.config import TrainConfig
     from mfstore.importing import import_dataset
+    from mfstore.store_training import train_network
     from mfstore.workspace import Workspace
     from tests.serving_setup import pytorch_goodness, raw_test_examples
 

@@ -130,11 +130,14 @@ class TensorBatches:
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         batch_size = training_batch_size(self.batch_size)
-        for idx in local_batches(self.total, batch_size, self.seed, epoch, self.part):
+        groups = list(local_batches(self.total, batch_size, self.seed, epoch, self.part))
+        if self.x.is_cuda and groups:  # the epoch's indices in one asynchronous copy
+            flat = torch.cat(groups).pin_memory().to(self.x.device, non_blocking=True)
+            groups = list(flat.split([len(g) for g in groups]))
+        for idx in groups:
             if len(idx) == len(self):
                 yield self.x, self.y
             else:
-                idx = idx.to(self.x.device)
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
     def ordered(self) -> Iterator[Batch]:

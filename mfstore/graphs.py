@@ -21,6 +21,7 @@ step runs eagerly as it is.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -28,6 +29,9 @@ import torch
 from mfstore import distributed
 
 WARMUP = 3  # eager full-batch steps before the capture
+# A capturable optimizer stepped eagerly (the warm-up, a short batch) is intended here.
+warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True",
+                        category=UserWarning)
 # (x, y, optimizer) -> the batch's loss sums, detached, left on the device
 Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 
@@ -62,8 +66,8 @@ class GraphedStep:
         if self.warm < WARMUP:
             self.warm += 1
             return self._on_side_stream(x, y, opt)
-        if self.graph is None:
-            self._capture(x, y, opt)
+        if self.graph is None and not self._capture(x, y, opt):
+            return self.step(x, y, opt)  # capture failed: eager from now on, the same math
         assert self.graph is not None and self.static is not None
         static_x, static_y, out = self.static
         static_x.copy_(x, non_blocking=True)
@@ -80,14 +84,24 @@ class GraphedStep:
         main.wait_stream(side)
         return out
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        """Record one step on static buffers; capturing runs nothing (the caller replays)."""
+    def _capture(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> bool:
+        """Record one step on static buffers; capturing runs nothing (the caller replays).
+        A step that cannot be captured (an operation CUDA graphs refuse) is run eagerly from
+        then on, with a warning: capturing ran no kernel, so nothing was half done."""
         static_x, static_y = x.clone(), y.clone()
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
-        # thread_local: the stream's prefetch thread may pin memory while this captures
-        with torch.cuda.device(self.device), torch.cuda.graph(
-                graph, capture_error_mode="thread_local"):
-            out = self.step(static_x, static_y, opt)
+        try:
+            # thread_local: the stream's prefetch thread may pin memory while this captures
+            with torch.cuda.device(self.device), torch.cuda.graph(
+                    graph, capture_error_mode="thread_local"):
+                out = self.step(static_x, static_y, opt)
+        except RuntimeError as err:
+            warnings.warn(f"training step not captured as a CUDA graph, running eagerly: "
+                          f"{err}", RuntimeWarning, stacklevel=2)
+            self.enabled = False
+            opt.zero_grad(set_to_none=True)
+            return False
         self.graph, self.static = graph, (static_x, static_y, out)
+        return True
 

@@ -256,15 +256,17 @@ def _prefetched(store: Store, shards: list[Shard], depth: int, pin: bool) -> Ite
 
 class StreamBatches:
     """A `BatchSource` over this process's share of one split of a stream (the whole split
-    in a single process): only the shards that hold its share are read."""
+    in a single process): only the shards that hold its share are read. A share that fits
+    the RAM budget is read once and held, on `device` when one is given (a GPU)."""
 
     def __init__(self, store: Store, manifest: Manifest, split: str,
                  batch_size: int | None = None, seed: int = 0,
                  options: StreamOptions | None = None,
-                 eval_batch_size: int = 4096, part: Part = WHOLE) -> None:
+                 eval_batch_size: int = 4096, part: Part = WHOLE,
+                 device: torch.device | None = None) -> None:
         self.store, self.info = store, manifest.splits[split]
         self.batch_size, self.seed, self.eval_batch_size = batch_size, seed, eval_batch_size
-        self.options, self.part = options or StreamOptions(), part
+        self.options, self.part, self.device = options or StreamOptions(), part, device
         self.start, self.end = share(self.info.count, batch_size, part)
         self._memory: TensorBatches | None = None
 
@@ -303,8 +305,9 @@ class StreamBatches:
             shape = tuple(self.info.example_shape)
             x = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, *shape)
             y = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.int64)
-            self._memory = TensorBatches(x, y, self.batch_size, self.seed, self.eval_batch_size,
-                                         self.info.count, self.part)
+            held = TensorBatches(x, y, self.batch_size, self.seed, self.eval_batch_size,
+                                 self.info.count, self.part)
+            self._memory = held if self.device is None else held.to(self.device)
         return self._memory
 
     def ordered(self) -> Iterator[Batch]:

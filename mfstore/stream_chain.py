@@ -120,9 +120,10 @@ class StreamInputs:
         if self.device.type == "cuda":
             options = replace(options, pin_memory=True)
         part = self.part or distributed.part()
+        held_on = self.device if self.device.type == "cuda" else None  # a GPU: held there
         self.splits = {split: StreamBatches(self.ws.store, self.manifest, split,
                                             self.config.batch_size, self.config.seed, options,
-                                            self.config.eval_batch_size, part)
+                                            self.config.eval_batch_size, part, held_on)
                        for split in SPLITS}
 
     @classmethod

@@ -228,6 +228,8 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
             if first_active == len(layers):
                 break
             if first_active != phase:  # fewer layers train now: a new graph
+                for opt in opts:  # frozen layers keep no gradient in the old graph's pool
+                    opt.zero_grad(set_to_none=True)
                 fast, phase = GraphedStep(eager, device, graphed), first_active
             local.first_active = first_active
             sums = _simultaneous_epoch(fast, len(layers), first_active, train, epoch, opts[0],

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MFSTORE = str(Path(sys.executable).with_name("mfstore"))
+# the console script, or the same entry point where pip put no script beside this Python
+MFSTORE_COMMAND = [MFSTORE] if Path(MFSTORE).exists() else [sys.executable, "-m", "cli"]
 QUICK = ["--epochs", "3", "--batch-size", "64", "--lr", "0.01", "--device", "cpu"]
 
 
@@ -38,7 +40,7 @@ def mfstore(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
             timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """`mfstore ARGS…` as a new process (the installed console script)."""
     full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
-    return subprocess.run([MFSTORE, *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([*MFSTORE_COMMAND, *args], capture_output=True, text=True, cwd=cwd,
                           env=full_env, timeout=timeout)
 
 

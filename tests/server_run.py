@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cli_run import MFSTORE
+from tests.cli_run import MFSTORE_COMMAND
 
 LISTENING = re.compile(r"listening on (http://\S+?)/v2(?:, gRPC on (\S+))?$", re.M)
 
@@ -65,7 +65,7 @@ def running_server(*args: str, timeout: float = 120, env: dict[str, str] | None 
     with tempfile.TemporaryDirectory(prefix="mf-serve-") as folder:
         log = Path(folder) / "server.log"
         with log.open("wb") as sink:
-            process = subprocess.Popen([MFSTORE, *args, "--port", "0"], stdout=sink,
+            process = subprocess.Popen([*MFSTORE_COMMAND, *args, "--port", "0"], stdout=sink,
                                        stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         server = None
         try:

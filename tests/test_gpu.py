@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from mfstore.batches import TensorBatches
 from mfstore.config import TrainConfig
 from mfstore.devices import make_optimizer
 from mfstore.feeding import on_device
 from mfstore.graphs import WARMUP, GraphedStep
+from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.spec import build_specs, parse_arch
 from mfstore.training import LocalLosses, mf_step, train_layer, train_simultaneous
@@ -42,14 +42,36 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+@pytest.fixture
+def captures(monkeypatch):
+    """How many steps were captured as CUDA graphs, and how many overlapped steps built."""
+    import mfstore.graphs
+    import mfstore.training
+
+    counts = {"captured": 0, "overlapped": 0}
+    capture, overlapped = mfstore.graphs.GraphedStep._capture, mfstore.training.overlapped_mf_step
+
+    def counted_capture(self, *args):
+        done = capture(self, *args)
+        counts["captured"] += int(done)
+        return done
+
+    def counted_overlap(*args):
+        counts["overlapped"] += 1
+        return overlapped(*args)
+
+    monkeypatch.setattr(mfstore.graphs.GraphedStep, "_capture", counted_capture)
+    monkeypatch.setattr(mfstore.training, "overlapped_mf_step", counted_overlap)
+    return counts
+
+
 def _layers(digits, arch, seed=0):
     specs = build_specs(parse_arch(arch), digits.input_shape, digits.classes)
     return build_layers(specs, seed)
 
 
 def _batches(split, config):
-    return TensorBatches.of_split(split.x, split.y, config.batch_size, config.seed,
-                                  config.eval_batch_size).to(CUDA)
+    return split_batches(split, config, CUDA)
 
 
 def _state(layers):
@@ -62,7 +84,7 @@ def _close(a, b, tol):
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_a_graphed_layer_trains_to_the_eager_numbers(digits, schedule):
+def test_a_graphed_layer_trains_to_the_eager_numbers(digits, schedule, captures):
     # 1437 training examples at batch 100: a short last batch every epoch runs eagerly.
     results = []
     for graphs in (False, True):
@@ -72,6 +94,7 @@ def test_a_graphed_layer_trains_to_the_eager_numbers(digits, schedule):
         history = train_layer(layer, _batches(digits.train, config),
                               _batches(digits.val, config), config, device=CUDA)
         results.append((_state([layer]), [e["train_loss"] for e in history.epochs]))
+        assert (captures["captured"] > 0) == graphs
     _close(results[0][0], results[1][0], GRAPH_TOL)
     assert np.allclose(results[0][1], results[1][1], atol=1e-5)
 
@@ -93,7 +116,7 @@ def test_the_step_is_captured_and_replayed(digits):
     _close(outs[0][1], outs[1][1], GRAPH_TOL)
 
 
-def test_graphed_backprop_matches_eager(digits):
+def test_graphed_backprop_matches_eager(digits, captures):
     from mfstore.baseline import train_backprop
 
     states = []
@@ -104,11 +127,12 @@ def test_graphed_backprop_matches_eager(digits):
         train_backprop(layers, _batches(digits.train, config), _batches(digits.val, config),
                        config, device=CUDA)
         states.append(_state(layers))
+        assert (captures["captured"] > 0) == graphs
     _close(states[0], states[1], GRAPH_TOL)
 
 
 @pytest.mark.parametrize("graphs", [False, True])
-def test_layer_overlap_gives_the_same_blocks(digits, graphs):
+def test_layer_overlap_gives_the_same_blocks(digits, graphs, captures):
     states = []
     for overlap in (False, True):
         config = TrainConfig(epochs=6, batch_size=64, patience=2, cuda_graphs=graphs,
@@ -117,6 +141,8 @@ def test_layer_overlap_gives_the_same_blocks(digits, graphs):
         train_simultaneous(layers, _batches(digits.train, config),
                            _batches(digits.val, config), config, device=CUDA)
         states.append(_state(layers))
+        assert (captures["overlapped"] > 0) == overlap
+    assert (captures["captured"] > 0) == graphs
     _close(states[0], states[1], 1e-6)
 
 
@@ -130,7 +156,7 @@ def test_batches_fed_from_host_memory_arrive_in_order():
         assert torch.equal(gx.cpu(), x) and torch.equal(gy.cpu(), y)
 
 
-def test_cuda_training_through_the_store(tmp_path):
+def test_cuda_training_through_the_store(tmp_path, captures):
     from tests.cli_run import in_home
 
     for args in (["init"], ["data", "add", "digits", "sklearn:digits"],
@@ -139,7 +165,9 @@ def test_cuda_training_through_the_store(tmp_path):
         out = in_home(tmp_path, *args)
         assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result  # a trained network, registered
+    assert captures["captured"] > 0  # the store path took the graphed step
+    assert result["network"]["name"] == "net" and len(result["layers"]) == 2
+    assert result["test"]["ff"] > 0.5  # 3 epochs: ~0.78 on the CPU
 
 
 def test_serving_on_the_cuda_provider_matches_pytorch_on_the_gpu(tmp_path):
