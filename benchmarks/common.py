@@ -37,6 +37,14 @@ def fashion_mnist_or_synthetic(examples: int | None = None):
     return data, source
 
 
+def trim_evaluation(data, examples: int | None):
+    """Validation and test cut to their first `examples` (CPU subsets); the same data."""
+    if examples is not None:
+        for split in (data.val, data.test):
+            split.x, split.y = split.x[:examples], split.y[:examples]
+    return data
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -49,7 +49,7 @@ def demo(
     table = network_accuracy_table(f"{result.network.ref} on digits",
                                    [v.ref for v in result.layers], accuracy)
     if result.baseline is not None:
-        table.add_row("BP baseline", f"{result.baseline.test.bp:.2%}")
+        table.add_row("BP baseline", f"{result.baseline.test_accuracy:.2%}")
     stdout.print(table)
     onnx_file = f"{ws.home}/exports/digits-mlp.onnx"
     stdout.print(f"[bold]4. export[/] {result.network.ref} to ONNX (bp mode) and a Triton "

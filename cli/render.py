@@ -23,7 +23,7 @@ def quiet() -> None:
 
 
 class TrainingProgress:
-    """A bar per MF layer and one for the BP baseline; use as the training callback. The bars
+    """A bar per MF layer and one per baseline; use as the training callback. The bars
     appear with the first epoch, so an error found before training is its one line alone."""
 
     def __init__(self, enabled: bool = True) -> None:
@@ -46,7 +46,7 @@ class TrainingProgress:
         if not self.shown:
             self.progress.start()
             self.shown = True
-        key = "BP" if report.layer is None else f"MF layer {report.layer + 1}"
+        key = report.algorithm.upper() if report.layer is None else f"MF layer {report.layer + 1}"
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(key, total=report.epochs, status="")
         status = f"loss {report.train_loss:.4f}"
@@ -73,10 +73,15 @@ def accuracy_table(result: ExperimentResult, title: str) -> Table:
                       str(result.histories[k].best_epoch))
     table.add_row("MF FF mode (Σ G)", _pct(result.test.ff), _pct(result.val.ff), "")
     table.add_row("MF BP mode (last G)", _pct(result.test.bp), _pct(result.val.bp), "")
-    if result.baseline is not None:
-        table.add_row("BP baseline", _pct(result.baseline.test.bp), _pct(result.baseline.val.bp),
-                      str(result.baseline.history.best_epoch))
+    for baseline in result.baselines:
+        table.add_row(baseline_row(baseline.algorithm), _pct(baseline.test_accuracy),
+                      _pct(baseline.val_accuracy), str(baseline.history.best_epoch))
     return table
+
+
+def baseline_row(algorithm: str) -> str:
+    """`BP baseline`, `FA baseline`, …"""
+    return f"{algorithm.upper()} baseline"
 
 
 def print_json(data: Any) -> None:

@@ -1,4 +1,4 @@
-"""`mfstore train`: train a network with Mono-Forward beside a backprop baseline."""
+"""`mfstore train`: train a network with Mono-Forward beside its baselines (BP, FA, DFA, FF)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def train(
     schedule: Annotated[str, typer.Option(help="sequential or simultaneous.")] = "sequential",
     mode: Annotated[str, typer.Option(help="Default prediction mode of NET: bp or ff.")] = "bp",
     baseline: Annotated[str, typer.Option(
-        help="bp (train the backprop baseline too) or none.")] = "bp",
+        help="Baselines to train beside MF on the same layers, initial weights, data order "
+             "and optimizer: any of bp (backprop), fa (feedback alignment), dfa (direct "
+             "feedback alignment), ff (Forward-Forward), comma-separated, or none.")] = "bp",
     layer_parallel: Annotated[bool, typer.Option(
         help="One process per layer (torchrun --nproc-per-node LAYERS), the simultaneous "
              "schedule pipelined: activations travel forward, nothing travels back.")] = False,
@@ -37,10 +39,10 @@ def train(
     mlflow: MLflow = None,
     **given: Any,
 ) -> None:
-    """Train with Mono-Forward and report every layer, FF, BP and the backprop baseline.
+    """Train with Mono-Forward and report every layer, FF, BP and the baselines.
 
     Example: mfstore train digits-mlp --data digits --arch dense:256,dense:256
-    Example: mfstore train --data sklearn:digits --arch dense:256,dense:256 --epochs 30
+    Example: mfstore train --data sklearn:digits --arch dense:256,dense:256 --baseline bp,fa,dfa,ff
     """
     config = options.train_config(ctx.params)
     if net is None:
@@ -56,18 +58,18 @@ def train(
                                layer_parallel, ready=reach(mlflow))
     track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
-    bp = None if result.baseline is None else result.baseline.test.bp
+    baselines = [{"algorithm": b.algorithm, "test": b.test_accuracy} for b in result.baselines]
     if as_json:
         print_json({"network": record_dict(result.network), "test": accuracy.to_dict(),
-                    "baseline": None if bp is None else {"algorithm": "bp", "test": bp},
+                    "baseline": baselines[0] if baselines else None, "baselines": baselines,
                     "layers": [record_dict(v) for v in result.layers]})
         return
-    from cli.render import network_accuracy_table
+    from cli.render import baseline_row, network_accuracy_table
 
     table = network_accuracy_table(f"{result.network.ref} on {data}",
                                    [v.ref for v in result.layers], accuracy)
-    if bp is not None:
-        table.add_row("BP baseline", f"{bp:.2%}")
+    for b in baselines:
+        table.add_row(baseline_row(str(b["algorithm"])), f"{b['test']:.2%}")
     stdout.print(table)
 
 

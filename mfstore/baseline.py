@@ -1,9 +1,19 @@
-"""The backprop baseline: the same layers trained end to end, the last layer's projection
-serving as the linear head, with the same optimizer, data order, seed and early stopping."""
+"""The baselines Mono-Forward is measured against, each trained on the very layers MF starts
+from (same initial weights), on the same inputs, data order, optimizer, schedule, seed and
+early stopping, so each differs from MF (and from each other) only in its training step:
+
+    bp   backprop end to end, the last projection as the linear head   (here)
+    fa   feedback alignment: fixed random matrices in place of W^T       (feedback_alignment)
+    dfa  direct feedback alignment: the output error to every layer      (direct_feedback)
+    ff   Forward-Forward: goodness sum(a^2), the label in the input      (forward_forward)
+
+bp, fa and dfa predict with the last layer's projection (BP mode); ff with the label whose
+embedding gives the highest goodness summed over the layers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,19 +25,27 @@ from mfstore.devices import resolve_device
 from mfstore.distributed import batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.errors import ConfigError
-from mfstore.evaluation import Accuracy, evaluate, validate_stack
+from mfstore.evaluation import Accuracy, evaluate, last_layer_validation
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, MFNet, build_layers
 from mfstore.spec import LayerSpec
 
-BASELINES = ("bp", "none")
+BASELINES = ("bp", "fa", "dfa", "ff")
 
 
-def check_baseline(baseline: str) -> str:
-    if baseline not in BASELINES:
-        raise ConfigError(f"unknown baseline {baseline!r}; choose bp or none")
-    return baseline
+def parse_baselines(value: str | Sequence[str]) -> tuple[str, ...]:
+    """`"bp,fa"` (or `["bp", "fa"]`) -> `("bp", "fa")`; `"none"` -> no baseline."""
+    names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value)]
+    if names in (["none"], [""], []):
+        return ()
+    for name in names:
+        if name not in BASELINES:
+            raise ConfigError(f"unknown baseline {name!r}; choose any of bp, fa, dfa, ff "
+                              "(comma-separated), or none")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"baseline {value!r} names an algorithm twice")
+    return tuple(names)
 
 
 def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
@@ -58,33 +76,77 @@ def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSour
     device = device or resolve_device(config.device)
     net = MFNet(layers, mode="bp").to(device).train()
     trained = data_parallel(net, unused=True)  # earlier projections take no part in BP
-
-    def validate() -> tuple[float | None, float | None]:
-        losses, accuracies = validate_stack(net.mf_layers, val, device)
-        return losses[-1], accuracies[-1]
-
     return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: bp_step(trained, x, y, opt), train, validate, config,
-                      device, algorithm="bp", index=None, callback=callback)
+                      lambda x, y, opt: bp_step(trained, x, y, opt), train,
+                      last_layer_validation(net.mf_layers, val, device), config, device,
+                      algorithm="bp", index=None, callback=callback)
+
+
+Trainer = Callable[..., LayerHistory]  # (layers, train, val, config, *, device, callback)
+Evaluator = Callable[[Sequence[MFLayer], BatchSource, torch.device], Accuracy]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    title: str
+    train: Trainer
+    evaluate: Evaluator
+    mode: str  # the `Accuracy` field that is its prediction: "bp" (last layer) or "ff" (sum)
+
+
+def algorithms() -> dict[str, Algorithm]:
+    from mfstore.direct_feedback import train_direct_feedback
+    from mfstore.feedback_alignment import train_feedback_alignment
+    from mfstore.forward_forward import evaluate_forward_forward, train_forward_forward
+
+    return {"bp": Algorithm("backprop", train_backprop, evaluate, "bp"),
+            "fa": Algorithm("feedback alignment", train_feedback_alignment, evaluate, "bp"),
+            "dfa": Algorithm("direct feedback alignment", train_direct_feedback, evaluate, "bp"),
+            "ff": Algorithm("Forward-Forward", train_forward_forward, evaluate_forward_forward,
+                            "ff")}
 
 
 @dataclass
 class BaselineResult:
+    algorithm: str  # one of BASELINES
     layers: list[MFLayer]
     history: LayerHistory
-    test: Accuracy  # only .bp is meaningful: BP trains no projection but the last
+    test: Accuracy  # per layer, ff and bp; the algorithm's own prediction is `test_accuracy`
     val: Accuracy
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(getattr(self.test, algorithms()[self.algorithm].mode))
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(getattr(self.val, algorithms()[self.algorithm].mode))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"algorithm": self.algorithm, "test": self.test_accuracy,
+                "val": self.val_accuracy, "seconds": self.history.seconds,
+                "history": self.history.to_dict()}
 
 
 def train_baseline(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
-                   device: torch.device,
-                   callback: ProgressCallback | None = None) -> BaselineResult:
-    """Backprop on the very layers MF starts from (same initial weights), on the same inputs,
-    data order, optimizer and seed; evaluated on the inputs' test and validation splits."""
+                   device: torch.device, callback: ProgressCallback | None = None,
+                   algorithm: str = "bp") -> BaselineResult:
+    """`algorithm` on the very layers MF starts from (same initial weights), on the same
+    inputs, data order, optimizer and seed; evaluated on the inputs' test and validation
+    splits."""
     if inputs.test is None or inputs.val is None:
         raise ConfigError("the baseline is evaluated on a test and a validation split")
+    (name,) = parse_baselines([algorithm])
+    chosen = algorithms()[name]
     layers = build_layers(specs, config.seed)
-    history = train_backprop(layers, inputs.train, inputs.val, config, device=device,
-                             callback=callback)
-    return BaselineResult(layers, history, evaluate(layers, inputs.test, device),
-                          evaluate(layers, inputs.val, device))
+    history = chosen.train(layers, inputs.train, inputs.val, config, device=device,
+                           callback=callback)
+    return BaselineResult(name, layers, history, chosen.evaluate(layers, inputs.test, device),
+                          chosen.evaluate(layers, inputs.val, device))
+
+
+def train_baselines(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
+                    device: torch.device, names: Sequence[str],
+                    callback: ProgressCallback | None = None) -> list[BaselineResult]:
+    """Each of `names` in turn, on the same inputs."""
+    return [train_baseline(specs, inputs, config, device, callback, name) for name in names]

@@ -15,6 +15,7 @@ from mfstore.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+MONITORS = ("val_loss", "val_accuracy")
 MAX_SEED = 2**63 - 1
 DEFAULT_MAX_BATCH_SIZE = 1024  # of an exported Triton model and of the server's batches
 
@@ -40,6 +41,9 @@ class TrainConfig:
     patience: int | None = field(default=5, metadata=_help(
         "Stop a layer after this many epochs without a better validation loss; 0 = never "
         "stop early.", none_is=0))
+    monitor: str = field(default="val_loss", metadata=_help(
+        "What early stopping watches, and so which epoch's weights are kept: val_loss or "
+        "val_accuracy."))
     min_delta: float = 0.0
     seed: int = field(default=0, metadata=_help("Seed of initialisation and data order."))
     deterministic: bool = field(default=False, metadata=_help(
@@ -66,6 +70,8 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr schedule must be one of {LR_SCHEDULES}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (self.monitor in MONITORS,
+             f"monitor must be val_loss or val_accuracy, got {self.monitor!r}"),
             (0 <= self.seed <= MAX_SEED, f"the seed must lie in 0..2**63-1, got {self.seed}"),
         ]
         for ok, message in checks:
@@ -100,8 +106,11 @@ class DatasetOptions:
     label_column: str = field(default="label", metadata=_help(
         "Label column of CSV / Parquet data."))
     format: str | None = field(default=None, metadata=_help(
-        "idx, cifar, npz, csv, parquet or sklearn (default: from the URL)."))
+        "idx, cifar, npz, csv, parquet, sklearn or tokens (default: from the URL)."))
     classes: int | None = None  # None: fixed by the format, else max label + 1
+    vocab: int | None = field(default=None, metadata=_help(
+        "Token-id data: the vocabulary size, ids 0..vocab-1 with 0 as padding (default: the "
+        "largest id + 1)."))
 
     def __post_init__(self) -> None:
         for name in ("val_fraction", "test_fraction"):
@@ -114,6 +123,9 @@ class DatasetOptions:
             raise ConfigError(f"the split seed must lie in 0..2**63-1, got {self.seed}")
         if self.classes is not None and not 2 <= self.classes <= MAX_CLASSES:
             raise ConfigError(f"classes must lie in 2..{MAX_CLASSES}, got {self.classes}")
+        if self.vocab is not None and not 2 <= self.vocab <= MAX_VOCAB:
+            raise ConfigError(f"vocab must lie in 2..{MAX_VOCAB}, got {self.vocab}")
 
 
 MAX_CLASSES = 100_000
+MAX_VOCAB = 2**24  # token ids travel as float32 in streams: exact below 2**24

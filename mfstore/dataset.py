@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from mfstore.config import MAX_CLASSES, DatasetOptions
+from mfstore.config import MAX_CLASSES, MAX_VOCAB, DatasetOptions
 from mfstore.errors import DataValidationError
 from mfstore.readers import RawData, read_source
 
@@ -175,9 +175,34 @@ def _split(x: np.ndarray, y: np.ndarray, norm: Normalizer) -> Split:
     return Split(norm(tensor).contiguous(), torch.from_numpy(y))
 
 
+def _vocabulary(raw: RawData, options: DatasetOptions) -> DatasetOptions:
+    """Token ids: check them and record the vocabulary in the options (given, or the largest
+    id + 1). Other data must not name a vocabulary."""
+    if not raw.tokens:
+        if options.vocab is not None:
+            raise DataValidationError("vocab applies to token-id data (format 'tokens', or a "
+                                      "Parquet list column)")
+        return options
+    ids = [x for x in (raw.x_train, raw.x_test) if x is not None]
+    if any(x.ndim != 2 or x.shape[1] < 1 for x in ids):
+        raise DataValidationError(f"token ids must be shaped (examples, length), got "
+                                  f"{raw.x_train.shape}")
+    if any(not np.issubdtype(x.dtype, np.integer) for x in ids):
+        raise DataValidationError(f"token ids must be integers, found {raw.x_train.dtype}")
+    low, high = min(int(x.min()) for x in ids), max(int(x.max()) for x in ids)
+    vocab = options.vocab or max(high + 1, 2)
+    if low < 0 or high >= vocab or vocab > MAX_VOCAB:
+        raise DataValidationError(
+            f"token ids must lie in 0..{min(vocab, MAX_VOCAB) - 1} (0 is padding); found ids "
+            f"from {low} to {high}")
+    return replace(options, vocab=vocab)
+
+
 def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset:
-    """Validate, split, normalise and fingerprint examples that a reader returned."""
+    """Validate, split, normalise and fingerprint examples that a reader returned. Token ids
+    are not normalised, and their vocabulary is recorded in the options."""
     _check_pair(raw.x_train, raw.y_train, "train")
+    options = _vocabulary(raw, options)
     if raw.x_train.ndim == 1:  # one feature per example
         raw = replace(raw, x_train=raw.x_train[:, None],
                       x_test=None if raw.x_test is None else raw.x_test.reshape(-1, 1))
@@ -203,7 +228,7 @@ def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset
     _check_splits({"train": y_pool[keep], "validation": y_pool[held], "test": y_test}, options)
     shape = tuple(int(d) for d in raw.x_train.shape[1:])
     x_train = np.asarray(x_pool[keep], dtype=np.float32)
-    norm = Normalizer.fit(x_train) if options.normalize == "standard" else (
+    norm = Normalizer.fit(x_train) if options.normalize == "standard" and not raw.tokens else (
         Normalizer.identity(shape))
     opts = json.dumps(asdict(options), sort_keys=True)
     return Dataset(

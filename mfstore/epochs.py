@@ -30,12 +30,16 @@ Validation = Callable[[], tuple[float | None, float | None]]
 def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchSource,
                validate: Validation, config: TrainConfig, device: torch.device, *,
                algorithm: str, index: int | None,
-               callback: ProgressCallback | None = None) -> LayerHistory:
+               callback: ProgressCallback | None = None,
+               capturable: bool = True) -> LayerHistory:
     """Train `params` of `module` with `step` for up to `config.epochs` epochs, stop early on
-    the validation loss, and keep the weights of the best validation epoch."""
-    history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
+    what `config.monitor` watches, and keep the weights of the best validation epoch.
+    `capturable=False`: the step must run eagerly even on CUDA (it draws host random
+    numbers, which a CUDA graph would freeze)."""
+    history = LayerHistory()
+    stopper = EarlyStopping(config.patience, config.min_delta, config.monitor)
     start = time.perf_counter()
-    fast = GraphedStep(step, device, config.cuda_graphs)  # eager on the CPU
+    fast = GraphedStep(step, device, config.cuda_graphs and capturable)  # eager on the CPU
     with deterministic_mode(config.deterministic):
         opt = make_optimizer(params, config, device, capturable=fast.enabled)
         schedule = make_schedule(opt, config)
@@ -50,7 +54,7 @@ def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train:
             train_loss = loss_sum / max(n, 1)
             check_finite(algorithm, index, epoch + 1, train_loss, config.lr, module)
             val_loss, val_acc = validate()
-            improved = val_loss is not None and stopper.update(epoch + 1, val_loss, module)
+            improved = stopper.update(epoch + 1, val_loss, module, val_acc)
             report = EpochReport(algorithm, index, epoch + 1, config.epochs, train_loss,
                                  val_loss, val_acc, improved, stopper.should_stop)
             history.add(report)
@@ -60,8 +64,7 @@ def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train:
                 break
     stopper.restore(module)
     module.eval()
-    history.best_epoch = stopper.best_epoch or len(history.epochs)
-    history.best_val_loss = stopper.best_loss if stopper.best_epoch else None
+    history.keep(stopper.best_epoch)
     history.stopped_early = stopper.should_stop
     history.seconds = time.perf_counter() - start
     return history

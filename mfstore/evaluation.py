@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -83,3 +83,13 @@ def evaluate(layers: Sequence[MFLayer], source: BatchSource, device: torch.devic
     for layer, mode in zip(layers, was_training, strict=True):
         layer.train(mode)
     return Accuracy(m.accuracies, m.ff_accuracy, m.accuracies[-1], m.examples)
+
+
+def last_layer_validation(layers: Sequence[MFLayer], val: BatchSource | None,
+                          device: torch.device) -> Callable[[], tuple[float | None, float | None]]:
+    """The validation of a network trained end to end: its last layer's goodness (the head)
+    gives the loss and the accuracy."""
+    def validate() -> tuple[float | None, float | None]:
+        losses, accuracies = validate_stack(layers, val, device)
+        return losses[-1], accuracies[-1]
+    return validate

@@ -1,5 +1,5 @@
-"""Train MF (either schedule) and the BP baseline on one dataset and evaluate both, so every
-MF figure stands beside a BP figure from the same run."""
+"""Train MF (either schedule) and the baselines (BP, FA, DFA, FF: any of them) on one dataset
+and evaluate them all, so every MF figure stands beside the baselines' from the same run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mfstore.baseline import BaselineResult, check_baseline, train_baseline
+from mfstore.baseline import BaselineResult, parse_baselines, train_baselines
 from mfstore.config import TrainConfig
 from mfstore.dataset import Dataset
 from mfstore.devices import training_device
@@ -29,7 +29,12 @@ class ExperimentResult:
     histories: list[LayerHistory]
     test: Accuracy
     val: Accuracy
-    baseline: BaselineResult | None
+    baselines: list[BaselineResult]
+
+    @property
+    def baseline(self) -> BaselineResult | None:
+        """The first baseline trained (BP when asked for first), None without one."""
+        return self.baselines[0] if self.baselines else None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -43,31 +48,29 @@ class ExperimentResult:
             "histories": [h.to_dict() for h in self.histories],
         }
         if self.baseline is not None:
-            out["baseline"] = {"algorithm": "bp", "test": self.baseline.test.bp,
-                               "val": self.baseline.val.bp,
-                               "seconds": self.baseline.history.seconds,
-                               "history": self.baseline.history.to_dict()}
+            out["baseline"] = self.baseline.to_dict()
+            out["baselines"] = [b.to_dict() for b in self.baselines]
         return out
 
 
 def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: TrainConfig,
-                   schedule: str = "sequential", baseline: str = "bp",
+                   schedule: str = "sequential", baseline: str | Sequence[str] = "bp",
                    callback: ProgressCallback | None = None,
                    device: torch.device | None = None) -> ExperimentResult:
-    """Train `arch` on `dataset` with Mono-Forward and (unless `baseline="none"`) backprop,
-    in memory; nothing is registered."""
+    """Train `arch` on `dataset` with Mono-Forward and the baselines `baseline` names
+    (`"bp"`, `"bp,fa,dfa,ff"`, any subset, or `"none"`), in memory; nothing is
+    registered."""
     check_schedule(schedule)
-    check_baseline(baseline)
+    names = parse_baselines(baseline)
     device = device or training_device(config.device)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
-    specs = build_specs(plans, dataset.input_shape, dataset.classes)
+    specs = build_specs(plans, dataset.input_shape, dataset.classes, dataset.options.vocab)
     inputs = MemoryInputs.of_dataset(dataset, config, device)
     layers = build_layers(specs, config.seed)
     trained = train_stack(layers, inputs, config, device, schedule=schedule, callback=callback)
     assert inputs.test is not None and inputs.val is not None
     result = ExperimentResult(specs, schedule, config, layers, [t.history for t in trained],
                               evaluate(layers, inputs.test, device),
-                              evaluate(layers, inputs.val, device), None)
-    if baseline == "bp":
-        result.baseline = train_baseline(specs, inputs, config, device, callback)
+                              evaluate(layers, inputs.val, device), [])
+    result.baselines = train_baselines(specs, inputs, config, device, names, callback)
     return result

@@ -20,7 +20,7 @@ from mfstore.history import Ready
 from mfstore.modules import MODES, MFLayer, MFNet
 from mfstore.names import check_name
 from mfstore.network import load_layers, network_layers, resolve_network
-from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model
+from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model, takes_tokens
 from mfstore.onnx_runtime import ort
 from mfstore.registry import DatasetRecord, ExportRecord, LayerVersion, NetworkVersion
 from mfstore.store import Store, sha256
@@ -44,6 +44,18 @@ class Export:
     targets: list[str] = field(default_factory=list)
 
 
+def _input_metadata(dataset: DatasetRecord) -> dict[str, str]:
+    """How the model reads `x`: raw features normalised in the graph, or token ids."""
+    vocab = dataset.options.get("vocab")
+    if vocab is not None:
+        return {"mfstore.normalization": json.dumps({"in_graph": False}),
+                "mfstore.input": json.dumps({"token_ids": True, "dtype": "int64",
+                                             "vocab": vocab, "padding_id": 0})}
+    return {"mfstore.normalization": json.dumps({"in_graph": True,
+                                                 "formula": "(x - mean) / std",
+                                                 **dataset.normalizer})}
+
+
 def _metadata(network: NetworkVersion, versions: list[LayerVersion], mode: str,
               upto: int | None, dataset: DatasetRecord) -> dict[str, str]:
     from mfstore import __version__
@@ -56,8 +68,7 @@ def _metadata(network: NetworkVersion, versions: list[LayerVersion], mode: str,
         "mfstore.mode": mode,
         "mfstore.upto": "" if upto is None else str(upto),
         "mfstore.input_shape": json.dumps(list(dataset.input_shape)),
-        "mfstore.normalization": json.dumps({"in_graph": True, "formula": "(x - mean) / std",
-                                             **dataset.normalizer}),
+        **_input_metadata(dataset),
         "mfstore.classes": str(dataset.classes),
         "mfstore.class_names": json.dumps(dataset.class_names),
         "mfstore.dataset": dataset.name,
@@ -72,16 +83,29 @@ def normalizer_arrays(dataset: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(dataset.normalizer["std"], np.float32))
 
 
+def random_inputs(layers: list[MFLayer], mean: np.ndarray, std: np.ndarray,
+                  samples: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Fresh random raw inputs (as the model takes them) and what PyTorch's layers read:
+    token ids (int64, some padding) as they are, features normalised."""
+    rng = np.random.default_rng()
+    spec = layers[0].spec
+    if takes_tokens(layers):
+        assert spec.vocab is not None
+        ids = rng.integers(0, spec.vocab, (samples, *spec.in_shape)) * (
+            rng.random((samples, *spec.in_shape)) < 0.7)  # (samples, T), about 30 % padding
+        return ids.astype(np.int64), torch.from_numpy(ids).float()
+    x = (mean + std * rng.standard_normal((samples, *spec.in_shape))).astype(np.float32)
+    return x, (torch.from_numpy(x) - torch.from_numpy(mean)) / torch.from_numpy(std)
+
+
 def parity_error(data: bytes, layers: list[MFLayer], mode: str, mean: np.ndarray,
                  std: np.ndarray, samples: int = 64) -> float:
     """Max relative error of ONNX Runtime (CPU provider) against PyTorch on fresh random raw
     inputs; infinite when the predicted labels differ."""
-    rng = np.random.default_rng()
-    x = (mean + std * rng.standard_normal((samples, *layers[0].spec.in_shape))).astype(np.float32)
+    x, normalised = random_inputs(layers, mean, std, samples)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     goodness, label = session.run([GOODNESS, LABEL], {INPUT: x})
     with torch.no_grad():
-        normalised = (torch.from_numpy(x) - torch.from_numpy(mean)) / torch.from_numpy(std)
         expected = MFNet(layers, mode).eval()(normalised).numpy()  # (samples, classes)
     error = float(np.abs(goodness - expected).max() / max(np.abs(expected).max(), 1e-12))
     top2 = np.sort(expected, axis=1)[:, -2:]
@@ -137,7 +161,9 @@ def triton_model_config(name: str, export: Export,
     config = mc.ModelConfig(name=check_name(name, "model"), platform="onnxruntime_onnx",
                             max_batch_size=max_batch_size,
                             dynamic_batching=mc.ModelDynamicBatching())
-    config.input.add(name=INPUT, data_type=mc.TYPE_FP32, dims=export.dataset.input_shape)
+    tokens = export.dataset.options.get("vocab") is not None
+    config.input.add(name=INPUT, data_type=mc.TYPE_INT64 if tokens else mc.TYPE_FP32,
+                     dims=export.dataset.input_shape)
     config.output.add(name=GOODNESS, data_type=mc.TYPE_FP32, dims=[export.dataset.classes],
                       label_filename=LABELS_FILE if export.dataset.class_names else "")
     config.output.add(name=LABEL, data_type=mc.TYPE_INT64, dims=[1])  # (B, 1) as in the graph
@@ -265,7 +291,8 @@ def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int |
 
 def onnx_accuracy(ws: Workspace, export: Export, split: str = "test") -> tuple[float, int]:
     """Accuracy of an exported model run by ONNX Runtime on a split of its dataset, fed raw
-    examples (the stored normalised ones mapped back through the recorded statistics)."""
+    examples (the stored normalised ones mapped back through the recorded statistics; token
+    ids as int64)."""
     from mfstore.stream import StreamBatches
     from mfstore.stream_chain import dataset_stream
 
@@ -274,9 +301,10 @@ def onnx_accuracy(ws: Workspace, export: Export, split: str = "test") -> tuple[f
     source = StreamBatches(ws.store, dataset_stream(ws, export.dataset), split,
                            options=ws.stream_options)
     correct = total = 0
+    tokens = export.dataset.options.get("vocab") is not None
     for x, y in source.ordered():
         raw = x.numpy() * std + mean  # (B, *input_shape), the units the dataset came in
-        (label,) = session.run([LABEL], {INPUT: raw.astype(np.float32)})  # (B, 1)
+        (label,) = session.run([LABEL], {INPUT: raw.astype(np.int64 if tokens else np.float32)})
         correct += int((label[:, 0] == y.numpy()).sum())
         total += len(label)
     return correct / max(total, 1), total

@@ -12,12 +12,15 @@ from torch import nn
 
 from mfstore.errors import DivergenceError, option
 
+BASELINE_NAMES = {"bp": "backprop", "fa": "feedback-alignment",
+                  "dfa": "direct-feedback-alignment", "ff": "Forward-Forward"}
+
 
 @dataclass(frozen=True)
 class EpochReport:
-    """One epoch of one layer (MF) or of the whole net (BP, `layer` is None)."""
+    """One epoch of one layer (MF) or of the whole net (a baseline, `layer` is None)."""
 
-    algorithm: str  # "mf" or "bp"
+    algorithm: str  # "mf", or a baseline: "bp", "fa", "dfa", "ff"
     layer: int | None  # 0-based index
     epoch: int  # 1-based
     epochs: int
@@ -40,7 +43,8 @@ def check_finite(algorithm: str, layer: int | None, epoch: int, loss: float, lr:
     bad = not math.isfinite(loss) or (module is not None and not all(
         bool(torch.isfinite(p).all()) for p in module.parameters()))
     if bad:
-        who = "the backprop baseline" if layer is None else f"layer {layer + 1}"
+        who = (f"the {BASELINE_NAMES.get(algorithm, algorithm)} baseline" if layer is None
+               else f"layer {layer + 1}")
         raise DivergenceError(
             f"training diverged: {who} ({algorithm}) reached a non-finite loss or weight at "
             f"epoch {epoch} with learning rate {lr:g}; nothing was registered",
@@ -53,7 +57,7 @@ class LayerHistory:
 
     epochs: list[dict[str, float | None]] = field(default_factory=list)
     best_epoch: int | None = None  # 1-based epoch whose weights were kept
-    best_val_loss: float | None = None
+    best_val_loss: float | None = None  # the validation loss of that epoch
     stopped_early: bool = False
     seconds: float = 0.0
 
@@ -64,13 +68,29 @@ class LayerHistory:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def keep(self, best_epoch: int | None) -> None:
+        """Record the epoch whose weights were kept (None: the last one) and its loss."""
+        self.best_epoch = best_epoch or len(self.epochs)
+        self.best_val_loss = next((e["val_loss"] for e in self.epochs
+                                   if e["epoch"] == self.best_epoch), None)
+
+
+def watched(monitor: str, val_loss: float | None, val_accuracy: float | None) -> float | None:
+    """The number early stopping minimises: the validation loss, or minus the validation
+    accuracy (`monitor` is `TrainConfig.monitor`); None without a validation split."""
+    if monitor == "val_accuracy":
+        return None if val_accuracy is None else -val_accuracy
+    return val_loss
+
 
 class EarlyStopping:
-    """Stop after `patience` epochs without a validation loss `min_delta` below the best, and
-    keep a copy of the best weights to restore."""
+    """Stop after `patience` epochs without a watched value `min_delta` below the best, and
+    keep a copy of the best weights to restore. The value is the validation loss, or minus
+    the validation accuracy (`watched`)."""
 
-    def __init__(self, patience: int | None, min_delta: float = 0.0) -> None:
-        self.patience, self.min_delta = patience, min_delta
+    def __init__(self, patience: int | None, min_delta: float = 0.0,
+                 monitor: str = "val_loss") -> None:
+        self.patience, self.min_delta, self.monitor = patience, min_delta, monitor
         self.reset()
 
     def reset(self) -> None:
@@ -79,10 +99,15 @@ class EarlyStopping:
         self.bad_epochs = 0
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def update(self, epoch: int, val_loss: float, module: nn.Module) -> bool:
-        """Record one epoch; True when it is the best so far."""
-        if val_loss < self.best_loss - self.min_delta:
-            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+    def update(self, epoch: int, val_loss: float | None, module: nn.Module,
+               val_accuracy: float | None = None) -> bool:
+        """Record one epoch; True when it is the best so far. Without a validation split
+        (nothing watched) nothing is recorded."""
+        value = watched(self.monitor, val_loss, val_accuracy)
+        if value is None:
+            return False
+        if value < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad_epochs = value, epoch, 0
             self._best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             return True
         self.bad_epochs += 1

@@ -36,7 +36,8 @@ def _uniform(shape: Sequence[int], fan_in: int, gen: torch.Generator) -> nn.Para
 
 
 class MFLayer(nn.Module):
-    """`a = act(a_in W^T + b)` (conv: 3x3 pad 1, act, 2x2 pool) and goodness `G = a M^T`."""
+    """`a = act(a_in W^T + b)` (conv, local, embed: see `layer_math`) and goodness
+    `G = a M^T`."""
 
     def __init__(self, spec: LayerSpec, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -46,9 +47,13 @@ class MFLayer(nn.Module):
         layer_math.activation(spec.activation)  # an unknown one is an error here already
         fan_in = kind.fan_in(spec)
         self.weight = _uniform(kind.weight_shape(spec), fan_in, gen)  # dense: (n_i, n_{i-1})
-        self.bias = _uniform((spec.width,), fan_in, gen) if spec.bias else None
+        self.bias: nn.Parameter | None = None
+        if spec.bias:
+            shape = kind.bias_shape(spec)
+            self.bias = (nn.Parameter(torch.zeros(*shape)) if kind.zero_bias
+                         else _uniform(shape, fan_in, gen))
         self.projection = _uniform((spec.classes, spec.out_features), spec.out_features, gen)
-        self._forward = kind.torch
+        self._forward = kind.forward
 
     def forward(self, a_in: torch.Tensor) -> torch.Tensor:
         """Activations of this layer: (B, *spec.out_shape)."""
@@ -62,7 +67,8 @@ class MFLayer(nn.Module):
 def parameter_count(spec: LayerSpec) -> int:
     """Weights, bias and projection of one layer."""
     kind = layer_math.kind(spec.kind)
-    return (math.prod(kind.weight_shape(spec)) + (spec.width if spec.bias else 0)
+    return (math.prod(kind.weight_shape(spec))
+            + (math.prod(kind.bias_shape(spec)) if spec.bias else 0)
             + spec.classes * spec.out_features)
 
 

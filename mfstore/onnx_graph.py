@@ -7,7 +7,9 @@
                                      goodness (B, classes) ──ArgMax──► label (B, 1)
 
 In BP mode only the last projection is part of the graph; FF mode sums every layer's goodness.
-The normaliser is in the graph, so the model takes the same raw input the dataset had.
+The normaliser is in the graph, so the model takes the same raw input the dataset had. A
+network whose first layer is `embed` takes token ids instead: `x` is int64 (B, T), and there
+is no normaliser.
 `label` keeps its class axis, `(B, 1)`, the shape Triton gives a batched output of one value per
 example, so the ONNX file, its Triton configuration and `mfstore serve` report one shape.
 """
@@ -42,6 +44,11 @@ class _Graph:
         return name
 
 
+def takes_tokens(layers: Sequence[MFLayer]) -> bool:
+    """Whether the network reads token ids (int64) rather than raw features (float32)."""
+    return layers[0].spec.kind == "embed"
+
+
 def _layer(g: _Graph, layer: MFLayer, a: str, k: int) -> str:
     """Activations of layer k: (B, *out_shape), as `layer_math` defines its kind."""
     return layer_math.kind(layer.spec.kind).onnx(g, layer, a, f"layer{k}")
@@ -58,8 +65,11 @@ def build_model(layers: Sequence[MFLayer], mode: str, mean: np.ndarray, std: np.
                 metadata: dict[str, str], doc: str = "") -> onnx.ModelProto:
     """The ONNX model of `layers` predicting in `mode` ("bp" or "ff") on raw input."""
     g = _Graph()
-    x = g.op("Sub", [INPUT, g.const("norm/mean", mean.astype(np.float32))], "norm/centred")
-    a = g.op("Div", [x, g.const("norm/std", std.astype(np.float32))], "norm/scaled")
+    tokens = takes_tokens(layers)
+    a = INPUT
+    if not tokens:
+        x = g.op("Sub", [INPUT, g.const("norm/mean", mean.astype(np.float32))], "norm/centred")
+        a = g.op("Div", [x, g.const("norm/std", std.astype(np.float32))], "norm/scaled")
     total = ""  # the name of the goodness summed so far
     for k, layer in enumerate(layers, 1):
         a = _layer(g, layer, a, k)
@@ -72,7 +82,8 @@ def build_model(layers: Sequence[MFLayer], mode: str, mean: np.ndarray, std: np.
     classes = layers[-1].spec.classes
     graph = helper.make_graph(
         g.nodes, "mfstore", [helper.make_tensor_value_info(
-            INPUT, TensorProto.FLOAT, ["batch", *layers[0].spec.in_shape])],
+            INPUT, TensorProto.INT64 if tokens else TensorProto.FLOAT,
+            ["batch", *layers[0].spec.in_shape])],
         [helper.make_tensor_value_info(GOODNESS, TensorProto.FLOAT, ["batch", classes]),
          helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["batch", 1])],
         g.initializers)

@@ -208,7 +208,8 @@ def train_pipelined(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Tra
     rank = cluster.rank
     (layer,) = build_layers([specs[rank]], config.seed, first_index=first_index + rank)
     stage = Stage(layer.to(device).train(), Link(rank, cluster.world), device, config)
-    history, stopper = LayerHistory(), EarlyStopping(config.patience, config.min_delta)
+    history = LayerHistory()
+    stopper = EarlyStopping(config.patience, config.min_delta, config.monitor)
     n = distributed.broadcast(len(inputs.train) if rank == 0 else 0)
     first_active, start = 0, time.perf_counter()
     with deterministic_mode(config.deterministic):
@@ -223,8 +224,8 @@ def train_pipelined(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Tra
             if schedule is not None:
                 schedule.step()
             val_loss, val_acc, _ = _measure(stage, inputs.val if rank == 0 else None)
-            improved = (rank >= first_active and val_loss is not None
-                        and stopper.update(epoch + 1, val_loss, layer))
+            improved = (rank >= first_active
+                        and stopper.update(epoch + 1, val_loss, layer, val_acc))
             states = _exchange(_State(train_loss, val_loss, val_acc, improved,
                                       stopper.should_stop, finite))
             was_active = first_active
@@ -259,10 +260,7 @@ def _finish(stage: Stage, specs: Sequence[LayerSpec], inputs: LayerInputs,
             history: LayerHistory, seconds: float) -> list[Trained]:
     """Close the history, measure each layer alone, and give every rank every layer."""
     history.seconds = seconds
-    if history.best_epoch is None:  # still active at the end: last weights kept
-        history.best_epoch = len(history.epochs)
-    history.best_val_loss = next((e["val_loss"] for e in history.epochs
-                                  if e["epoch"] == history.best_epoch), None)
+    history.keep(history.best_epoch)  # None: still active at the end, last weights kept
     rank = stage.link.rank
     metrics: dict[str, float] = {}
     for split in ("val", "test"):

@@ -4,7 +4,7 @@ the store, every trained layer registered as soon as it is trained (its block st
 - `train_registered_layer`: one new version of a layer on the stream its upstream chain
   makes (`mfstore train-layer`, and `extend`, `swap` and `repair` retraining a layer);
 - `train_network`: every layer of an architecture, registered as `NET.l1, NET.l2, …`, and
-  the network `NET`, with the backprop baseline beside it when asked.
+  the network `NET`, with the baselines (BP, FA, DFA, FF) beside it when asked.
 
 Streams are written when a layer is trained on them: the last layer's output is never
 written unless a later command trains on it.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from mfstore import distributed
-from mfstore.baseline import BaselineResult, check_baseline, train_baseline
+from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_baselines
 from mfstore.batches import WHOLE
 from mfstore.block import InputSignature, LayerBlock
 from mfstore.config import TrainConfig
@@ -90,7 +90,8 @@ def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequen
         check_lineage(ws.registry, dataset, upstream)
     require_intact(ws, upstream)
     in_shape = upstream[-1].spec.out_shape if upstream else tuple(dataset.input_shape)
-    spec = plan.resolve(in_shape, dataset.classes)
+    spec = plan.resolve(in_shape, dataset.classes,
+                        tokens=None if upstream else dataset.options.get("vocab"))
     if ready is not None:
         ready()
     return train_registered_layer(ws, name, dataset, upstream, spec, config, device, callback,
@@ -101,31 +102,40 @@ def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequen
 class NetworkTraining:
     network: NetworkVersion
     layers: list[LayerVersion]
-    baseline: BaselineResult | None = None
+    baselines: list[BaselineResult]
+
+    @property
+    def baseline(self) -> BaselineResult | None:
+        """The first baseline trained, None without one."""
+        return self.baselines[0] if self.baselines else None
 
 
 def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
                   config: TrainConfig, schedule: str = "sequential", mode: str = "bp",
                   callback: ProgressCallback | None = None,
-                  baseline: str = "none", layer_parallel: bool = False,
+                  baseline: str | Sequence[str] = "none", layer_parallel: bool = False,
                   ready: Ready | None = None) -> NetworkTraining:
     """Train every layer through the store and register them as layers `NET.l1`, `NET.l2`, …
-    and the network `NET`. `layer_parallel`: one process per layer (`pipeline.py`); `ready()`
-    once everything is checked, before training."""
+    and the network `NET`; then the baselines `baseline` names (`"bp,fa"`, …), which are
+    not registered. `layer_parallel`: one process per layer (`pipeline.py`); `ready()` once
+    everything is checked, before training."""
     check_name(net, "network")
     check_schedule(schedule)
     check_mode(mode)
-    check_baseline(baseline)
+    names = parse_baselines(baseline)
     device = training_device(config.device)
     dataset = registered_dataset(ws, dataset_name)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
-    specs = build_specs(plans, dataset.input_shape, dataset.classes)
+    specs = build_specs(plans, dataset.input_shape, dataset.classes,
+                        dataset.options.get("vocab"))
     check_name(f"{net}.l{len(specs)}", "layer")  # the longest name its layers will get
     if layer_parallel:
         check_pipeline(specs, schedule)
-        if baseline != "none":
-            raise ConfigError("the backprop baseline cannot run layer-parallel (its gradients "
-                              "cross every layer); train it in a run of its own",
+        if names:
+            titles = " and ".join(algorithms()[n].title for n in names)
+            raise ConfigError(f"the {titles} baseline{'s' if len(names) > 1 else ''} cannot "
+                              "run layer-parallel (a baseline trains every layer in each "
+                              "process); train it in a run of its own",
                               option("baseline", value="none"))
     if ready is not None:
         ready()
@@ -146,9 +156,6 @@ def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequen
                     schedule=schedule, callback=callback, on_trained=registered)
     network = distributed.on_main(lambda: ws.registry.add_network(
         net, [(v.name, v.version) for v in versions], mode, dataset.name, note=note))
-    result = NetworkTraining(network, versions)
-    if baseline == "bp":
-        result.baseline = train_baseline(specs, StreamInputs.of_chain(ws, dataset, [], config,
-                                                                      device),
-                                         config, device, callback)
-    return result
+    baselines = train_baselines(specs, StreamInputs.of_chain(ws, dataset, [], config, device),
+                                config, device, names, callback) if names else []
+    return NetworkTraining(network, versions, baselines)

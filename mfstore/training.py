@@ -178,8 +178,8 @@ def _optimizers(layers: Sequence[MFLayer], config: TrainConfig, device: torch.de
 
 
 def _improves(stopper: EarlyStopping, epoch: int, val_loss: float | None,
-              layer: MFLayer) -> bool:
-    return val_loss is not None and stopper.update(epoch + 1, val_loss, layer)
+              val_accuracy: float | None, layer: MFLayer) -> bool:
+    return stopper.update(epoch + 1, val_loss, layer, val_accuracy)
 
 
 def _freeze_first_if_done(layers: Sequence[MFLayer], stoppers: list[EarlyStopping],
@@ -210,7 +210,8 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     for layer in layers:
         layer.to(device).train()
     histories = [LayerHistory() for _ in layers]
-    stoppers = [EarlyStopping(config.patience, config.min_delta) for _ in layers]
+    stoppers = [EarlyStopping(config.patience, config.min_delta, config.monitor)
+                for _ in layers]
     first_active, start = 0, time.perf_counter()
     n = int(all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # all processes
     local = LocalLosses(layers)
@@ -242,7 +243,7 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
             val_losses, val_accs = validate_stack(layers, val, device)
             was_active = first_active
             improved = [k >= first_active and _improves(stoppers[k], epoch, val_losses[k],
-                                                         layers[k])
+                                                         val_accs[k], layers[k])
                         for k in range(len(layers))]
             first_active = _freeze_first_if_done(layers, stoppers, histories, first_active)
             for k in range(was_active, len(layers)):
@@ -252,9 +253,6 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     seconds = time.perf_counter() - start
     for k, history in enumerate(histories):
         history.seconds = seconds
-        if history.best_epoch is None:  # still active at the end: last weights kept
-            history.best_epoch = len(history.epochs)
-        history.best_val_loss = next((e["val_loss"] for e in history.epochs
-                                      if e["epoch"] == history.best_epoch), None)
+        history.keep(history.best_epoch)  # None: still active at the end, last weights kept
         layers[k].eval()
     return histories

@@ -77,3 +77,28 @@ def write_tar_gz(path: Path, top: str, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def digits_as_tokens() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's digits as token-id sequences: one token per lit pixel, id = position * 16 +
+    intensity (1..16), so 0 stays padding; each row padded with 0 to the longest. A real,
+    small token dataset: (1797, T) int64 ids 0..1024, and the digits' labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = digits.data.astype(np.int64)  # (N, 64), 0..16
+    rows = [np.flatnonzero(p) * 16 + p[p > 0] for p in pixels]
+    ids = np.zeros((len(rows), max(len(r) for r in rows)), np.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+    return ids, digits.target.astype(np.int64)
+
+
+def write_token_parquet(path: Path, ids: np.ndarray, y: np.ndarray) -> Path:
+    """Token ids as a Parquet list column (each row's ids without its padding) and a label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lists = [row[row > 0].tolist() for row in ids]
+    pq.write_table(pa.table({"text": pa.array(lists, pa.list_(pa.int64())), "label": y}), path)
+    return path

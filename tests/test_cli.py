@@ -32,6 +32,19 @@ def test_train_json_reports_every_layer_ff_bp_and_baseline(cwd):
     assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
 
 
+def test_train_with_every_baseline(cwd):
+    out = cli("train", "--data", "sklearn:breast_cancer", "--arch", "dense:16,dense:16",
+              "--epochs", "2", "--baseline", "ff,bp,dfa,fa")
+    assert out.returncode == 0, out.stderr
+    rows = [line.strip("│ ").split()[0] for line in out.stdout.splitlines() if "baseline" in line]
+    assert rows == ["FF", "BP", "DFA", "FA"]  # in the order asked for
+    out = cli("train", "--data", "sklearn:breast_cancer", "--arch", "dense:16",
+              "--epochs", "1", "--baseline", "dfa", "--json")
+    report = json.loads(out.stdout)
+    assert [b["algorithm"] for b in report["baselines"]] == ["dfa"]
+    assert report["baseline"]["algorithm"] == "dfa"
+
+
 def test_train_table_and_progress(cwd):
     out = cli("train", "--data", "sklearn:breast_cancer", "--arch", "dense:32",
               "--epochs", "3", "--schedule", "simultaneous", "--baseline", "none")
@@ -52,6 +65,11 @@ def test_train_table_and_progress(cwd):
      "error: unknown schedule 'async'; choose sequential or simultaneous"),
     (["--data", "sklearn:digits", "--arch", "dense:8", "--epochs", "0"], 2,
      "error: epochs must be at least 1, got 0"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--baseline", "bp,sgd"], 2,
+     "error: unknown baseline 'sgd'; choose any of bp, fa, dfa, ff (comma-separated), or none"),
+    (["--data", "sklearn:digits", "--arch", "embed:8"], 2,
+     "error: an embed layer reads token ids: it must be the first layer, on token-id data "
+     "(format 'tokens', or a Parquet list column)"),
 ])
 def test_train_errors_are_one_line_with_an_exit_code(cwd, args, code, message):
     out = cli("train", *args)

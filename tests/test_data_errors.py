@@ -88,10 +88,11 @@ def test_unknown_format(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"\x00" * 16)
     with pytest.raises(DataFormatError, match=re.escape(
             f"cannot tell the format of '{tmp_path}/data.bin'; set 'format' (one of: idx, "
-            "cifar, npz, csv, parquet, sklearn)")):
+            "cifar, npz, csv, parquet, sklearn, tokens)")):
         load_dataset(str(tmp_path / "data.bin"))
     with pytest.raises(DataFormatError, match=re.escape(
-            "unknown format 'hdf5'; choose one of: idx, cifar, npz, csv, parquet, sklearn")):
+            "unknown format 'hdf5'; choose one of: idx, cifar, npz, csv, parquet, sklearn, "
+            "tokens")):
         load_dataset(str(tmp_path / "data.bin"), DatasetOptions(format="hdf5"))
 
 

@@ -66,6 +66,24 @@ def test_the_batches_of_an_epoch_do_not_depend_on_the_number_of_processes(total,
 
 
 @pytest.mark.slow
+def test_data_parallel_baselines_match_one_process(digits_home):
+    """BP, FA and DFA average their gradients over the processes: the same run up to float
+    rounding. FF draws each process's negative labels from its own generator, so it is the
+    same algorithm on other random negatives: it only has to run (4 epochs teach FF little)."""
+    command = ["--home", str(digits_home), "train", "dp-base", "--data", "cancer", "--arch",
+               "dense:16,dense:16", "--baseline", "bp,fa,dfa,ff", *QUICK, "--json"]
+    one = cli(*command)
+    two = torchrun(*command)
+    assert (one.returncode, two.returncode) == (0, 0), two.stderr[-2000:]
+    single, parallel = ({b["algorithm"]: b["test"] for b in json.loads(r.stdout)["baselines"]}
+                        for r in (one, two))
+    assert list(parallel) == ["bp", "fa", "dfa", "ff"]
+    for name in ("bp", "fa", "dfa"):
+        assert abs(single[name] - parallel[name]) <= 0.01, name  # 114 test examples
+    assert 0.0 < parallel["ff"] < 1.0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("data,arch", [("digits", "32"), ("cancer", "16")])
 def test_a_data_parallel_layer_matches_one_process(digits_home, data, arch):
     home = str(digits_home)

@@ -11,8 +11,9 @@ from mfstore.readers.cifar import read_cifar
 from mfstore.readers.idx import read_idx
 from mfstore.readers.raw import RawData
 from mfstore.readers.tabular import read_csv, read_npz, read_parquet
+from mfstore.readers.tokens import as_tokens
 
-FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn")
+FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn", "tokens")
 
 __all__ = ["FORMATS", "RawData", "canonical", "detect_format", "read_source"]
 
@@ -77,4 +78,19 @@ def read_source(url: str, fmt: str | None = None, *, label_column: str = "label"
         return read_npz(url)
     if fmt == "csv":
         return read_csv(url, label_column)
+    if fmt == "tokens":
+        return _read_tokens(url, label_column)
     return read_parquet(url, label_column)
+
+
+def _read_tokens(url: str, label_column: str) -> RawData:
+    """Token ids from an `.npz` (`x` as ids) or a Parquet file (its list column)."""
+    named = _format_from_name(url)
+    if named == "npz":
+        return as_tokens(read_npz(url), url)
+    if named == "parquet":
+        raw = read_parquet(url, label_column)
+        if not raw.tokens:
+            raise DataFormatError(f"{url}: no list column of token ids")
+        return raw
+    raise DataFormatError(f"{url}: token ids are read from a .npz or a Parquet file")

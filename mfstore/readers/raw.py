@@ -18,3 +18,4 @@ class RawData:
     format: str
     classes: int | None = None  # fixed by the format (CIFAR-100: 100); None = inferred
     class_names: list[str] | None = None
+    tokens: bool = False  # x holds token ids (N, T), 0 = padding: no normalisation

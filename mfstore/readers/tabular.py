@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from mfstore.errors import DataFormatError, option
 from mfstore.readers import fs
 from mfstore.readers.raw import RawData
+from mfstore.readers.tokens import is_list, table_tokens
 
 
 def arrow_buffer(data: bytes) -> pa.Buffer:
@@ -81,6 +82,9 @@ def table_to_raw(table: pa.Table, url: str, label_column: str, fmt: str) -> RawD
             f"{url}: no label column {label_column!r}; columns are {table.column_names[:12]}",
             option("label_column", "naming the label column"))
     features = [c for c in table.column_names if c != label_column]
+    if any(is_list(table.schema.field(n).type) for n in features):
+        y, names = _encode_labels(table.column(label_column), url)
+        return table_tokens(table, url, label_column, features, y, names, fmt)
     for name in features:
         kind = table.schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
