@@ -95,15 +95,16 @@ def fmnist_tokens(examples: int | None) -> Dataset:
     """Fashion-MNIST as token sequences: a token per lit pixel, id = position * 4 + its
     intensity level (1..4), 0 = padding."""
     raw = read_source(FASHION_MNIST)
-    converted = []
+    converted, longest = [], 0
     for x in (raw.x_train, raw.x_test):
         assert x is not None
         levels = np.ceil(x.reshape(len(x), -1) / 64.0).astype(np.int64)  # (N, 784): 0..4
         lit = levels > 0
         ids = np.where(lit, np.arange(levels.shape[1]) * 4 + levels, 0)
         order = np.argsort(~lit, axis=1, kind="stable")  # lit pixels first, in order
-        ids = np.take_along_axis(ids, order, 1)[:, :int(lit.sum(1).max())]
-        converted.append(ids)
+        converted.append(np.take_along_axis(ids, order, 1))
+        longest = max(longest, int(lit.sum(1).max()))
+    converted = [ids[:, :longest] for ids in converted]  # one length for both splits
     tokens = RawData(converted[0], raw.y_train, converted[1], raw.y_test, "tokens",
                      tokens=True)
     data = build_dataset(tokens, "fashion-mnist-tokens",
