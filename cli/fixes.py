@@ -67,6 +67,7 @@ def render_fix(fix: Fix) -> str:
         "repair": lambda: _repair(a),
         "import": lambda: "import it with " + command("data", "add", a["name"], a["url"]),
         "delete": lambda: _delete(a),
+        "launch": lambda: f"start it with torchrun --nproc-per-node {a['per'].upper()}S",
     }
     return renderers[fix.action]() if fix.action in renderers else fix.describe()
 

@@ -25,7 +25,8 @@ class Fix:
         and `width`;
       - `verify` / `repair`: check or mend `network` (or the whole store), `layer` = position;
       - `import`: import dataset `name` from `url`;
-      - `delete`: delete the live `networks` and `layers` that need it first (all of them).
+      - `delete`: delete the live `networks` and `layers` that need it first (all of them);
+      - `launch`: start the command under torchrun, one process `per` layer.
     """
 
     action: str
@@ -51,6 +52,7 @@ class Fix:
                 "verify": f"verify {target}",
                 "repair": f"repair {target}",
                 "import": f"import {a.get('name')!r} from {a.get('url')!r}",
+                "launch": f"start one process per {a.get('per')} (torch.distributed's launcher)",
                 }.get(self.action, self.action)
 
 

@@ -28,7 +28,7 @@ from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
-from mfstore.errors import ConfigError
+from mfstore.errors import ConfigError, Fix
 from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback, check_finite
 from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, build_layers
@@ -117,8 +117,8 @@ def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Clu
         raise ConfigError("layer-parallel training is the simultaneous schedule; a layer of "
                           "the sequential schedule waits for the one below it to finish")
     if cluster is None:
-        raise ConfigError("layer-parallel training needs one process per layer; start it with "
-                          "torchrun --nproc-per-node LAYERS")
+        raise ConfigError("layer-parallel training needs one process per layer",
+                          Fix("launch", {"per": "layer"}))
     if cluster.world != len(specs):
         raise ConfigError(f"layer-parallel training needs one process per layer: "
                           f"{len(specs)} layers, {cluster.world} processes")
