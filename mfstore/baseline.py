@@ -69,17 +69,33 @@ def bp_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss.detach()
 
 
+# (module, x, y, optimizer) -> the batch's summed loss: one step of an end-to-end algorithm
+ModelStep = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.optim.Optimizer],
+                     torch.Tensor]
+
+
+def train_end_to_end(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                     config: TrainConfig, device: torch.device | None,
+                     callback: ProgressCallback | None, algorithm: str,
+                     model_of: Callable[[MFNet, torch.device], torch.nn.Module],
+                     step: ModelStep) -> LayerHistory:
+    """Train `layers` as one network, the last projection as its head (BP, FA, DFA): `step`
+    on the module `model_of(net, device)` builds, validated on the last layer."""
+    device = device or resolve_device(config.device)
+    net = MFNet(layers, mode="bp").to(device).train()
+    model = data_parallel(model_of(net, device), unused=True)  # earlier projections: no part
+    return run_epochs(net, backprop_parameters(net),
+                      lambda x, y, opt: step(model, x, y, opt), train,
+                      last_layer_validation(net.mf_layers, val, device), config, device,
+                      algorithm=algorithm, index=None, callback=callback)
+
+
 def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
                    config: TrainConfig, *, device: torch.device | None = None,
                    callback: ProgressCallback | None = None) -> LayerHistory:
     """Train `layers` as one network with backprop from the last layer's goodness."""
-    device = device or resolve_device(config.device)
-    net = MFNet(layers, mode="bp").to(device).train()
-    trained = data_parallel(net, unused=True)  # earlier projections take no part in BP
-    return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: bp_step(trained, x, y, opt), train,
-                      last_layer_validation(net.mf_layers, val, device), config, device,
-                      algorithm="bp", index=None, callback=callback)
+    return train_end_to_end(layers, train, val, config, device, callback, "bp",
+                            lambda net, _: net, bp_step)
 
 
 Trainer = Callable[..., LayerHistory]  # (layers, train, val, config, *, device, callback)

@@ -21,16 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mfstore.baseline import backprop_parameters
+from mfstore.baseline import train_end_to_end
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
-from mfstore.distributed import batch_scale, data_parallel
-from mfstore.epochs import run_epochs
-from mfstore.evaluation import last_layer_validation
+from mfstore.distributed import batch_scale
 from mfstore.feedback_alignment import feedback_generator, random_matrix
 from mfstore.history import LayerHistory, ProgressCallback
-from mfstore.modules import MFLayer, MFNet
+from mfstore.modules import MFLayer
 
 
 def direct_feedback_matrices(layers: Sequence[MFLayer], seed: int,
@@ -84,11 +81,7 @@ def train_direct_feedback(layers: Sequence[MFLayer], train: BatchSource, val: Ba
                           callback: ProgressCallback | None = None) -> LayerHistory:
     """Train `layers` (the last projection as the head) with direct feedback alignment; its
     feedback matrices come from `config.seed`."""
-    device = device or resolve_device(config.device)
-    net = MFNet(layers, mode="bp").to(device).train()
-    model = data_parallel(DirectFeedback(net.mf_layers, direct_feedback_matrices(
-        net.mf_layers, config.seed, device)), unused=True)  # earlier projections: no part
-    return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: dfa_step(model, x, y, opt), train,
-                      last_layer_validation(net.mf_layers, val, device), config, device,
-                      algorithm="dfa", index=None, callback=callback)
+    return train_end_to_end(
+        layers, train, val, config, device, callback, "dfa",
+        lambda net, dev: DirectFeedback(net.mf_layers, direct_feedback_matrices(
+            net.mf_layers, config.seed, dev)), dfa_step)

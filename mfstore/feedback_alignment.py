@@ -24,15 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mfstore import layer_math
-from mfstore.baseline import backprop_parameters
+from mfstore.baseline import train_end_to_end
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
-from mfstore.distributed import batch_scale, data_parallel
-from mfstore.epochs import run_epochs
-from mfstore.evaluation import last_layer_validation
+from mfstore.distributed import batch_scale
 from mfstore.history import LayerHistory, ProgressCallback
-from mfstore.modules import MFLayer, MFNet
+from mfstore.modules import MFLayer
 
 
 def feedback_generator(seed: int, index: int, salt: int) -> torch.Generator:
@@ -118,11 +115,7 @@ def train_feedback_alignment(layers: Sequence[MFLayer], train: BatchSource,
                              callback: ProgressCallback | None = None) -> LayerHistory:
     """Train `layers` as one network (the last projection as its head) with feedback
     alignment; its feedback matrices come from `config.seed`."""
-    device = device or resolve_device(config.device)
-    net = MFNet(layers, mode="bp").to(device).train()
-    model = data_parallel(FeedbackAlignment(net.mf_layers, feedback_matrices(
-        net.mf_layers, config.seed, device)), unused=True)  # earlier projections: no part
-    return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: fa_step(model, x, y, opt), train,
-                      last_layer_validation(net.mf_layers, val, device), config, device,
-                      algorithm="fa", index=None, callback=callback)
+    return train_end_to_end(
+        layers, train, val, config, device, callback, "fa",
+        lambda net, dev: FeedbackAlignment(net.mf_layers, feedback_matrices(
+            net.mf_layers, config.seed, dev)), fa_step)
