@@ -32,6 +32,20 @@ def train(ws: Workspace, name: str, arch: str, epochs: int = 2, seed: int = 0) -
                   TrainConfig(epochs=epochs, batch_size=64, lr=0.01, device="cpu", seed=seed))
 
 
+def digits_repository(home: Path, epochs: int) -> tuple[Workspace, Path, np.ndarray]:
+    """A workspace at `home` whose `net@1` (2x32 on digits) is exported to the Triton
+    repository `home/triton` in both modes (`digits-mlp`: bp, `digits-ff`: ff), and the raw
+    test examples a client would send."""
+    from mfstore.export import export_network
+
+    ws = digits_workspace(home)
+    train(ws, "net", "dense:32,dense:32", epochs=epochs)
+    repo = home / "triton"
+    export_network(ws, "net@1", "bp", triton_repo=str(repo), model_name="digits-mlp")
+    export_network(ws, "net@1", "ff", triton_repo=str(repo), model_name="digits-ff")
+    return ws, repo, raw_test_examples(ws)
+
+
 def raw_test_examples(ws: Workspace) -> np.ndarray:
     """The test split in the units a client holds (pixels 0..16): (N, 1, 8, 8) float32."""
     dataset = ws.registry.dataset("digits")

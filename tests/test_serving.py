@@ -19,20 +19,14 @@ from google.protobuf import json_format, text_format
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import model_config_pb2 as mc
 
-from mfstore.export import export_network
 from tests.server_run import running_server, wait_for
-from tests.serving_setup import SHAPE, digits_workspace, pytorch_goodness, raw_test_examples, train
+from tests.serving_setup import SHAPE, digits_repository, pytorch_goodness
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     home = tmp_path_factory.mktemp("serve")
-    ws = digits_workspace(home)
-    train(ws, "net", "dense:32,dense:32", epochs=3)
-    repo = home / "triton"
-    export_network(ws, "net@1", "bp", triton_repo=str(repo), model_name="digits-mlp")
-    export_network(ws, "net@1", "ff", triton_repo=str(repo), model_name="digits-ff")
-    raw = raw_test_examples(ws)
+    ws, repo, raw = digits_repository(home, epochs=3)
     expected = {mode: pytorch_goodness(ws, "net@1", mode, raw) for mode in ("bp", "ff")}
     user = tmp_path_factory.mktemp("user")  # the server's $HOME: ONNX Runtime must leave it be
     with running_server("--home", str(home), "serve", "--model-repo", str(repo), "net@1",

@@ -18,9 +18,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from mfstore.export import export_network
 from tests.server_run import running_server
-from tests.serving_setup import SHAPE, digits_workspace, pytorch_goodness, raw_test_examples, train
+from tests.serving_setup import SHAPE, digits_repository, pytorch_goodness
 
 TOKEN = "t0k"
 
@@ -33,12 +32,7 @@ class Bearer(InferenceServerClientPlugin):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     home = tmp_path_factory.mktemp("grpc")
-    ws = digits_workspace(home)
-    train(ws, "net", "dense:32,dense:32", epochs=2)
-    repo = home / "triton"
-    export_network(ws, "net@1", "bp", triton_repo=str(repo), model_name="digits-mlp")
-    export_network(ws, "net@1", "ff", triton_repo=str(repo), model_name="digits-ff")
-    raw = raw_test_examples(ws)
+    ws, repo, raw = digits_repository(home, epochs=2)
     with running_server("--home", str(home), "serve", "--model-repo", str(repo),
                         "--grpc-port", "0", "--token", TOKEN, "--max-request-mb", "1") as server:
         client = tg.InferenceServerClient(server.grpc)
