@@ -14,9 +14,8 @@ Sections:
   grpc         REST vs gRPC, single example, one client
   reload       8 clients x N requests while a registry alias moves twice: failed requests and
                answers unlike the version that served them (both must be 0)
-  workers      64 clients against 1 and against N server processes sharing one port
-               (SO_REUSEPORT), batching off and on: would `--workers N` pay on this host?
-               (mfstore serve has no --workers: see the section's note.)
+  workers      64 clients against `serve --workers 1` and `--workers N` (processes sharing
+               the port through SO_REUSEPORT), batching off and on
 
 `--device cuda` serves and times on the GPU (the compute, overhead and concurrency sections).
 
@@ -310,62 +309,29 @@ def section_reload(root: Path, clients: int, requests: int) -> None:
                   " / ".join(str(served[v]) for v in (1, 2, 3)), f"{total / span:.0f}"]])
 
 
-def serve_worker(repo: str, port: int, batching: bool) -> None:
-    """One server process on a SO_REUSEPORT socket (the workers section starts several)."""
-    import socket
-
-    import uvicorn
-
-    from serving.app import create_app
-    from serving.launch import run
-    from serving.repository import Repository, model_sources
-    from serving.server import InferenceServer
-
-    async def main() -> None:
-        sources, roots = model_sources(repo, [], lambda: None)
-        repository = Repository(sources, roots, RuntimeOptions(DEVICE),
-                                BatchingOptions(batching, 64))
-        await repository.start()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(2048)
-        print("ready", flush=True)
-        await uvicorn.Server(uvicorn.Config(
-            create_app(InferenceServer(repository)), log_level="warning", access_log=False,
-            lifespan="off", proxy_headers=False)).serve(sockets=[sock])
-
-    run(main())
-
-
 def section_workers(repo: Path, clients: int, seconds: float, workers: int) -> None:
-    import socket
-    import subprocess
-
     x = np.random.default_rng(4).standard_normal((1, *SHAPE), dtype=np.float32)
-    request, rows = binary_request("mlp", x), []
-    for batching in ("off", "on"):
+    request, rows, rps = binary_request("mlp", x), [], {}
+    for batching in ("--no-batching", "--batching"):
         for count in (1, workers):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            procs = [subprocess.Popen(
-                [sys.executable, __file__, "--serve-worker", str(repo), str(port), batching,
-                 "--device", DEVICE], stdout=subprocess.PIPE, text=True)
-                for _ in range(count)]
-            try:
-                for p in procs:
-                    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+            with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
+                                "--max-batch-size", "64", batching, "--workers", str(count),
+                                "--poll-seconds", "0") as server:
+                port = int(server.url.rsplit(":", 1)[1])
                 closed_loop(port, request, clients, 0.5)
+                before = executions(server.url, "mlp")
                 latencies, span = closed_loop(port, request, clients, seconds)
-            finally:
-                for p in procs:
-                    p.terminate()
-                    p.wait()
-            rows.append([batching, str(count), f"{len(latencies) / span:.0f}",
-                         f"{ms(latencies, 50):.2f}", f"{ms(latencies, 99):.2f}"])
-    print(f"\n## {clients} clients, single 2x1000-MLP examples: server processes sharing a port")
-    print_table(["dynamic batching", "processes", "req/s", "p50 ms", "p99 ms"], rows)
+                after = executions(server.url, "mlp")
+            examples, runs = (a - b for a, b in zip(after, before, strict=True))
+            key = batching.removeprefix("--")
+            rps[key, count] = len(latencies) / span
+            rows.append([key, str(count), f"{rps[key, count]:.0f}",
+                         f"{rps[key, count] / rps[key, 1]:.2f}x", f"{ms(latencies, 50):.2f}",
+                         f"{ms(latencies, 99):.2f}", f"{examples / max(runs, 1):.1f}"])
+    print(f"\n## {clients} clients, single 2x1000-MLP examples: `serve --workers N` "
+          f"(processes sharing the port)")
+    print_table(["dynamic batching", "processes", "req/s", "vs 1 process", "p50 ms", "p99 ms",
+                 "mean batch"], rows)
 
 
 def binary_request_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -394,15 +360,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes, workers section")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="short runs")
-    parser.add_argument("--serve-worker", nargs=3, metavar=("REPO", "PORT", "BATCHING"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
-    if args.serve_worker:
-        serve_worker(args.serve_worker[0], int(args.serve_worker[1]),
-                     args.serve_worker[2] == "on")
-        return
     if args.quick:
         args.requests, args.seconds, args.reload_requests = 200, 1.0, 100
     root = Path(tempfile.mkdtemp(prefix="mf-serving-"))

@@ -44,7 +44,8 @@ def root(
     ctx.obj = Locations(home, registry, store)
 
 
-def _where(ctx: typer.Context) -> Locations:
+def locations(ctx: typer.Context) -> Locations:
+    """Where the global options (or their environment variables) say the workspace is."""
     return ctx.find_root().obj or Locations(None, None, None)
 
 
@@ -52,7 +53,7 @@ def workspace(ctx: typer.Context) -> Workspace:
     """The existing workspace the global options name (nothing is created)."""
     from mfstore.workspace import Workspace
 
-    where = _where(ctx)
+    where = locations(ctx)
     return Workspace.open(where.home, where.registry, where.store)
 
 
@@ -70,5 +71,5 @@ def new_workspace(ctx: typer.Context) -> Workspace:
     """The workspace the global options name, created where missing (init)."""
     from mfstore.workspace import Workspace
 
-    where = _where(ctx)
+    where = locations(ctx)
     return Workspace.init(where.home, where.registry, where.store)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.context import workspace
+from cli.context import locations
 from cli.options import given_token
 
 
@@ -44,33 +44,39 @@ def serve(
     poll_seconds: Annotated[float, typer.Option(
         help="Look for new versions (repository folders, moved aliases) this often; "
              "0: never.")] = 10.0,
+    workers: Annotated[int, typer.Option(
+        help="Server processes sharing the port(s), each with its own models (statistics "
+             "and repository control span them all).")] = 1,
 ) -> None:
     """Serve models over the KServe / Triton v2 protocol with ONNX Runtime: inference,
     metadata, config, statistics, the repository API and /metrics.
 
     Example: mfstore serve --model-repo ./triton --port 8000 --grpc-port 8001
     """
-    from serving.launch import Listen, request_limit, run
+    from serving.launch import Listen, ServeSpec, build_server, request_limit, run
     from serving.launch import serve as serve_models
     from serving.model_config import BatchingOptions
-    from serving.repository import Repository, model_sources
-    from serving.server import InferenceServer
     from serving.sessions import RuntimeOptions
+    from serving.workers import check_workers, serve_workers
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    token = given_token(token, "MFSTORE_TOKEN")
-    listen = Listen(host, port, grpc_port, poll_seconds)
-    limit = request_limit(max_request_mb)
-    runtime = RuntimeOptions(device, threads, tf32, require_gpu)
-    batch = BatchingOptions(batching, max_batch_size, max_queue_delay_us)
-    sources, roots = model_sources(model_repo, networks or [], lambda: workspace(ctx))
-    server = InferenceServer(Repository(sources, roots, runtime, batch), token, limit)
+    check_workers(workers)
+    where = locations(ctx)
+    spec = ServeSpec(
+        Listen(host, port, grpc_port, poll_seconds), model_repo, tuple(networks or ()),
+        (where.home, where.registry, where.store),
+        RuntimeOptions(device, threads, tf32, require_gpu),
+        BatchingOptions(batching, max_batch_size, max_queue_delay_us),
+        given_token(token, "MFSTORE_TOKEN"), request_limit(max_request_mb))
 
     def announce(url: str, grpc_address: str | None) -> None:
         typer.echo(f"listening on {url}/v2" + (f", gRPC on {grpc_address}" if grpc_address
                                                  else ""), err=True)
 
     try:
-        run(serve_models(server, listen, announce))
+        if workers == 1:
+            run(serve_models(build_server(spec), spec.listen, announce))
+        else:
+            serve_workers(spec, workers, announce)
     except KeyboardInterrupt:  # Ctrl-C while the models load: nothing to finish
         raise typer.Exit(130) from None

@@ -88,7 +88,7 @@ class V2Endpoints:
 
     async def model_stats(self, request: Request) -> Response:
         name, version = request.path_params.get("name", ""), request.path_params.get("version")
-        stats = self.server.statistics(name, version or "")
+        stats = await self.server.all_statistics(name, version or "")
         return _json(200, {"model_stats": [s.to_dict() for s in stats]})
 
     async def repository_index(self, request: Request) -> Response:
@@ -105,16 +105,16 @@ class V2Endpoints:
             raise RequestError(400, "loading with a configuration or files given in the "
                                     "request is not supported; change the model's folder and "
                                     "load it again")
-        await self.server.repository.load(request.path_params["name"])
+        await self.server.load(request.path_params["name"])
         return Response(b"", 200)
 
     async def repository_unload(self, request: Request) -> Response:
         await _body(request, self.limit)  # parameters (unload_dependents): nothing depends
-        await self.server.repository.unload(request.path_params["name"])
+        await self.server.unload(request.path_params["name"])
         return Response(b"", 200)
 
     async def metrics(self, _: Request) -> Response:
-        return Response(self.server.metrics(), 200,
+        return Response(await self.server.metrics(), 200,
                         media_type=CONTENT_TYPE_LATEST)
 
     def routes(self) -> list[Route]:

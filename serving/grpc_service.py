@@ -78,7 +78,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     @guarded
     async def ModelStatistics(self, request: Any,
                               context: Context) -> pb.ModelStatisticsResponse:
-        stats = self.server.statistics(request.name, request.version)
+        stats = await self.server.all_statistics(request.name, request.version)
         return pb.ModelStatisticsResponse(model_stats=[s.to_proto() for s in stats])
 
     @guarded
@@ -102,21 +102,23 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise RequestError(400, "loading with a configuration or files given in the "
                                     "request is not supported; change the model's folder and "
                                     "load it again")
-        await self.server.repository.load(request.model_name)
+        await self.server.load(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @guarded
     async def RepositoryModelUnload(self, request: Any,
                                     context: Context) -> pb.RepositoryModelUnloadResponse:
-        await self.server.repository.unload(request.model_name)
+        await self.server.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 
-def grpc_server(server: InferenceServer) -> grpc.aio.Server:
-    """A gRPC server for `server`, its message size limited like REST's request body."""
+def grpc_server(server: InferenceServer, reuse_port: bool = False) -> grpc.aio.Server:
+    """A gRPC server for `server`, its message size limited like REST's request body. Its port
+    is its own unless `reuse_port` (the processes of `serve --workers` share one)."""
     limit = min(server.max_request_bytes, (1 << 31) - 1)
     service = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
-                                       ("grpc.max_send_message_length", -1)])
+                                       ("grpc.max_send_message_length", -1),
+                                       ("grpc.so_reuseport", int(reuse_port))])
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(server),
                                                                 service)
     return service

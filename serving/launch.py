@@ -10,17 +10,22 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 
 from mfstore.errors import ConfigError
+from mfstore.workspace import Workspace
 from serving.app import create_app
 from serving.grpc_service import grpc_server
 from serving.listening import bind, check_port
+from serving.model_config import BatchingOptions
+from serving.repository import Repository, model_sources
 from serving.server import InferenceServer
+from serving.sessions import RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,29 @@ class Listen:
         if not (math.isfinite(self.poll_seconds) and self.poll_seconds >= 0):
             raise ConfigError(f"the polling interval must be a number of seconds >= 0 (0: "
                               f"never), got {self.poll_seconds}")
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """Everything a server process needs to build its server; plain data, so that
+    `serve --workers` can hand it to each process it starts."""
+    listen: Listen
+    model_repo: str | None = None
+    networks: tuple[str, ...] = ()  # NET, NET@VERSION, NET@ALIAS
+    locations: tuple[str | None, str | None, str | None] = (None, None, None)  # home,
+    # registry, store: the workspace the networks are read from
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    batching: BatchingOptions = field(default_factory=BatchingOptions)
+    token: str | None = None
+    max_request_bytes: int = 64 << 20
+
+
+def build_server(spec: ServeSpec) -> InferenceServer:
+    """The server `spec` describes, its models not loaded yet."""
+    sources, roots = model_sources(spec.model_repo, list(spec.networks),
+                                   lambda: Workspace.open(*spec.locations))
+    return InferenceServer(Repository(sources, roots, spec.runtime, spec.batching),
+                           spec.token, spec.max_request_bytes)
 
 
 def request_limit(megabytes: float) -> int:
@@ -69,32 +97,44 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 
 
 async def serve(server: InferenceServer, listen: Listen,
-                on_listening: Callable[[str, str | None], None]) -> None:
-    """Load, bind, announce (`on_listening(rest_url, grpc_address)`), serve until a signal."""
+                on_listening: Callable[[str, str | None], None],
+                rest: socket.socket | None = None) -> None:
+    """Load, bind, announce (`on_listening(rest_url, grpc_address)`), serve until a signal.
+    `rest`: a socket already listening (`serve --workers` binds them; the gRPC port is then
+    shared with the other processes)."""
     await server.repository.start()
-    rest = bind(listen.host, listen.port)
+    shared = rest is not None
+    rest = rest if rest is not None else bind(listen.host, listen.port)
     grpc_service, grpc_address = None, None
     if listen.grpc_port is not None:
-        grpc_service = grpc_server(server)
+        grpc_service = grpc_server(server, reuse_port=shared)
         grpc_address = _bind_grpc(grpc_service, listen.host, listen.grpc_port)
+    if server.siblings is not None:
+        server.siblings.start()
     web = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning", access_log=False,
                                   lifespan="off", proxy_headers=False, server_header=False,
                                   date_header=False, timeout_graceful_shutdown=10))
-    host = f"[{listen.host}]" if ":" in listen.host else listen.host
     poller = asyncio.create_task(server.repository.poll(listen.poll_seconds)) \
         if listen.poll_seconds > 0 else None
     try:
         if grpc_service is not None:
             await grpc_service.start()
-        on_listening(f"http://{host}:{rest.getsockname()[1]}", grpc_address)
+        on_listening(f"http://{announced(listen.host, rest.getsockname()[1])}", grpc_address)
         with _stop_on_signals(lambda: setattr(web, "should_exit", True)):
             await web.serve(sockets=[rest])
     finally:
+        if server.siblings is not None:
+            server.siblings.close()
         if poller is not None:
             poller.cancel()
         if grpc_service is not None:
             await grpc_service.stop(grace=5)
         server.repository.close()
+
+
+def announced(host: str, port: int) -> str:
+    """A host and port as URLs and gRPC targets write them."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bind_grpc(service: Any, host: str, port: int) -> str:

@@ -19,9 +19,13 @@ def check_port(port: int, what: str = "port") -> int:
     return port
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port, or a `ConfigError` saying why not."""
-    check_port(port)
+def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True,
+         what: str = "port") -> socket.socket:
+    """A listening TCP socket on host:port, or a `ConfigError` saying why not. With
+    `reuse_port`, other sockets of this user may bind the same port with it too (the kernel
+    spreads connections over them: `serve --workers`); without `listen`, the socket only holds
+    the port. `what`: the port's name in messages, "port" or "gRPC port"."""
+    check_port(port, what)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as err:
@@ -29,12 +33,16 @@ def bind(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as err:
         sock.close()
-        blamed = "port" if err.errno in PORT_ERRORS else "host"
+        blamed = ("grpc-port" if what == "gRPC port" else "port") if (
+            err.errno in PORT_ERRORS) else "host"
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}",
                           option(blamed)) from None
     return sock

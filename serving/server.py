@@ -4,8 +4,8 @@ size limit, the metrics, and the answers that do not depend on the protocol."""
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -14,8 +14,11 @@ from serving.errors import RequestError
 from serving.metrics import exposition
 from serving.models import ModelVersion
 from serving.repository import Repository
-from serving.statistics import VersionStats
+from serving.statistics import VersionStats, merged
 from serving.tokens import check_token
+
+if TYPE_CHECKING:
+    from serving.siblings import Siblings
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration",
               "model_repository", "model_repository(unload_dependents)", "statistics"]
@@ -26,6 +29,8 @@ class InferenceServer:
     repository: Repository
     token: str | None = None
     max_request_bytes: int = 64 << 20
+    siblings: Siblings | None = field(default=None, repr=False)  # `serve --workers`: the
+    # other processes on this port, whose statistics are added and which load what this loads
 
     def __post_init__(self) -> None:
         check_token(self.token)
@@ -70,6 +75,43 @@ class InferenceServer:
             self.model(name)  # unknown or unloaded: its error
         return [model.stats for model in self.repository.loaded(name or None)]
 
-    def metrics(self) -> bytes:
-        """Prometheus text of every loaded version."""
-        return exposition(lambda: self.statistics())
+    async def all_statistics(self, name: str = "", version: str = "") -> list[VersionStats]:
+        """`statistics`, added over every server process (`serve --workers`): a name or
+        version this process does not know is its error."""
+        mine = self.statistics(name, version)
+        if self.siblings is None:
+            return mine
+        answers = await self.siblings.everyone("statistics", name, version)
+        return merged([s for answer in answers for s in answer])
+
+    async def metrics(self) -> bytes:
+        """Prometheus text of every loaded version, of every server process."""
+        stats = await self.all_statistics()
+        return exposition(lambda: stats)
+
+    async def load(self, name: str) -> None:
+        """Load (or reload) a model by request, in every server process."""
+        if self.siblings is None:
+            await self.repository.load(name)
+        else:
+            await self.siblings.everyone("load", name)
+
+    async def unload(self, name: str) -> None:
+        """Unload a model by request, in every server process."""
+        if self.siblings is None:
+            await self.repository.unload(name)
+        else:
+            await self.siblings.everyone("unload", name)
+
+    async def answer_sibling(self, op: str, args: tuple[Any, ...]) -> Any:
+        """What this process does when another asks every process (`serve --workers`)."""
+        if op == "statistics":
+            try:
+                return self.statistics(*args)
+            except RequestError:  # not loaded here (yet): nothing to add
+                return []
+        if op == "load":
+            return await self.repository.load(*args)
+        if op == "unload":
+            return await self.repository.unload(*args)
+        raise RequestError(500, f"unknown request between server processes: {op!r}")

@@ -56,6 +56,10 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
+    def add(self, other: Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
 
 @dataclass
 class Execution:
@@ -106,6 +110,23 @@ class VersionStats:
             batch[part].add(ns)
         self.batch_size.observe(run.rows)
 
+    def add(self, other: VersionStats) -> None:
+        """Add another process's record of the same version (`serve --workers`)."""
+        for part, d in other.parts.items():
+            self.parts[part].add(d.ns, d.count)
+        for reason, n in other.failures.items():
+            self.failures[reason] += n
+        for size, parts in other.batches.items():
+            mine = self.batches.setdefault(size, {k: Duration() for k in COMPUTE})
+            for part, d in parts.items():
+                mine[part].add(d.ns, d.count)
+        self.inference_count += other.inference_count
+        self.execution_count += other.execution_count
+        self.last_inference_ms = max(self.last_inference_ms, other.last_inference_ms)
+        for mine_h, theirs in ((self.latency, other.latency), (self.queue, other.queue),
+                               (self.batch_size, other.batch_size)):
+            mine_h.add(theirs)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": str(self.version),
                 "last_inference": self.last_inference_ms,
@@ -125,3 +146,14 @@ class VersionStats:
             batch_stats=[pb.InferBatchStatistics(
                 batch_size=size, **{k: d.to_proto() for k, d in b.items()})
                 for size, b in sorted(self.batches.items())])
+
+
+def merged(records: list[VersionStats]) -> list[VersionStats]:
+    """One record per (model, version): the sum of every process's, in first-seen order."""
+    by_version: dict[tuple[str, int], VersionStats] = {}
+    for r in records:
+        key = (r.name, r.version)
+        if key not in by_version:
+            by_version[key] = VersionStats(r.name, r.version)
+        by_version[key].add(r)
+    return list(by_version.values())
