@@ -31,6 +31,7 @@ import asyncio
 import http.client
 import json
 import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -175,27 +176,98 @@ def section_compute(paths: dict[str, Path], n: int) -> list[list[str]]:
     return rows
 
 
-def sequential(port: int, request: bytes, n: int) -> list[float]:
-    latencies, _ = closed_loop(port, request, 1, 1e9, limit=n + 20)
-    return latencies[20:]
+def sequential(port: int, request: bytes, n: int) -> tuple[list[float], int]:
+    """One client on one connection (a blocking socket: the cheapest client Python has), one
+    request at a time: the latencies after 20 warm-up requests, and the answers' body length."""
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(n + 20):
+            start = time.perf_counter()
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(1 << 16)
+            head, _, body = data.partition(b"\r\n\r\n")
+            found = LENGTH.search(head)
+            length = int(found[1]) if found else 0
+            while len(body) < length:
+                body += sock.recv(1 << 16)
+            if i >= 20:
+                times.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(head.decode(errors="replace"))
+    return times, length
+
+
+def floor_server(port_file: str, answer_bytes: int) -> None:
+    """The floor: a server that does nothing but read one HTTP request by its Content-Length
+    and write a canned answer of `answer_bytes` (uvloop, no HTTP framework)."""
+    answer = (f"HTTP/1.1 200 OK\r\ncontent-length: {answer_bytes}\r\n\r\n").encode() + (
+        b"x" * answer_bytes)
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport, self.data = transport, b""
+
+        def data_received(self, data: bytes) -> None:
+            self.data += data
+            while b"\r\n\r\n" in self.data:
+                head, _, body = self.data.partition(b"\r\n\r\n")
+                found = LENGTH.search(head)
+                length = int(found[1]) if found else 0
+                if len(body) < length:
+                    return
+                self.data = body[length:]
+                self.transport.write(answer)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+        Path(port_file).write_text(str(server.sockets[0].getsockname()[1]))
+        await server.serve_forever()
+
+    import uvloop
+    uvloop.run(main())
+
+
+def floor_times(request: bytes, answer_bytes: int, n: int) -> list[float]:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as folder:
+        port_file = Path(folder) / "port"
+        process = subprocess.Popen([sys.executable, __file__, "--floor-server", str(port_file),
+                                    str(answer_bytes)])
+        try:
+            wait_for(lambda: port_file.exists() and port_file.read_text(), 30, "the floor")
+            return sequential(int(port_file.read_text()), request, n)[0]
+        finally:
+            process.terminate()
+            process.wait()
 
 
 def section_overhead(repo: Path, paths: dict[str, Path], n: int) -> None:
+    """The server's own cost per request: its p50 minus ONNX Runtime's alone, and that minus
+    the floor (the same client and loopback against a server that only reads the request and
+    writes an answer of the same size), all measured in this run."""
     x = np.random.default_rng(1).standard_normal((1, *SHAPE), dtype=np.float32)
     base = ms(direct_times(paths["mlp"], x, n), 50)
-    rows = []
+    rows, floors = [], {}
     for batching in ("--no-batching", "--batching"):
         with running_server("serve", "--model-repo", str(repo), "--device", DEVICE,
                             "--max-batch-size", "64", batching) as server:
             port = int(server.url.rsplit(":", 1)[1])
             for kind, request in (("binary", binary_request("mlp", x)),
                                   ("JSON", json_request("mlp", x))):
-                t = sequential(port, request, n)
+                t, answer_bytes = sequential(port, request, n)
+                if kind not in floors:
+                    floors[kind] = ms(floor_times(request, answer_bytes, n), 50)
                 rows.append([batching.removeprefix("--"), kind, f"{ms(t, 50):.3f}",
                              f"{ms(t, 99):.3f}", f"{1 / statistics.mean(t):.0f}",
-                             f"{ms(t, 50) - base:.3f}"])
+                             f"{ms(t, 50) - base:.3f}", f"{floors[kind]:.3f}",
+                             f"{ms(t, 50) - base - floors[kind]:.3f}"])
     print(f"\n## One client, single 2x1000-MLP examples (ONNX Runtime alone: p50 {base:.3f} ms)")
-    print_table(["batching", "tensors", "p50 ms", "p99 ms", "req/s", "overhead p50 ms"], rows)
+    print_table(["batching", "tensors", "p50 ms", "p99 ms", "req/s", "minus ORT p50 ms",
+                 "floor p50 ms", "server's own p50 ms"], rows)
 
 
 def section_concurrency(repo: Path, clients: int, seconds: float, delays: list[int]) -> None:
@@ -360,7 +432,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes, workers section")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="short runs")
+    parser.add_argument("--floor-server", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        floor_server(args.floor_server[0], int(args.floor_server[1]))
+        return
     global DEVICE
     DEVICE = args.device
     if args.quick:

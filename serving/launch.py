@@ -21,7 +21,7 @@ from mfstore.errors import ConfigError
 from mfstore.workspace import Workspace
 from serving.app import create_app
 from serving.grpc_service import grpc_server
-from serving.listening import bind, check_port
+from serving.listening import BACKLOG, bind, check_port
 from serving.model_config import BatchingOptions
 from serving.repository import Repository, model_sources
 from serving.server import InferenceServer
@@ -104,13 +104,16 @@ async def serve(server: InferenceServer, listen: Listen,
     shared with the other processes)."""
     await server.repository.start()
     shared = rest is not None
-    rest = rest if rest is not None else bind(listen.host, listen.port)
+    if rest is not None:
+        rest.listen(BACKLOG)  # shared: the first process to get here opens the port
+    else:
+        rest = bind(listen.host, listen.port)
     grpc_service, grpc_address = None, None
     if listen.grpc_port is not None:
         grpc_service = grpc_server(server, reuse_port=shared)
         grpc_address = _bind_grpc(grpc_service, listen.host, listen.grpc_port)
     if server.siblings is not None:
-        server.siblings.start()
+        await server.siblings.start()
     web = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning", access_log=False,
                                   lifespan="off", proxy_headers=False, server_header=False,
                                   date_header=False, timeout_graceful_shutdown=10))

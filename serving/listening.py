@@ -10,7 +10,8 @@ import socket
 
 from mfstore.errors import ConfigError, option
 
-PORT_ERRORS = {errno.EADDRINUSE, errno.EACCES}  # the port is the trouble; otherwise the host
+PORT_ERRORS = {errno.EADDRINUSE, errno.EACCES}
+BACKLOG = 2048  # the port is the trouble; otherwise the host
 
 
 def check_port(port: int, what: str = "port") -> int:
@@ -38,11 +39,12 @@ def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True,
     try:
         sock.bind(address)
         if listen:
-            sock.listen(2048)
+            sock.listen(BACKLOG)
     except OSError as err:
         sock.close()
         blamed = ("grpc-port" if what == "gRPC port" else "port") if (
             err.errno in PORT_ERRORS) else "host"
-        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}",
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ConfigError(f"cannot listen on {where}: {err.strerror}",
                           option(blamed)) from None
     return sock

@@ -1,22 +1,27 @@
 """`serve --workers N`: N server processes on one port, watched by the process that started
 them (the supervisor).
 
-The supervisor binds N REST sockets on the port with SO_REUSEPORT (the kernel spreads new
-connections over them) and holds the gRPC port the same way, so a port that cannot be had is a
-one-line refusal before any model loads. Each process (`python -m serving.workers`) gets its
-socket, loads every model itself and serves REST (and gRPC, on the shared port) exactly as a
-single server does; "listening" is announced once every process is ready, and the first
-process that fails to start fails the whole start with its error. Statistics and /metrics are
-added over the processes, and repository load / unload is carried out in all of them, through
-the supervisor (serving.siblings). A process that dies is replaced (its socket is kept, so the
-connections queued on it wait for its successor); SIGINT or SIGTERM stops every process, each
-finishing its requests. Each process batches its own requests and polls the sources for new
-versions on its own.
+The supervisor binds the REST port (a port in use, even by another server's processes, is a
+one-line refusal before any model loads) and shares that one socket with every process, as
+gunicorn does: a process that dies leaves the others accepting. The gRPC port, which gRPC
+binds itself, is shared with SO_REUSEPORT and held by the supervisor until every process has
+bound it. Each process (`python -m serving.workers`, in a session of its own, stopped by the
+kernel if the supervisor dies) loads every model itself and serves REST and gRPC exactly as a
+single server does; the port takes connections once the first process serves, "listening"
+is announced once all do, and the first that fails to start fails the start with its error.
+Through the supervisor (serving.siblings) the processes add their statistics and /metrics,
+and carry out repository load / unload in every ready process; the supervisor remembers those
+requests and repeats them to a process it starts later. A process that dies is replaced at
+once if it had served a while, else after a pause that doubles; after `MAX_FAILED_STARTS` failed
+starts in a row the server stops with the last error. SIGINT or SIGTERM stops every process,
+each finishing its requests (the supervisor relays until they have exited). Each process batches
+its own requests and polls the sources for new versions on its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -26,19 +31,23 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from typing import Any
 
 from mfstore import errors
 from mfstore.errors import ConfigError, MFStoreError, one_line
 from serving.launch import ServeSpec, announced, build_server, run, serve
 from serving.listening import bind
-from serving.siblings import Siblings
+from serving.siblings import NO_REPLY, Siblings, receive, send
 
 log = logging.getLogger("mfstore.serving")
 MAX_WORKERS = 256
 STOP_GRACE_S = 20.0  # uvicorn's own graceful shutdown is 10 s, gRPC's 5 s
-RESTART_PAUSE_S = 5.0  # before replacing a process that died soon after it started
+RESTART_PAUSE_S = 5.0  # before replacing a process that died before serving this long
+MAX_PAUSE_S = 60.0
+MAX_FAILED_STARTS = 5
+CONTROL_TIMEOUT_S = 30.0  # a process that takes no message for this long is hung
+REPOSITORY_OPS = ("load", "unload")
 
 
 def check_workers(count: int) -> int:
@@ -57,28 +66,34 @@ def per_worker_threads(count: int) -> int:
 @dataclass
 class _Worker:
     index: int
-    rest: socket.socket
     process: subprocess.Popen[bytes] | None = None
-    conn: Connection | None = None
+    control: socket.socket | None = None
     ready: bool = False
+    generation: int = 0  # starts so far
     started: float = 0.0
     restart_at: float | None = None
+    failed_starts: int = 0  # in a row
+    last_error: str = ""
+    seen: int = 0  # repository requests made before it started
 
 
 @dataclass
 class _Broadcast:
     origin: _Worker
+    generation: int  # the origin's, when it asked
     key: int  # the origin's
     waiting: set[int]
     replies: list[Any] = field(default_factory=list)
 
 
 class Supervisor:
-    def __init__(self, spec: ServeSpec, sockets: list[socket.socket]) -> None:
-        self.spec = spec
-        self.workers = [_Worker(i, s) for i, s in enumerate(sockets)]
+    def __init__(self, spec: ServeSpec, rest: socket.socket, count: int) -> None:
+        self.spec, self.rest = spec, rest
+        self.workers = [_Worker(i) for i in range(count)]
         self.broadcasts: dict[int, _Broadcast] = {}
         self.next_key = 0
+        self.requested: dict[str, tuple[int, str]] = {}  # model -> (order, load or unload)
+        self.orders = 0  # repository requests so far
         self.stopping = False
 
     def start(self) -> None:
@@ -86,92 +101,106 @@ class Supervisor:
         for w in self.workers:
             self._spawn(w)
         while not all(w.ready for w in self.workers):
-            if self.stopping:
-                raise KeyboardInterrupt
-            for w in self._readable(0.25):
-                message = self._receive(w)
-                if message is None:
-                    raise MFStoreError(f"server process {w.index} exited with code "
-                                       f"{self._reap(w)} while starting")
-                if message[0] == "failed":
-                    raise _rebuilt(*message[1:])
-                if message[0] == "ready":
-                    w.ready = True
+            self._turn(starting=True)
 
     def supervise(self) -> None:
         """Relay requests between processes and replace the ones that die, until stopped."""
         while not self.stopping:
-            for w in self._readable(0.25):
-                message = self._receive(w)
-                if message is None:
-                    self._died(w)
-                else:
-                    self._handle(w, message)
+            self._turn()
             now = time.monotonic()
             for w in self.workers:
                 if w.process is None and w.restart_at is not None and now >= w.restart_at:
                     self._spawn(w)
 
     def stop(self) -> None:
-        """SIGTERM to every process; SIGKILL to those still running after the grace."""
+        """SIGTERM to every process, relaying while they finish; SIGKILL after the grace."""
         self.stopping = True
-        running = [w for w in self.workers if w.process is not None]
-        for w in running:
-            assert w.process is not None
-            if w.process.poll() is None:
+        for w in self.workers:
+            if w.process is not None and w.process.poll() is None:
                 w.process.send_signal(signal.SIGTERM)
-            if w.conn is not None:
-                w.conn.close()
-                w.conn = None
         deadline = time.monotonic() + STOP_GRACE_S
-        for w in running:
-            assert w.process is not None
-            try:
-                w.process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
+        while any(w.process is not None for w in self.workers) and (
+                time.monotonic() < deadline):
+            self._turn()
+        for w in self.workers:
+            if w.process is not None:
                 log.error("server process %d did not stop in %.0f s: killed", w.index,
                           STOP_GRACE_S)
                 w.process.kill()
-                w.process.wait()
-        for w in self.workers:
-            w.rest.close()
+                self._reap(w)
+        self.rest.close()
+
+    def _turn(self, starting: bool = False) -> None:
+        if starting and self.stopping:
+            raise KeyboardInterrupt
+        for w in self._readable(0.25):
+            message = self._receive(w)
+            if message is None:
+                if starting and not self.stopping:
+                    raise MFStoreError(f"server process {w.index} exited with code "
+                                       f"{self._reap(w)} while starting")
+                self._died(w)
+            elif message[0] == "failed" and starting:
+                if self.stopping:
+                    raise KeyboardInterrupt
+                raise _rebuilt(*message[1:])
+            else:
+                self._handle(w, message)
 
     def _spawn(self, w: _Worker) -> None:
         mine, theirs = socket.socketpair()
         w.process = subprocess.Popen(
             [sys.executable, "-m", "serving.workers", str(theirs.fileno()),
-             str(w.rest.fileno())], pass_fds=(theirs.fileno(), w.rest.fileno()))
+             str(self.rest.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(), self.rest.fileno()), start_new_session=True)
         theirs.close()
-        w.conn = Connection(mine.detach())
-        w.conn.send((self.spec, w.index))
+        mine.settimeout(CONTROL_TIMEOUT_S)
+        w.control = mine
         w.ready, w.started, w.restart_at = False, time.monotonic(), None
+        w.generation += 1
+        w.seen = self.orders
+        requests = [(op, (name,)) for name, (_, op) in sorted(
+            self.requested.items(), key=lambda item: item[1][0])]
+        self._send(w, (self.spec, w.index, requests))
 
     def _readable(self, timeout: float) -> list[_Worker]:
-        by_conn = {w.conn: w for w in self.workers if w.conn is not None}
-        return [by_conn[c] for c in wait(list(by_conn), timeout)]  # type: ignore[index]
+        by_control = {w.control: w for w in self.workers if w.control is not None}
+        if not by_control:
+            time.sleep(timeout)
+            return []
+        return [by_control[c] for c in wait(list(by_control), timeout)]  # type: ignore[index]
 
     def _receive(self, w: _Worker) -> Any:
-        assert w.conn is not None
+        assert w.control is not None
         try:
-            return w.conn.recv()
-        except (EOFError, OSError):
+            return receive(w.control)
+        except (EOFError, OSError):  # it exited, or hangs mid-message: done with it
             return None
 
     def _send(self, w: _Worker, message: Any) -> None:
-        if w.conn is None:
+        if w.control is None:
             return
-        with contextlib.suppress(OSError):  # it is dying; its end of file comes next
-            w.conn.send(message)
+        try:
+            send(w.control, message)
+        except OSError as err:  # dying (its end of file comes next) or hung
+            if isinstance(err, TimeoutError) and w.process is not None:
+                log.error("server process %d takes no messages: killed", w.index)
+                w.process.kill()
 
     def _handle(self, w: _Worker, message: Any) -> None:
         kind = message[0]
         if kind == "ask":
             _, key, op, args = message
+            if op in REPOSITORY_OPS:
+                self.orders += 1
+                self.requested.pop(args[0], None)
+                self.requested[args[0]] = (self.orders, op)
             ours, self.next_key = self.next_key, self.next_key + 1
-            ready = [v for v in self.workers if v.ready and v.conn is not None]
-            self.broadcasts[ours] = _Broadcast(w, key, {v.index for v in ready})
+            ready = [v for v in self.workers if v.ready and v.control is not None]
+            self.broadcasts[ours] = _Broadcast(w, w.generation, key, {v.index for v in ready})
             for v in ready:
                 self._send(v, ("do", ours, op, args))
+            self._finish(ours)
         elif kind == "reply":
             _, ours, reply = message
             broadcast = self.broadcasts.get(ours)
@@ -180,39 +209,61 @@ class Supervisor:
                 broadcast.replies.append(reply)
                 self._finish(ours)
         elif kind == "ready":
-            w.ready = True
-            log.info("server process %d replaced and ready", w.index)
+            self._ready(w)
         elif kind == "failed":
+            w.last_error = message[2]
             log.error("server process %d failed to start: %s", w.index, message[2])
+
+    def _ready(self, w: _Worker) -> None:
+        w.ready, w.failed_starts = True, 0
+        for name, (order, op) in sorted(self.requested.items(), key=lambda i: i[1][0]):
+            if order > w.seen:  # made while it started: it has not heard of it
+                self._send(w, ("do", NO_REPLY, op, (name,)))
+        if w.generation > 1:
+            log.info("server process %d replaced and ready", w.index)
 
     def _finish(self, ours: int) -> None:
         broadcast = self.broadcasts[ours]
-        if not broadcast.waiting:
-            del self.broadcasts[ours]
+        if broadcast.waiting:
+            return
+        del self.broadcasts[ours]
+        if broadcast.origin.generation == broadcast.generation:
             self._send(broadcast.origin, ("done", broadcast.key, broadcast.replies))
 
     def _died(self, w: _Worker) -> None:
-        code = self._reap(w)
-        quick = time.monotonic() - w.started < RESTART_PAUSE_S
-        log.error("server process %d exited with code %s; starting another%s", w.index, code,
-                  f" in {RESTART_PAUSE_S:.0f} s" if quick else "")
-        w.restart_at = time.monotonic() + (RESTART_PAUSE_S if quick else 0.0)
+        code, was_ready = self._reap(w), w.ready
+        w.ready = False
         for ours, broadcast in list(self.broadcasts.items()):
-            if w.index in broadcast.waiting:
+            if broadcast.origin is w:
+                del self.broadcasts[ours]
+            elif w.index in broadcast.waiting:
                 broadcast.waiting.discard(w.index)
                 self._finish(ours)
-            elif broadcast.origin is w:
-                del self.broadcasts[ours]
+        if self.stopping:
+            return
+        if was_ready and time.monotonic() - w.started >= RESTART_PAUSE_S:
+            w.restart_at, pause = time.monotonic(), 0.0
+        else:
+            w.failed_starts += 1
+            if w.failed_starts >= MAX_FAILED_STARTS:
+                raise MFStoreError(f"server process {w.index} failed {w.failed_starts} times "
+                                   f"in a row (exit code {code}"
+                                   + (f": {w.last_error}" if w.last_error else "")
+                                   + "); stopping")
+            pause = min(RESTART_PAUSE_S * 2 ** (w.failed_starts - 1), MAX_PAUSE_S)
+            w.restart_at = time.monotonic() + pause
+        log.error("server process %d exited with code %s; starting another%s", w.index, code,
+                  f" in {pause:.0f} s" if pause else "")
 
     def _reap(self, w: _Worker) -> int | None:
-        if w.conn is not None:
-            w.conn.close()
-        w.conn, w.ready = None, False
+        if w.control is not None:
+            w.control.close()
+        w.control = None
         process, w.process = w.process, None
         if process is None:
             return None
-        try:
-            return process.wait(5)
+        try:  # its control socket closed: it has exited or is about to
+            return process.wait(1)
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
@@ -239,22 +290,33 @@ def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _free_port(host: str, port: int, what: str) -> int:
+    """`port` (or, for 0, a free port), checked free with a socket that does not share it: a
+    port another server holds, even one sharing it among its own processes, is refused."""
+    with bind(host, port, listen=False, what=what) as probe:
+        return int(probe.getsockname()[1])
+
+
 def serve_workers(spec: ServeSpec, count: int,
                   on_listening: Callable[[str, str | None], None]) -> None:
     """Serve with `count` processes on the port of `spec.listen` until SIGINT or SIGTERM
     (KeyboardInterrupt when stopped before every process was ready)."""
     check_workers(count)
     listen = spec.listen
-    port = _free_port(listen.host, listen.port, "port")
-    sockets = [bind(listen.host, port, reuse_port=True) for _ in range(count)]
+    rest = bind(listen.host, listen.port, listen=False)  # the first process to serve listens
     held = None
     if listen.grpc_port is not None:  # held until every process has bound it
-        grpc_port = _free_port(listen.host, listen.grpc_port, "gRPC port")
-        held = bind(listen.host, grpc_port, reuse_port=True, listen=False, what="gRPC port")
+        try:
+            grpc_port = _free_port(listen.host, listen.grpc_port, "gRPC port")
+            held = bind(listen.host, grpc_port, reuse_port=True, listen=False,
+                        what="gRPC port")
+        except ConfigError:
+            rest.close()
+            raise
         listen = replace(listen, grpc_port=grpc_port)
     if spec.runtime.threads is None:
         spec = replace(spec, runtime=replace(spec.runtime, threads=per_worker_threads(count)))
-    supervisor = Supervisor(replace(spec, listen=listen), sockets)
+    supervisor = Supervisor(replace(spec, listen=listen), rest, count)
     try:
         with _stop_on_signals(supervisor):
             try:
@@ -262,7 +324,7 @@ def serve_workers(spec: ServeSpec, count: int,
             finally:
                 if held is not None:
                     held.close()
-            on_listening(f"http://{announced(listen.host, port)}",
+            on_listening(f"http://{announced(listen.host, rest.getsockname()[1])}",
                          None if listen.grpc_port is None else
                          announced(listen.host, listen.grpc_port))
             supervisor.supervise()
@@ -270,35 +332,39 @@ def serve_workers(spec: ServeSpec, count: int,
         supervisor.stop()
 
 
-def _free_port(host: str, port: int, what: str) -> int:
-    """`port` (or, for 0, a free port), checked free with a socket that does not share it: a
-    port that another server holds, even one sharing it among its own processes, is refused
-    rather than joined."""
-    with bind(host, port, listen=False, what=what) as probe:
-        return int(probe.getsockname()[1])
+def _die_with_parent(parent: int) -> None:
+    """Be sent SIGTERM when the supervisor dies (Linux); exit now if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(1)
 
 
-def _worker(control_fd: int, rest_fd: int) -> int:
+def _worker(control_fd: int, rest_fd: int, parent: int) -> int:
     """One server process: build the server the supervisor describes, serve on `rest_fd`."""
-    conn = Connection(control_fd)
-    spec, index = conn.recv()
+    _die_with_parent(parent)
+    control = socket.socket(fileno=control_fd)
+    spec, index, requests = receive(control)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rest = socket.socket(fileno=rest_fd)
+
+    def tell(*message: Any) -> None:
+        with contextlib.suppress(OSError):
+            send(control, message)
+
     try:
         server = build_server(spec)
-        server.siblings = Siblings(conn, server.answer_sibling)
-        run(serve(server, spec.listen, lambda *_: conn.send(("ready",)), rest=rest))
+        siblings = server.siblings = Siblings(control, server.answer_sibling, requests)
+        run(serve(server, spec.listen, lambda *_: siblings.tell(("ready",)), rest=rest))
     except MFStoreError as err:
-        conn.send(("failed", type(err).__name__, err.message, err.fixes))
+        tell("failed", type(err).__name__, err.message, err.fixes)
         return 1
-    except KeyboardInterrupt:
-        return 130
     except Exception as err:  # reported to the supervisor, which stops
         log.exception("server process %d", index, exc_info=err)
-        conn.send(("failed", "MFStoreError", f"server process {index}: {one_line(err)}", ()))
+        tell("failed", "MFStoreError", f"server process {index}: {one_line(err)}", ())
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(int(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(_worker(*map(int, sys.argv[1:4])))

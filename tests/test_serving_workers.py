@@ -112,16 +112,67 @@ def test_unload_and_load_reach_every_process(setup):
         assert infer_on_new_connection(server.address, "digits-ff", raw[:1])[0] == 200
 
 
-def test_a_process_that_dies_is_replaced_and_requests_go_on(setup):
+def test_a_process_that_dies_is_replaced_and_the_others_answer_meanwhile(setup):
     server, raw = setup["server"], setup["raw"]
+    assert post(f"{server.url}/v2/repository/models/digits-ff/unload") == 200
     victim, survivor = sorted(children(server.process.pid))
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: len(children(server.process.pid) - {victim}) == 2, 60,
-             "a replacement process")
-    for i in range(12):
+    wait_for(lambda: victim not in children(server.process.pid), 30, "the supervisor to reap")
+    for i in range(12):  # one socket for all: nothing waits for the replacement
         assert infer_on_new_connection(server.address, "digits-mlp", raw[i:i + 1])[0] == 200
-    assert survivor in children(server.process.pid)
-    assert "server process" in server.output() and "exited with code -9" in server.output()
+    wait_for(lambda: "replaced and ready" in server.output(), 60, "a replacement process")
+    assert len(children(server.process.pid)) == 2 and survivor in children(server.process.pid)
+    assert "exited with code -9" in server.output()
+    for _ in range(12):  # the replacement heard of the unload too
+        assert infer_on_new_connection(server.address, "digits-ff", raw[:1])[0] == 404
+    assert post(f"{server.url}/v2/repository/models/digits-ff/load") == 200
+    for _ in range(12):
+        assert infer_on_new_connection(server.address, "digits-ff", raw[:1])[0] == 200
+
+
+def test_statistics_larger_than_a_pipe_buffer_add_up(setup):
+    """Hundreds of batch sizes: each process's statistics are tens of kilobytes."""
+    server, raw = setup["server"], setup["raw"]
+    pids = children(server.process.pid)
+    url = f"{server.url}/v2/models/digits-mlp/stats"
+    before = json.loads(get(url))["model_stats"][0]["inference_count"]
+    sizes = range(1, 301)
+    for size in sizes:
+        rows = np.resize(raw, (size, *raw.shape[1:]))
+        assert infer_on_new_connection(server.address, "digits-mlp", rows)[0] == 200
+    for _ in range(4):
+        stats = json.loads(get(url))["model_stats"][0]
+        assert stats["inference_count"] - before == sum(sizes)
+        assert {b["batch_size"] for b in stats["batch_stats"]} >= set(sizes)
+    assert children(server.process.pid) == pids  # nobody stopped or was replaced
+
+
+def test_a_killed_supervisor_takes_its_processes_with_it(setup):
+    with running_server("serve", "--model-repo", str(setup["repo"]), "--workers", "2",
+                        "--poll-seconds", "0") as server:
+        workers = children(server.process.pid)
+        server.process.kill()
+        server.process.wait(30)
+        wait_for(lambda: not any(alive(pid) for pid in workers), 30, "the processes to stop")
+
+
+def test_ctrl_c_while_the_models_load_stops_everything_quietly(setup):
+    import subprocess
+    import time
+
+    from tests.cli_run import MFSTORE_COMMAND
+
+    process = subprocess.Popen([*MFSTORE_COMMAND, "serve", "--model-repo", str(setup["repo"]),
+                                "--workers", "2", "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: len(children(process.pid)) == 2, 30, "the processes to start")
+    workers = children(process.pid)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "listening" not in output
+    assert not any(alive(pid) for pid in workers)
 
 
 def test_sigterm_stops_every_process(tmp_path, setup):
