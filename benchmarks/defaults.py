@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import FASHION_MNIST, machine, print_table
 
-from mfstore.config import TrainConfig
+from mfstore.config import DEFAULT_SCHEDULE, TrainConfig
 from mfstore.dataset import load_dataset
 from mfstore.experiment import run_experiment
 
@@ -45,7 +45,18 @@ CANDIDATES: dict[str, tuple[TrainConfig, str]] = {
     "adamw-cosine20-acc": (replace(COSINE, epochs=20, monitor="val_accuracy"), "sequential"),
     "adamw-cosine-acc-1e-3": (replace(COSINE, lr=1e-3, monitor="val_accuracy"), "sequential"),
     "adamw-cosine-acc-simultaneous": (replace(COSINE, monitor="val_accuracy"), "simultaneous"),
-    "chosen": (TrainConfig(), "sequential"),  # whatever TrainConfig's defaults are now
+    # the MF >= BP study (README "Why the defaults"): one lever at a time around the above
+    "adamw-cosine-acc-3e-4": (replace(COSINE, lr=3e-4, monitor="val_accuracy"), "sequential"),
+    "adamw-cosine-acc-wd0.05": (replace(COSINE, weight_decay=0.05, monitor="val_accuracy"),
+                                "sequential"),
+    "adamw-cosine-acc-b64": (replace(COSINE, batch_size=64, monitor="val_accuracy"),
+                             "sequential"),
+    "adamw-cosine50-acc": (replace(COSINE, epochs=50, monitor="val_accuracy"), "sequential"),
+    "simultaneous-1e-3": (replace(COSINE, lr=1e-3), "simultaneous"),
+    "simultaneous-wd0.05": (replace(COSINE, weight_decay=0.05), "simultaneous"),
+    "simultaneous-b64": (replace(COSINE, batch_size=64), "simultaneous"),
+    "simultaneous-3e-4": (replace(COSINE, lr=3e-4), "simultaneous"),
+    "chosen": (TrainConfig(), DEFAULT_SCHEDULE),  # whatever the defaults are now
 }
 
 

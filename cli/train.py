@@ -10,6 +10,7 @@ from cli import options
 from cli.context import optional_workspace, workspace
 from cli.render import TrainingProgress, print_json, record_dict, stdout
 from cli.tracking import MLflow, reach, refuse_unregistered, track_layers
+from mfstore.config import DEFAULT_SCHEDULE, STORE_SCHEDULE
 
 Data = Annotated[str, typer.Option(
     help="A registered dataset's name, else (without NET) a URL or sklearn:NAME read on the "
@@ -26,7 +27,11 @@ def train(
     net: Annotated[str | None, typer.Argument(
         help="Register the layers as NET.l1, NET.l2, … and the network NET. Without it, "
              "train in memory and register nothing.")] = None,
-    schedule: Annotated[str, typer.Option(help="sequential or simultaneous.")] = "sequential",
+    schedule: Annotated[str | None, typer.Option(
+        help="simultaneous (every layer learns from each batch) or sequential (layer after "
+             "layer). Default: simultaneous in memory; sequential when registering NET, so "
+             "that repair reproduces each block bit for bit.",
+        show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="Default prediction mode of NET: bp or ff.")] = "bp",
     baseline: Annotated[str, typer.Option(
         help="Baselines to train beside MF on the same layers, initial weights, data order "
@@ -45,6 +50,7 @@ def train(
     Example: mfstore train --data sklearn:digits --arch dense:256,dense:256 --baseline bp,fa,dfa,ff
     """
     config = options.train_config(ctx.params)
+    schedule = schedule or (DEFAULT_SCHEDULE if net is None else STORE_SCHEDULE)
     if net is None:
         refuse_unregistered(mlflow)
         _train_in_memory(ctx, data, arch, schedule, baseline, config, as_json)

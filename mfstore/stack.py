@@ -18,14 +18,14 @@ import torch
 
 from mfstore import distributed
 from mfstore.batches import TensorBatches
-from mfstore.config import TrainConfig
+from mfstore.config import SCHEDULES, TrainConfig
 from mfstore.devices import resolve_device
 from mfstore.errors import ConfigError
 from mfstore.evaluation import stack_metrics
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs, MemoryInputs
 from mfstore.modules import MFLayer
-from mfstore.training import SCHEDULES, train_layer, train_simultaneous
+from mfstore.training import train_layer, train_simultaneous
 
 
 @dataclass
@@ -63,7 +63,7 @@ def layer_metrics(layers: Sequence[MFLayer], inputs: LayerInputs,
 
 
 def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainConfig,
-                device: torch.device, *, schedule: str = "sequential", first_index: int = 0,
+                device: torch.device, *, schedule: str, first_index: int = 0,
                 callback: ProgressCallback | None = None,
                 on_trained: OnTrained | None = None) -> list[Trained]:
     """Train `layers` (layer k sits at `first_index + k` of its network) on `inputs`."""
@@ -97,4 +97,5 @@ def train_sequential(layers: Sequence[MFLayer], train: TensorBatches, val: Tenso
     on."""
     device = device or resolve_device(config.device)
     inputs = MemoryInputs(train, val, None, device)
-    return [t.history for t in train_stack(layers, inputs, config, device, callback=callback)]
+    return [t.history for t in train_stack(layers, inputs, config, device, schedule="sequential",
+                                          callback=callback)]

@@ -21,7 +21,7 @@ from mfstore import distributed
 from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_baselines
 from mfstore.batches import WHOLE
 from mfstore.block import InputSignature, LayerBlock
-from mfstore.config import TrainConfig
+from mfstore.config import STORE_SCHEDULE, TrainConfig
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError, option
 from mfstore.history import ProgressCallback, Ready
@@ -69,8 +69,8 @@ def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
     `name`."""
     inputs = StreamInputs.of_chain(ws, dataset, upstream, config, device)
     (layer,) = build_layers([spec], config.seed, first_index=len(upstream))
-    (trained,) = train_stack([layer], inputs, config, device, first_index=len(upstream),
-                             callback=callback)
+    (trained,) = train_stack([layer], inputs, config, device, schedule="sequential",
+                             first_index=len(upstream), callback=callback)
     return register(ws, name, trained, dataset, [u.digest for u in upstream], config,
                     repairs, note)
 
@@ -111,7 +111,7 @@ class NetworkTraining:
 
 
 def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
-                  config: TrainConfig, schedule: str = "sequential", mode: str = "bp",
+                  config: TrainConfig, schedule: str = STORE_SCHEDULE, mode: str = "bp",
                   callback: ProgressCallback | None = None,
                   baseline: str | Sequence[str] = "none", layer_parallel: bool = False,
                   ready: Ready | None = None) -> NetworkTraining:

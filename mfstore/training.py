@@ -33,8 +33,6 @@ from mfstore.history import (
 )
 from mfstore.modules import MFLayer
 
-SCHEDULES = ("sequential", "simultaneous")
-
 
 def local_loss(layer: MFLayer, a_in: torch.Tensor, y: torch.Tensor,
                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:

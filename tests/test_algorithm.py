@@ -48,7 +48,8 @@ def test_goodness_loss_and_one_adam_step_match_a_hand_computation():
     grads = {"weight": dz.T @ x, "bias": dz.sum(0), "projection": dM}
     start = {"weight": W, "bias": b, "projection": M}
     lr, (b1, b2), eps = 0.01, (0.9, 0.999), 1e-8
-    config = TrainConfig(epochs=1, batch_size=2, lr=lr, patience=None, device="cpu")
+    config = TrainConfig(epochs=1, batch_size=2, lr=lr, optimizer="adam", weight_decay=0.0,
+                         lr_schedule="constant", patience=None, device="cpu")
     train_layer(layer, TensorBatches(xt, yt, batch_size=2), None, config)
     for name, g in grads.items():
         m_hat = (1 - b1) * g / (1 - b1)

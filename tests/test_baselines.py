@@ -73,7 +73,8 @@ def _check(layers: list[MFLayer], grads: dict[str, np.ndarray], lr: float) -> No
 
 
 def _step(layers: list[MFLayer], params: list[torch.nn.Parameter], step, lr=0.01) -> None:
-    config = TrainConfig(lr=lr, device="cpu")
+    config = TrainConfig(lr=lr, optimizer="adam", weight_decay=0.0, lr_schedule="constant",
+                         device="cpu")
     step(torch.tensor(X, dtype=torch.float32), torch.tensor(Y),
          make_optimizer(params, config, CPU))
 

@@ -27,7 +27,7 @@ def test_train_json_reports_every_layer_ff_bp_and_baseline(cwd):
     assert len(report["test"]["per_layer"]) == 2
     assert report["test"]["ff"] > 0.9 and report["test"]["bp"] > 0.9
     assert report["baseline"]["test"] > 0.9
-    assert report["config"]["seed"] == 1 and report["schedule"] == "sequential"
+    assert report["config"]["seed"] == 1 and report["schedule"] == "simultaneous"  # default
     assert len(report["fingerprint"]) == 64
     assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
 
