@@ -46,7 +46,7 @@ class TrainConfig:
         "constant or cosine (over the epochs)."))
     patience: int | None = field(default=None, metadata=_help(
         "Stop a layer after this many epochs without a better monitored value (see "
-        "--monitor); 0 = never stop early.", none_is=0))
+        "monitor); 0 = never stop early.", none_is=0))
     monitor: str = field(default="val_accuracy", metadata=_help(
         "What early stopping watches, and so which epoch's weights are kept: val_loss or "
         "val_accuracy."))

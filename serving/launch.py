@@ -12,7 +12,7 @@ import math
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import uvicorn
@@ -57,6 +57,17 @@ class ServeSpec:
     batching: BatchingOptions = field(default_factory=BatchingOptions)
     token: str | None = None
     max_request_bytes: int = 64 << 20
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain data (JSON), for the processes `serve --workers` starts."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ServeSpec:
+        return cls(Listen(**record["listen"]), record["model_repo"], tuple(record["networks"]),
+                   tuple(record["locations"]),
+                   RuntimeOptions(**record["runtime"]), BatchingOptions(**record["batching"]),
+                   record["token"], record["max_request_bytes"])
 
 
 def build_server(spec: ServeSpec) -> InferenceServer:

@@ -82,7 +82,7 @@ class InferenceServer:
         if self.siblings is None:
             return mine
         answers = await self.siblings.everyone("statistics", name, version)
-        return merged([s for answer in answers for s in answer])
+        return merged([VersionStats.from_record(r) for answer in answers for r in answer])
 
     async def metrics(self) -> bytes:
         """Prometheus text of every loaded version, of every server process."""
@@ -107,7 +107,7 @@ class InferenceServer:
         """What this process does when another asks every process (`serve --workers`)."""
         if op == "statistics":
             try:
-                return self.statistics(*args)
+                return [s.record() for s in self.statistics(*args)]
             except RequestError:  # not loaded here (yet): nothing to add
                 return []
         if op == "load":

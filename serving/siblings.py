@@ -1,8 +1,8 @@
 """How one server process of `serve --workers N` reaches the others: through its supervisor
 (serving.workers), over a local socket pair. A message is a 4-byte big-endian length and a
-pickle (both ends are this program).
+JSON array (plain data only: what a peer sends is never executed or unpickled).
 
-    supervisor -> worker   (spec, index, requests)   at start: what to build; the load and
+    supervisor -> worker   (spec record, index, requests)  at start: what to build; the load and
                                                      unload requests made so far, to repeat
     worker -> supervisor   ("ask", key, op, args)    do `op` in every ready process, me too
     supervisor -> worker   ("do", key, op, args)     do it here (key -1: no reply wanted)
@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
-import pickle
 import signal
 import socket
 import struct
@@ -41,7 +41,7 @@ NO_REPLY = -1
 
 
 def frame(message: Any) -> bytes:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = json.dumps(message, separators=(",", ":")).encode()
     return HEADER.pack(len(data)) + data
 
 
@@ -53,7 +53,7 @@ def send(sock: socket.socket, message: Any) -> None:
 def receive(sock: socket.socket) -> Any:
     """Blocking receive of one message; EOFError when the other end has closed."""
     (size,) = HEADER.unpack(_exactly(sock, HEADER.size))
-    return pickle.loads(_exactly(sock, size))
+    return json.loads(_exactly(sock, size))
 
 
 def _exactly(sock: socket.socket, size: int) -> bytes:
@@ -142,14 +142,14 @@ class Siblings:
         try:
             while True:
                 (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-                message = pickle.loads(await reader.readexactly(size))
+                message = json.loads(await reader.readexactly(size))
                 if message[0] == "do":
-                    self._spawn(self._do(*message[1:]))
+                    self._spawn(self._do(message[1], message[2], tuple(message[3])))
                 elif message[0] == "done":
                     future = self.waiting.get(message[1])
                     if future is not None and not future.done():
                         future.set_result(message[2])
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             if not self.closing:
                 log.error("the supervising process is gone: stopping")
                 self._lost()

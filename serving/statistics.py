@@ -24,6 +24,7 @@ REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")  # Triton's failure reaso
 LATENCY_BOUNDS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0,
                   2.5, 5.0, 10.0)  # seconds
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+HISTOGRAMS = ("latency", "queue", "batch_size")  # VersionStats' histogram fields
 
 
 @dataclass
@@ -126,6 +127,33 @@ class VersionStats:
         for mine_h, theirs in ((self.latency, other.latency), (self.queue, other.queue),
                                (self.batch_size, other.batch_size)):
             mine_h.add(theirs)
+
+    def record(self) -> dict[str, Any]:
+        """Everything, as plain data (JSON): what another server process sends to add."""
+        return {"name": self.name, "version": self.version,
+                "parts": {k: d.to_dict() for k, d in self.parts.items()},
+                "failures": self.failures,
+                "batches": [[size, {k: d.to_dict() for k, d in b.items()}]
+                            for size, b in self.batches.items()],
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
+                "last_inference_ms": self.last_inference_ms,
+                "histograms": {h: [getattr(self, h).counts, getattr(self, h).total]
+                               for h in HISTOGRAMS}}
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> VersionStats:
+        stats = cls(r["name"], r["version"],
+                    parts={k: Duration(**d) for k, d in r["parts"].items()},
+                    failures=dict(r["failures"]),
+                    batches={size: {k: Duration(**d) for k, d in b.items()}
+                             for size, b in r["batches"]},
+                    inference_count=r["inference_count"],
+                    execution_count=r["execution_count"],
+                    last_inference_ms=r["last_inference_ms"])
+        for h, (counts, total) in r["histograms"].items():
+            getattr(stats, h).counts, getattr(stats, h).total = list(counts), total
+        return stats
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": str(self.version),

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -161,7 +161,7 @@ class Supervisor:
         w.seen = self.orders
         requests = [(op, (name,)) for name, (_, op) in sorted(
             self.requested.items(), key=lambda item: item[1][0])]
-        self._send(w, (self.spec, w.index, requests))
+        self._send(w, (self.spec.to_record(), w.index, requests))
 
     def _readable(self, timeout: float) -> list[_Worker]:
         by_control = {w.control: w for w in self.workers if w.control is not None}
@@ -174,7 +174,8 @@ class Supervisor:
         assert w.control is not None
         try:
             return receive(w.control)
-        except (EOFError, OSError):  # it exited, or hangs mid-message: done with it
+        except (EOFError, OSError, ValueError):  # it exited, hangs mid-message, or sent
+            # what is not a message: done with it
             return None
 
     def _send(self, w: _Worker, message: Any) -> None:
@@ -269,12 +270,12 @@ class Supervisor:
             return process.wait()
 
 
-def _rebuilt(kind: str, message: str, fixes: tuple[errors.Fix, ...]) -> MFStoreError:
+def _rebuilt(kind: str, message: str, fixes: list[dict[str, Any]]) -> MFStoreError:
     """A server process's start-up error, as the same class of error here."""
     cls = getattr(errors, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, MFStoreError)):
         cls = MFStoreError
-    return cls(message, *fixes)
+    return cls(message, *(errors.Fix(f["action"], f["args"]) for f in fixes))
 
 
 @contextlib.contextmanager
@@ -344,7 +345,9 @@ def _worker(control_fd: int, rest_fd: int, parent: int) -> int:
     """One server process: build the server the supervisor describes, serve on `rest_fd`."""
     _die_with_parent(parent)
     control = socket.socket(fileno=control_fd)
-    spec, index, requests = receive(control)
+    record, index, requests = receive(control)
+    spec = ServeSpec.from_record(record)
+    requests = [(op, tuple(args)) for op, args in requests]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rest = socket.socket(fileno=rest_fd)
 
@@ -357,7 +360,7 @@ def _worker(control_fd: int, rest_fd: int, parent: int) -> int:
         siblings = server.siblings = Siblings(control, server.answer_sibling, requests)
         run(serve(server, spec.listen, lambda *_: siblings.tell(("ready",)), rest=rest))
     except MFStoreError as err:
-        tell("failed", type(err).__name__, err.message, err.fixes)
+        tell("failed", type(err).__name__, err.message, [asdict(f) for f in err.fixes])
         return 1
     except Exception as err:  # reported to the supervisor, which stops
         log.exception("server process %d", index, exc_info=err)

@@ -236,3 +236,30 @@ def test_a_model_that_cannot_load_is_refused_in_one_line_and_nothing_runs(setup,
     assert lines[0].startswith(f"error: cannot load model 'digits-mlp' version 1 ({model}): "
                                f"ONNX Runtime says: ")
     assert not any(alive(pid) for pid in children(os.getpid()) - before)
+
+
+def test_what_processes_send_each_other_is_plain_json():
+    """Statistics, the spec and start-up errors travel as JSON, never as pickles, and come
+    back whole."""
+    import pickle
+
+    from serving.launch import Listen, ServeSpec
+    from serving.siblings import HEADER, frame, receive
+    from serving.statistics import Execution, VersionStats
+
+    stats = VersionStats("m", 3)
+    stats.executed(Execution(5, 2, [10, 20], 1, 2, 3))
+    stats.request_done(1000)
+    stats.request_done(500, "REJECTED")
+    back = VersionStats.from_record(json.loads(json.dumps(stats.record())))
+    assert back == stats
+    spec = ServeSpec(Listen(port=0, grpc_port=0), "repo", ("net@prod",), ("h", None, None))
+    assert ServeSpec.from_record(json.loads(json.dumps(spec.to_record()))) == spec
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(frame(["ready"]))
+        assert receive(b) == ["ready"]
+        data = pickle.dumps(("ready",))
+        a.sendall(HEADER.pack(len(data)) + data)
+        with pytest.raises(ValueError):
+            receive(b)
