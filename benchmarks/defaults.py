@@ -51,11 +51,7 @@ CANDIDATES: dict[str, tuple[TrainConfig, str]] = {
                                 "sequential"),
     "adamw-cosine-acc-b64": (replace(COSINE, batch_size=64, monitor="val_accuracy"),
                              "sequential"),
-    "adamw-cosine50-acc": (replace(COSINE, epochs=50, monitor="val_accuracy"), "sequential"),
     "simultaneous-1e-3": (replace(COSINE, lr=1e-3), "simultaneous"),
-    "simultaneous-wd0.05": (replace(COSINE, weight_decay=0.05), "simultaneous"),
-    "simultaneous-b64": (replace(COSINE, batch_size=64), "simultaneous"),
-    "simultaneous-3e-4": (replace(COSINE, lr=3e-4), "simultaneous"),
     "chosen": (TrainConfig(), DEFAULT_SCHEDULE),  # whatever the defaults are now
 }
 
