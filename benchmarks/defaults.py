@@ -37,7 +37,7 @@ from common import FASHION_MNIST, machine, print_table
 
 from mfstore import experiment, training
 from mfstore.baseline import algorithms
-from mfstore.config import DEFAULT_SCHEDULE, TrainConfig
+from mfstore.config import DEFAULT_SCHEDULE, DatasetOptions, TrainConfig
 from mfstore.dataset import load_dataset
 from mfstore.devices import make_optimizer, resolve_device
 from mfstore.evaluation import evaluate
@@ -140,7 +140,7 @@ CANDIDATES: dict[str, tuple[TrainConfig, str] | tuple[TrainConfig, str, Lever]] 
 }
 
 
-def run(name: str, seed: int, baseline: str, data) -> dict:
+def run(name: str, seed: int, baseline: str, data, split_seed: int = 0) -> dict:
     config, schedule, *rest = CANDIDATES[name]
     lever = rest[0] if rest else Lever()
     config = replace(config, seed=seed, device="cpu")
@@ -151,7 +151,7 @@ def run(name: str, seed: int, baseline: str, data) -> dict:
     device = resolve_device("cpu")
     train = MemoryInputs.of_dataset(data, config, device).train
     fit = evaluate(result.layers, train, device)
-    record = {"candidate": name, "seed": seed, "schedule": schedule,
+    record = {"candidate": name, "seed": seed, "split_seed": split_seed, "schedule": schedule,
               "config": config.to_dict(), "machine": machine(),
               "seconds": round(seconds, 1),
               "train": {"ff": fit.ff, "bp": fit.bp},
@@ -180,10 +180,11 @@ def _fit(baseline, train, device) -> float | None:
 def table() -> None:
     runs = [json.loads(line) for line in RESULTS.read_text().splitlines()] if (
         RESULTS.exists()) else []
-    latest = {(r["candidate"], r["seed"]): r for r in runs}  # a rerun replaces its seed
+    latest = {(r["candidate"], r["seed"], r.get("split_seed", 0)): r
+              for r in runs}  # a rerun replaces its seed
     by_name: dict[str, list[dict]] = {}
-    for r in latest.values():
-        by_name.setdefault(r["candidate"], []).append(r)
+    for (name, _, split), r in latest.items():
+        by_name.setdefault(f"{name} (split seed {split})" if split else name, []).append(r)
 
     def cell(values: list[float]) -> str:
         mean = 100 * statistics.mean(values)
@@ -241,13 +242,16 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--baseline", default="none")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="another validation split of the training images (the test set "
+                             "stays F-MNIST's own)")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     if args.candidates:
-        data = load_dataset(FASHION_MNIST)
+        data = load_dataset(FASHION_MNIST, DatasetOptions(seed=args.split_seed))
         for name in args.candidates:
             for seed in args.seeds:
-                r = run(name, seed, args.baseline, data)
+                r = run(name, seed, args.baseline, data, args.split_seed)
                 print(f"{name} seed {seed}: val FF {r['val']['ff']:.2%} BP {r['val']['bp']:.2%}"
                       f" ({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
     table()
