@@ -106,7 +106,7 @@ class Lever:
 
 
 CHOSEN = TrainConfig()
-STUDY = "simultaneous"
+STUDY = "simultaneous"  # the loop whose optimizer Lever replaces (one, no --overlap)
 CANDIDATES: dict[str, tuple[TrainConfig, str] | tuple[TrainConfig, str, Lever]] = {
     "current": (BEFORE, "sequential"),
     "current-acc": (replace(BEFORE, monitor="val_accuracy"), "sequential"),
@@ -125,7 +125,7 @@ CANDIDATES: dict[str, tuple[TrainConfig, str] | tuple[TrainConfig, str, Lever]] 
     "adamw-cosine-acc-b64": (replace(COSINE, batch_size=64, monitor="val_accuracy"),
                              "sequential"),
     "simultaneous-1e-3": (replace(COSINE, lr=1e-3), "simultaneous"),
-    "chosen": (TrainConfig(), DEFAULT_SCHEDULE),  # whatever the defaults are now
+    "chosen": (CHOSEN, DEFAULT_SCHEDULE),  # whatever the defaults are now
     # MF >= BP, around the chosen settings: what TrainConfig cannot say (Lever), and the rest
     "projection-lr-x3": (CHOSEN, STUDY, Lever(projection_lr=3.0)),
     "projection-lr-x0.3": (CHOSEN, STUDY, Lever(projection_lr=0.3)),

@@ -124,9 +124,8 @@ class VersionStats:
         self.inference_count += other.inference_count
         self.execution_count += other.execution_count
         self.last_inference_ms = max(self.last_inference_ms, other.last_inference_ms)
-        for mine_h, theirs in ((self.latency, other.latency), (self.queue, other.queue),
-                               (self.batch_size, other.batch_size)):
-            mine_h.add(theirs)
+        for h in HISTOGRAMS:
+            getattr(self, h).add(getattr(other, h))
 
     def record(self) -> dict[str, Any]:
         """Everything, as plain data (JSON): what another server process sends to add."""
