@@ -16,7 +16,7 @@ DEMO_ARCH = "dense:256,dense:256"
 def demo(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Most epochs per layer.")] = 30,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Import digits, train a 2x256 MLP layer by layer through the store (and BP beside it),
     evaluate every layer, FF and BP mode, export to ONNX and predict with ONNX Runtime.

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cli.fixes import option_flag
 from mfstore.config import DatasetOptions, TrainConfig
 from mfstore.spec import LayerPlan
 
@@ -60,10 +61,10 @@ def _parameters(cls: type, skip: set[str]) -> list[inspect.Parameter]:
         kind = _option_type(hints[f.name])
         if f.default is None and "none_is" in meta:
             kind = type(meta["none_is"])
-        flag = "--" + meta.get("flag", f.name.replace("_", "-"))
+        flag = option_flag(f)
         if kind is bool and default is True:  # on unless turned off
             flag = f"{flag}/--no-{flag[2:]}"
-        option = typer.Option(flag, help=meta["help"])
+        option = typer.Option(flag, help=meta["help"], envvar=meta.get("envvar"))
         params.append(inspect.Parameter(param_name(cls, f.name), inspect.Parameter.KEYWORD_ONLY,
                                         default=default, annotation=Annotated[kind, option]))
     return params

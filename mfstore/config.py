@@ -8,6 +8,7 @@ that only reads the registry starts fast.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -22,7 +23,17 @@ DEFAULT_SCHEDULE = "simultaneous"  # in memory: chosen on validation (README "Wh
 STORE_SCHEDULE = "sequential"  # registering layers: each block then depends on its input
 # stream alone, so that repair retrains a damaged one bit for bit
 MAX_SEED = 2**63 - 1
+FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn", "tokens")  # data readers
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")  # what --device accepts
 DEFAULT_MAX_BATCH_SIZE = 1024  # of an exported Triton model and of the server's batches
+
+
+def check_device(name: str) -> str:
+    """`name` if it names a device mfstore computes on (auto, cpu, cuda, cuda:N), else a
+    `ConfigError`: a bad option, whether or not the machine has the device."""
+    if not isinstance(name, str) or not DEVICE.fullmatch(name):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    return name
 
 
 def _help(text: str, **more: Any) -> dict[str, Any]:
@@ -54,7 +65,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_help("Seed of initialisation and data order."))
     deterministic: bool = field(default=False, metadata=_help(
         "Deterministic kernels (bit-reproducible)."))
-    device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu or cuda."))
+    device: str = field(default="auto", metadata=_help(
+        "auto (CUDA when present), cpu, cuda or cuda:N."))
     cuda_graphs: bool = field(default=True, metadata=_help(
         "On CUDA, capture each training step as a CUDA graph and replay it (same numbers, "
         "far fewer launches); no effect on the CPU."))
@@ -83,6 +95,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,6 +130,10 @@ class DatasetOptions:
     vocab: int | None = field(default=None, metadata=_help(
         "Token-id data: the vocabulary size, ids 0..vocab-1 with 0 as padding (default: the "
         "largest id + 1)."))
+    max_examples: int | None = field(default=None, metadata=_help(
+        "Read only the first N examples of each split the source holds (train, and test "
+        "where it has one), to try a large source quickly; part of the fingerprint "
+        "(default: all).", envvar="MFSTORE_MAX_EXAMPLES"))
 
     def __post_init__(self) -> None:
         for name in ("val_fraction", "test_fraction"):
@@ -131,7 +148,23 @@ class DatasetOptions:
             raise ConfigError(f"classes must lie in 2..{MAX_CLASSES}, got {self.classes}")
         if self.vocab is not None and not 2 <= self.vocab <= MAX_VOCAB:
             raise ConfigError(f"vocab must lie in 2..{MAX_VOCAB}, got {self.vocab}")
+        if self.max_examples is not None and not 1 <= self.max_examples <= MAX_EXAMPLES:
+            raise ConfigError(f"max examples must lie in 1..{MAX_EXAMPLES}, got "
+                              f"{self.max_examples}")
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(f"unknown format {self.format!r}; choose one of: "
+                              f"{', '.join(FORMATS)}")
+
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """The options as the fingerprint reads them: a field added later is left out while
+        unset, so a dataset imported before it existed keeps its fingerprint."""
+        data = asdict(self)
+        if data["max_examples"] is None:
+            del data["max_examples"]
+        return data
 
 
 MAX_CLASSES = 100_000
+MAX_EXAMPLES = 2**40
 MAX_VOCAB = 2**24  # token ids travel as float32 in streams: exact below 2**24

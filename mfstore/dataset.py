@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from mfstore.config import MAX_CLASSES, MAX_VOCAB, DatasetOptions
 from mfstore.errors import DataValidationError
+from mfstore.names import class_name_problem
 from mfstore.readers import RawData, read_source
 
 
@@ -198,6 +199,14 @@ def _vocabulary(raw: RawData, options: DatasetOptions) -> DatasetOptions:
     return replace(options, vocab=vocab)
 
 
+def _check_class_names(names: list[str] | None) -> None:
+    """Class names that every file they are written to (label file, model metadata) gives
+    back unchanged; refused at import, before anything is stored."""
+    problems = [p for p in map(class_name_problem, names or []) if p]
+    if problems:
+        raise DataValidationError(f"{problems[0]}; rename the class in the source")
+
+
 def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset:
     """Validate, split, normalise and fingerprint examples that a reader returned. Token ids
     are not normalised, and their vocabulary is recorded in the options."""
@@ -216,6 +225,7 @@ def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset
                 f"{raw.x_train.shape[1:]}; both splits need the same shape"
             )
     classes = _check_range(labels, options.classes or raw.classes)
+    _check_class_names(raw.class_names)
     content = _digest([raw.x_train, labels[0], raw.x_test, labels[1] if len(labels) > 1 else None])
     seeds = np.random.SeedSequence(options.seed).generate_state(2)
     x_pool, y_pool = raw.x_train, labels[0]
@@ -230,7 +240,7 @@ def build_dataset(raw: RawData, source: str, options: DatasetOptions) -> Dataset
     x_train = np.asarray(x_pool[keep], dtype=np.float32)
     norm = Normalizer.fit(x_train) if options.normalize == "standard" and not raw.tokens else (
         Normalizer.identity(shape))
-    opts = json.dumps(asdict(options), sort_keys=True)
+    opts = json.dumps(options.fingerprinted(), sort_keys=True)
     return Dataset(
         source=source, format=raw.format,
         train=_split(x_train, y_pool[keep], norm),
@@ -246,4 +256,13 @@ def load_dataset(url: str, options: DatasetOptions | None = None) -> Dataset:
     """Read `url` (any fsspec URL, or `sklearn:NAME`) into a split, normalised dataset."""
     options = options or DatasetOptions()
     raw = read_source(url, options.format, label_column=options.label_column)
-    return build_dataset(raw, url, options)
+    return build_dataset(first_examples(raw, options.max_examples), url, options)
+
+
+def first_examples(raw: RawData, count: int | None) -> RawData:
+    """The first `count` examples of each split `raw` holds (all of them for None)."""
+    if count is None:
+        return raw
+    return replace(raw, x_train=raw.x_train[:count], y_train=raw.y_train[:count],
+                   x_test=None if raw.x_test is None else raw.x_test[:count],
+                   y_test=None if raw.y_test is None else raw.y_test[:count])

@@ -8,24 +8,24 @@ from collections.abc import Iterator
 
 import torch
 
-from mfstore.config import TrainConfig
+from mfstore.config import TrainConfig, check_device
 from mfstore.errors import DeviceError, option
 
 
 def resolve_device(name: str) -> torch.device:
     """`auto` = CUDA when present, else CPU; asking for CUDA without it is an error. Called
     once where a command or API call enters; a `torch.device` travels inward."""
-    if name == "auto":
+    if check_device(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda") from err
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError("CUDA was requested but no CUDA device is available",
                           option("device", value="cpu"))
-    if device.type not in ("cpu", "cuda"):
-        raise DeviceError(f"unsupported device {name!r}; use auto, cpu or cuda")
+    if device.type == "cuda" and device.index is not None and \
+            device.index >= torch.cuda.device_count():
+        raise DeviceError(f"{name} was requested but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)",
+                          option("device", value="cuda"))
     return device
 
 

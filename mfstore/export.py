@@ -18,7 +18,7 @@ from mfstore.config import DEFAULT_MAX_BATCH_SIZE
 from mfstore.errors import ConfigError, ConflictError, ExportError
 from mfstore.history import Ready
 from mfstore.modules import MODES, MFLayer, MFNet
-from mfstore.names import check_name
+from mfstore.names import check_name, class_name_problem
 from mfstore.network import load_layers, network_layers, resolve_network
 from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model, takes_tokens
 from mfstore.onnx_runtime import ort
@@ -178,10 +178,9 @@ def class_labels(names: list[str] | None) -> bytes | None:
     """The label file of a dataset's class names (None when it has none)."""
     if not names:
         return None
-    broken = [n for n in names if "\n" in n or "\r" in n]
-    if broken:
-        raise ExportError(f"class name {broken[0]!r} holds a line break, which a label file "
-                          "(one name a line) cannot hold; rename the class")
+    problems = [p for p in map(class_name_problem, names) if p]
+    if problems:
+        raise ExportError(f"{problems[0]}; rename the class")
     return "".join(f"{n}\n" for n in names).encode()
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mfstore.errors import ConfigError, MFStoreError, NotFoundError
-from mfstore.names import check_name
+from mfstore.names import check_name, read_label_lines
 from mfstore.registry import parse_ref
 from mfstore.workspace import Workspace
 from serving import model_config as cfg
@@ -79,9 +79,17 @@ class FolderModel:
     def files(self, version: int) -> VersionFiles:
         config = cfg.read_config(self.folder)
         path = self.folder / str(version) / MODEL_FILE
-        labels = {output: (self.folder / name).read_text(encoding="utf-8").splitlines()
+        labels = {output: self._labels(name)
                   for output, name in self._label_files(config).items()}
         return VersionFiles(str(path), config, labels, str(path))
+
+    def _labels(self, name: str) -> list[str]:
+        """A label file's class names, read as Triton reads them."""
+        try:
+            return read_label_lines((self.folder / name).read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{self.folder / name} is not UTF-8 text (byte {err.start}); "
+                              "write the label file in UTF-8") from None
 
     def _label_files(self, config: cfg.mc.ModelConfig | None) -> dict[str, str]:
         found = {o.name: o.label_filename for o in (config.output if config else [])

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mfstore.config import check_device
 from mfstore.errors import ConfigError, DataFormatError, DeviceError
 from mfstore.onnx_runtime import ort
 
@@ -54,10 +55,10 @@ def gpu_present() -> bool:
         return False
 
 
-def cuda_options(tf32: bool) -> dict[str, str]:
+def cuda_options(tf32: bool, device_id: int = 0) -> dict[str, str]:
     """The CUDA provider's options, each chosen for a server with dynamic batching."""
     return {
-        "device_id": "0",
+        "device_id": str(device_id),
         # batch sizes vary from call to call: EXHAUSTIVE (the default) would benchmark the
         # convolution algorithms again for every new shape, in the middle of requests
         "cudnn_conv_algo_search": "HEURISTIC",
@@ -69,15 +70,14 @@ def cuda_options(tf32: bool) -> dict[str, str]:
 
 
 def providers(device: str, tf32: bool = False) -> list[Any]:
-    """Execution providers to ask for, best first."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu or cuda")
+    """Execution providers to ask for, best first (`cuda:N`: the CUDA provider on GPU N)."""
+    kind, _, index = check_device(device).partition(":")
     cuda_built = CUDA in ort.get_available_providers()
-    if device == "cuda" and not cuda_built:
+    if kind == "cuda" and not cuda_built:
         raise DeviceError("CUDA was requested but this ONNX Runtime has no CUDA provider; "
                           "install onnxruntime-gpu, or serve on the CPU")
-    if device == "cuda" or (device == "auto" and cuda_built and gpu_present()):
-        return [(CUDA, cuda_options(tf32)), CPU]
+    if kind == "cuda" or (kind == "auto" and cuda_built and gpu_present()):
+        return [(CUDA, cuda_options(tf32, int(index or 0))), CPU]
     return [CPU]
 
 
@@ -127,7 +127,7 @@ def create_session(model: bytes | str, what: str,
         raise DataFormatError(f"cannot load {what}: ONNX Runtime says: {first}; export it "
                               "again") from None
     provider = session.get_providers()[0]
-    if provider != CUDA and (options.device == "cuda" or options.require_gpu):
+    if provider != CUDA and (options.device.startswith("cuda") or options.require_gpu):
         raise DeviceError(f"CUDA was requested, but {what} would run on {provider}: ONNX "
                           "Runtime could not use CUDA; check the CUDA libraries, or serve on "
                           "the CPU")

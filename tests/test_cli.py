@@ -70,6 +70,17 @@ def test_train_table_and_progress(cwd):
     (["--data", "sklearn:digits", "--arch", "embed:8"], 2,
      "error: an embed layer reads token ids: it must be the first layer, on token-id data "
      "(format 'tokens', or a Parquet list column)"),
+    # a value that is not a device or a format is a bad option (2), not data or a device
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--device", "tpu"], 2,
+     "error: unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--format", "foo"], 2,
+     "error: unknown format 'foo'; choose one of: idx, cifar, npz, csv, parquet, sklearn, "
+     "tokens"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--max-examples", "0"], 2,
+     "error: max examples must lie in 1..1099511627776, got 0"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--layer-parallel"], 2,
+     "error: layer-parallel training goes through the store: name the network to register "
+     "(mfstore train NET --data DATASET …)"),
 ])
 def test_train_errors_are_one_line_with_an_exit_code(cwd, args, code, message):
     out = cli("train", *args)
@@ -85,6 +96,20 @@ def test_bad_data_file_exit_code(cwd):
     assert out.returncode == 4
     assert out.stderr.strip() == (f"error: {tmp_path}/x.csv: no label column 'label'; columns "
                                   "are ['a', 'b']; pass --label-column naming the label column")
+
+
+def test_max_examples_reads_the_first_examples_of_each_split_and_is_fingerprinted(cwd):
+    whole = json.loads(cli("train", "--data", "sklearn:digits", "--arch", "dense:8",
+                           "--epochs", "1", "--baseline", "none", "--json").stdout)
+    cut = cli("train", "--data", "sklearn:digits", "--arch", "dense:8", "--epochs", "1",
+              "--baseline", "none", "--json", env={"MFSTORE_MAX_EXAMPLES": "300"})
+    assert cut.returncode == 0, cut.stderr
+    assert json.loads(cut.stdout)["fingerprint"] != whole["fingerprint"]
+    from mfstore import DatasetOptions, load_dataset
+
+    data = load_dataset("sklearn:digits", DatasetOptions(max_examples=300))
+    assert len(data.train) + len(data.val) + len(data.test) == 300
+    assert data.fingerprint == json.loads(cut.stdout)["fingerprint"]
 
 
 def test_cuda_without_a_gpu_is_refused(cwd):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mfstore.dataset import DatasetOptions, load_dataset
-from mfstore.errors import DataFormatError, DataSourceError, DataValidationError
+from mfstore.errors import ConfigError, DataFormatError, DataSourceError, DataValidationError
 from tests.formats import idx_bytes, mnist_like, write_idx, write_mnist_folder
 
 
@@ -90,7 +90,7 @@ def test_unknown_format(tmp_path):
             f"cannot tell the format of '{tmp_path}/data.bin'; set 'format' (one of: idx, "
             "cifar, npz, csv, parquet, sklearn, tokens)")):
         load_dataset(str(tmp_path / "data.bin"))
-    with pytest.raises(DataFormatError, match=re.escape(
+    with pytest.raises(ConfigError, match=re.escape(  # an option, refused before any read
             "unknown format 'hdf5'; choose one of: idx, cifar, npz, csv, parquet, sklearn, "
             "tokens")):
         load_dataset(str(tmp_path / "data.bin"), DatasetOptions(format="hdf5"))

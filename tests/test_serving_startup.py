@@ -75,11 +75,11 @@ def broken_copy(repo, tmp_path, config: str | None = None, model: bytes | None =
     (["--max-queue-delay-us", "-1"],
      "the max queue delay must lie in 0..100000000 microseconds, got -1"),
     (["--threads", "0"], "ONNX Runtime threads must lie in 1..1024, got 0"),
-    (["--device", "tpu"], "unknown device 'tpu'; use auto, cpu or cuda"),
+    (["--device", "tpu"], "unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
 ])
 def test_impossible_options_are_refused_in_one_line(serve, repo, args, message):
     code, lines = serve("--model-repo", str(repo), *args)
-    assert code in (2, 5) and lines == [f"error: {message}"]
+    assert code == 2 and lines == [f"error: {message}"]
 
 
 def test_an_empty_token_variable_is_refused_like_an_empty_option(serve, repo):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
+from mfstore.config import FORMATS
 from mfstore.errors import DataFormatError, DataSourceError, option
 from mfstore.readers import fs
 from mfstore.readers.bundled import read_bundled
@@ -12,8 +13,6 @@ from mfstore.readers.idx import read_idx
 from mfstore.readers.raw import RawData
 from mfstore.readers.tabular import read_csv, read_npz, read_parquet
 from mfstore.readers.tokens import as_tokens
-
-FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn", "tokens")
 
 __all__ = ["FORMATS", "RawData", "canonical", "detect_format", "read_source"]
 
