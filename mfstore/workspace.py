@@ -3,8 +3,8 @@ then `MFSTORE_HOME` / `MFSTORE_REGISTRY` / `MFSTORE_STORE`, then defaults (`./.m
 SQLite in home, `<home>/store`).
 
 `Workspace.init` creates what is missing (registry, store); `Workspace.open` creates nothing
-and refuses a registry or store that is not there. The store is opened on first use, so a
-command that only reads the registry never touches it.
+and refuses a registry or store that is not there (one request: the store's marker), so a
+mistyped store URL is refused by every command, even one that then reads only the registry.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Locations:
 class StoredBlock:
     """A layer's block as the store holds it now, read without raising for damage."""
 
-    data: bytes | None  # None: missing or unreadable, or the store cannot be reached
+    data: bytes | None  # None: missing or unreadable
     block: LayerBlock | None  # None where the bytes do not parse as a block
     intact: bool  # the bytes match the sha256 the registry recorded
 
@@ -89,9 +89,12 @@ class Workspace:
     @classmethod
     def open(cls, home: str | None = None, registry: str | None = None,
              store: str | None = None, stream_options: StreamOptions | None = None) -> Workspace:
-        """An existing workspace; nothing is created."""
+        """An existing workspace; nothing is created, and a registry or store that is not
+        there (or not reachable) is refused."""
         where = Locations.resolve(home, registry, store)
-        return cls(where, Registry(where.registry), stream_options)
+        ws = cls(where, Registry(where.registry), stream_options)
+        ws.store  # noqa: B018 (opened and checked now, not at first use)
+        return ws
 
     @classmethod
     def init(cls, home: str | None = None, registry: str | None = None,
@@ -129,12 +132,13 @@ class Workspace:
         return sha
 
     def read_block(self, layer: LayerVersion) -> StoredBlock:
-        """The layer's block as stored now (damaged, missing or unreachable included): what
-        a page, `--json` or `verify` shows of it."""
+        """The layer's block as stored now (damaged or missing included): what a page,
+        `--json` or `verify` shows of it. A store that cannot be reached is a `StoreError`,
+        never taken for a missing block."""
         path = block_path(layer.block_sha256)
         try:
             data = self.store.get(path)
-        except (IntegrityError, StoreError):
+        except IntegrityError:
             return StoredBlock(None, None, False)
         try:
             block: LayerBlock | None = LayerBlock.from_bytes(

@@ -79,10 +79,12 @@ def test_train_a_network_through_the_store(team):
 @pytest.mark.parametrize("args,code,message", [
     (["data", "show", "nope"], 6,
      "error: no dataset 'nope'; see `mfstore data list` (or import it with "
-     "`mfstore data add nope URL`)"),
+     "`mfstore data add nope URL` (replace URL with where the data is now: a path, an "
+     "fsspec URL or sklearn:DATASET))"),
     (["train-layer", "x", "--data", "nope", "--kind", "dense", "--width", "4"], 6,
      "error: no dataset 'nope'; see `mfstore data list` (or import it with "
-     "`mfstore data add nope URL`)"),
+     "`mfstore data add nope URL` (replace URL with where the data is now: a path, an "
+     "fsspec URL or sklearn:DATASET))"),
     (["layers", "show", "l1@9"], 6,
      "error: layer 'l1' has no version 9; see `mfstore layers list`"),
     (["layers", "show", "ghost"], 6, "error: no layer named 'ghost'; see `mfstore layers list`"),
@@ -118,11 +120,28 @@ def test_lineage_mismatch_is_refused_unless_forced(team):
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: l2@1 was trained on the outputs of [l1@1] but here follows [l1@2] of dataset "
-        "'digits'; retrain it with `mfstore train-layer l2 --data digits --on l1@2 --kind dense "
-        "--width 32` (or pass --force to use it anyway)")
+        "'digits'; retrain l2@1 with `mfstore train-layer l2 --data digits --on l1@2 --kind "
+        "dense --width 32 --epochs 3 --batch-size 64 --lr 0.01 --device cpu` (or pass --force "
+        "to use it anyway)")
     forced = json_of(team, "train-layer", "l3", "--data", "digits", "--on", "l1@2", "--on",
                      "l2@1", "--kind", "dense", "--width", "8", "--force", *QUICK)
     assert forced["note"] == "forced onto a foreign chain"
+
+
+@pytest.mark.parametrize("command", [["layers", "list"], ["nets", "list"],
+                                     ["nets", "show", "net"], ["layers", "show", "net.l1@1"],
+                                     ["layers", "show", "net.l1@1", "--json"]])
+def test_every_command_refuses_a_store_that_is_not_there(home, tmp_path, command):
+    """Even a command that then reads only the registry: a mistyped store URL never looks
+    like a store that lost its blocks (`"history": null`)."""
+    missing = tmp_path / "nonexistent"
+    for given in (["--store", str(missing)], []):
+        out = cli("--home", str(home), *given, *command,
+                  env={} if given else {"MFSTORE_STORE": str(missing)})
+        assert out.returncode == 9, out.stdout
+        assert out.stderr.strip() == (f"error: there is no mfstore store at '{missing}'; run "
+                                      "`mfstore init` first (or check --store / MFSTORE_STORE)")
+        assert out.stdout == "" and not missing.exists()
 
 
 def test_unreachable_store_and_registry(tmp_path):

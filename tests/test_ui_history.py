@@ -48,15 +48,19 @@ def test_a_damaged_block_shows_no_history_and_show_still_answers(home):
     assert in_home(home, "layers", "show", "net.l1@1").returncode == 0
 
 
-def test_show_needs_no_store_and_json_tolerates_an_unreachable_one(home):
-    """Without --json nothing is read from the store; with it, a store that cannot be reached
-    leaves the history null."""
+def test_show_refuses_a_store_that_is_gone_and_json_nulls_only_a_damaged_block(home):
+    """A store that is not there is exit 9 for every command, never a history of null; a
+    block that is missing from a store that is there is a damaged one: its history is null."""
     ws = Workspace.open(str(home))
     Path(ws.where.store).rename(home / "moved")
-    for args in (["layers", "show", "net.l2@1"], ["nets", "show", "net@1"]):
+    for args in (["layers", "show", "net.l2@1"], ["nets", "show", "net@1"],
+                 ["layers", "show", "net.l2@1", "--json"], ["nets", "show", "net@1", "--json"]):
         out = in_home(home, *args)
-        assert out.returncode == 0, out.stderr
-        assert "net.l2@1" in out.stdout
+        assert out.returncode == 9, out.stdout
+        assert out.stderr.startswith(f"error: there is no mfstore store at '{ws.where.store}'")
+    (home / "moved").rename(ws.where.store)
+    layer = ws.registry.layer("net.l2", "1")
+    (Path(ws.where.store) / block_path(layer.block_sha256)).unlink()
     assert json_of(home, "layers", "show", "net.l2@1")["history"] is None
     net = json_of(home, "nets", "show", "net@1")
-    assert [v["history"] for v in net["layer_versions"]] == [None, None]
+    assert [v["history"] is None for v in net["layer_versions"]] == [False, True]
