@@ -1,7 +1,9 @@
 """Prometheus metrics (`/metrics`), read from the served versions' statistics when scraped, so
 that they agree with `/stats` by construction and cost requests nothing. Named like Triton's
-`nv_inference_*` where they mean the same; latency, queue-time and batch-size histograms
-besides; on a machine with an NVIDIA driver, GPU memory (`nv_gpu_memory_*`).
+`nv_inference_*` where they mean the same, and written as Triton writes them: a counter's
+samples carry its family name (`nv_inference_count{…}`), not prometheus_client's `_total`
+suffix, so a dashboard built for Triton finds them. Latency, queue-time and batch-size
+histograms besides; on a machine with an NVIDIA driver, GPU memory (`nv_gpu_memory_*`).
 
 As in Triton, a version's series go when it is unloaded.
 """
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.utils import floatToGoString
 
 from serving.gpu_memory import gpu_memory
 from serving.statistics import REASONS, Histogram, VersionStats
@@ -100,6 +102,19 @@ def _gpu_memory() -> Iterator[Metric]:
 
 def exposition(served: Callable[[], Iterable[VersionStats]]) -> bytes:
     """The Prometheus text format of the versions `served()` returns."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatisticsCollector(served))
-    return generate_latest(registry)
+    lines: list[str] = []
+    for family in StatisticsCollector(served).collect():
+        lines += [f"# HELP {family.name} {_escape(family.documentation, help_text=True)}",
+                  f"# TYPE {family.name} {family.type}"]
+        for sample in family.samples:
+            name = family.name if sample.name == f"{family.name}_total" else sample.name
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            lines.append(f"{name}{{{labels}}} {floatToGoString(sample.value)}" if labels
+                         else f"{name} {floatToGoString(sample.value)}")
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def _escape(text: str, help_text: bool = False) -> str:
+    """A label value (or, with `help_text`, a HELP text) as the text format writes it."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text if help_text else text.replace('"', '\\"')

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import socket
 import threading
 from urllib.parse import urlparse
@@ -214,13 +215,23 @@ def test_statistics_count_requests_examples_and_failures(setup):
         ("digits-ff", "1"), ("digits-mlp", "1"), ("net", "1")]
 
 
+SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)')
+
+
 def _metric(url, name, **labels):
+    """A sample's value as Prometheus stores it: under the name the text gives it (what a
+    dashboard's query names), None when there is none."""
     status, _, body = request(url, "GET", "/metrics")
     assert status == 200
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
+    text = body.decode()
+    list(text_string_to_metric_families(text))  # the text parses as Prometheus text
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, pairs, value = SAMPLE.fullmatch(line).groups()
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', pairs or ""))
+        if sample == name and all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
     return None
 
 
@@ -230,18 +241,22 @@ def test_metrics_are_prometheus_text_named_like_triton(setup):
     assert request(url, "POST", "/v2/models/net/infer", b"[]")[0] == 400
     stats = _stats(url, "net")
     net = {"model": "net", "version": "1"}
-    assert _metric(url, "nv_inference_request_success_total", **net) == \
+    assert _metric(url, "nv_inference_request_success", **net) == \
         stats["inference_stats"]["success"]["count"]
-    assert _metric(url, "nv_inference_count_total", **net) == stats["inference_count"]
-    assert _metric(url, "nv_inference_exec_count_total", **net) == stats["execution_count"]
-    assert _metric(url, "nv_inference_request_failure_total", reason="REJECTED", **net) == \
+    assert _metric(url, "nv_inference_count", **net) == stats["inference_count"]
+    assert _metric(url, "nv_inference_exec_count", **net) == stats["execution_count"]
+    assert _metric(url, "nv_inference_request_failure", reason="REJECTED", **net) == \
         stats["inference_stats"]["fail"]["count"]
     assert _metric(url, "mfstore_inference_request_duration_seconds_count", **net) == \
         stats["inference_stats"]["success"]["count"]
     assert _metric(url, "mfstore_inference_batch_size_bucket", le="4.0", **net) >= 1
-    assert _metric(url, "nv_inference_compute_infer_duration_us_total", **net) == pytest.approx(
+    assert _metric(url, "nv_inference_compute_infer_duration_us", **net) == pytest.approx(
         stats["inference_stats"]["compute_infer"]["ns"] / 1000)
     assert _metric(url, "nv_gpu_memory_used_bytes") is None  # no NVIDIA driver here
+    types = dict(line.split()[2:4] for line in request(url, "GET", "/metrics")[2].decode()
+                 .splitlines() if line.startswith("# TYPE "))
+    assert types["nv_inference_request_success"] == types["nv_inference_count"] == "counter"
+    assert types["mfstore_inference_batch_size"] == "histogram"
 
 
 BAD = json.dumps({"inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32",
@@ -362,13 +377,13 @@ def test_trailing_bytes_and_wrong_method(setup):
 def test_a_client_leaving_mid_upload_is_one_canceled_request_not_a_traceback(setup):
     url, server = setup["url"], setup["server"]
     u = urlparse(url)
-    before = _metric(url, "nv_inference_request_failure_total", model="digits-mlp",
+    before = _metric(url, "nv_inference_request_failure", model="digits-mlp",
                      version="1", reason="CANCELED")
     for _ in range(3):
         with socket.create_connection((u.hostname, u.port)) as sock:
             sock.sendall(b"POST /v2/models/digits-mlp/infer HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Length: 100000\r\n\r\n" + b"{" * 1000)
-    wait_for(lambda: _metric(url, "nv_inference_request_failure_total", model="digits-mlp",
+    wait_for(lambda: _metric(url, "nv_inference_request_failure", model="digits-mlp",
                              version="1", reason="CANCELED") == before + 3,
              what="three canceled requests")
     assert request(url, "POST", INFER, infer_json(setup["raw"][:1]))[0] == 200

@@ -96,7 +96,7 @@ def test_two_processes_answer_like_pytorch_and_their_statistics_add_up(setup):
     grpc_stats = client.get_inference_statistics("digits-mlp", as_json=True)["model_stats"][0]
     assert int(grpc_stats["inference_count"]) == rest["inference_count"]
     metrics = get(f"{server.url}/metrics").decode()
-    assert (f'nv_inference_count_total{{model="digits-mlp",version="1"}} '
+    assert (f'nv_inference_count{{model="digits-mlp",version="1"}} '
             f'{float(rest["inference_count"])}') in metrics
 
 
