@@ -28,6 +28,7 @@ EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
     (errors.ExportError, 11),
     (errors.MFStoreError, 1),
 ]
+ARGUMENTS = "mfstore.arguments"  # the command line's arguments, in the context's meta
 DAMAGE_EXIT_CODE = 8  # verify found damage: the same code as a damaged file
 
 
@@ -38,9 +39,13 @@ def exit_code(err: errors.MFStoreError) -> int:
 class MFStoreGroup(TyperGroup):
     """Turns every `MFStoreError` into one line on stderr and its exit code."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta.setdefault(ARGUMENTS, list(args))  # for a fix that runs the command again
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except errors.MFStoreError as err:
-            typer.echo(render_error(err), err=True)
+            typer.echo(render_error(err, ctx.meta.get(ARGUMENTS)), err=True)
             raise typer.Exit(exit_code(err)) from err

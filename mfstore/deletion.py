@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from mfstore.errors import ConflictError, Fix
 from mfstore.network import resolve_network
 from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
-from mfstore.usage import Snapshot
+from mfstore.usage import Snapshot, Usage
 from mfstore.workspace import Workspace
 
 
@@ -75,7 +75,18 @@ def delete_layer(ws: Workspace, ref: str) -> LayerVersion:
                             f"{layer.ref}")
     kept = ws.registry.delete_unneeded([], [(layer.name, layer.version)], _keep_rule)
     if kept:
-        usage = Snapshot.read(ws.registry).usage(layer)
+        first = _deleted_first(Snapshot.read(ws.registry), layer)
         raise ConflictError(f"layer {layer.ref} is still needed: {kept[layer.ref]}",
-                            Fix("delete", {"networks": usage.networks, "layers": usage.layers}))
+                            Fix("delete", first.to_dict()))
     return layer
+
+
+def _deleted_first(snap: Snapshot, layer: LayerVersion) -> Usage:
+    """What must go before `layer` can: every live layer trained over its outputs, deepest
+    first (each is refused while one trained over it lives), and every live network holding
+    `layer` or one of them."""
+    below = [v for v in snap.layers if v.ref in snap.usage(layer).layers]
+    below.sort(key=lambda v: len(v.signature.chain), reverse=True)
+    held = {(layer.name, layer.version), *((v.name, v.version) for v in below)}
+    networks = [n.ref for n in snap.networks if held & {tuple(p) for p in n.layers}]
+    return Usage(networks, [v.ref for v in below])

@@ -3,6 +3,9 @@ dataset's stream(0) from its recorded source."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 from mfstore.batches import TensorBatches
 from mfstore.dataset import Dataset, DatasetOptions, load_dataset
 from mfstore.errors import (
@@ -66,12 +69,12 @@ def reimport(ws: Workspace, record: DatasetRecord) -> Manifest:
         raise IntegrityError(
             f"the examples of dataset {record.name!r} cannot be read again from its recorded "
             f"source {record.source!r} ({err.message})",
-            Fix("import", {"name": record.name, "url": "URL"})) from err
+            Fix("import", {"name": record.name, "options": dict(record.options)})) from err
     if dataset.fingerprint != record.fingerprint:
         raise DataValidationError(
             f"{record.source!r} no longer holds the examples of dataset {record.name!r} "
             f"(fingerprint {dataset.fingerprint[:12]}, recorded {record.fingerprint[:12]})",
-            Fix("import", {"name": record.name, "url": "URL"}))
+            Fix("import", {"name": record.name, "options": dict(record.options)}))
     return write_examples(ws, dataset, replace=True)
 
 
@@ -115,8 +118,13 @@ def dataset_for_training(data: str, options: DatasetOptions | None,
         if NAME.fullmatch(data) and not any(c in data for c in ".:/"):  # a name, not a path
             raise DataSourceError(f"there is no registered dataset and no file named {data!r}",
                                   Fix("list", {"what": "datasets"}),
-                                  Fix("import", {"name": data, "url": "URL"})) from err
+                                  Fix("import", {"name": data, **_with_options(options)})) from err
         raise
+
+
+def _with_options(options: DatasetOptions | None) -> dict[str, Any]:
+    """The import options a fix carries: those given, none when none were."""
+    return {} if options is None else {"options": asdict(options)}
 
 
 def registered_dataset(ws: Workspace, data: str) -> DatasetRecord:
@@ -128,5 +136,5 @@ def registered_dataset(ws: Workspace, data: str) -> DatasetRecord:
         if not NAME.fullmatch(data):
             raise NotFoundError(f"{data!r} is a data source, not a registered dataset; what is "
                                 "registered must be trained on a registered dataset",
-                                Fix("import", {"name": "NAME", "url": data})) from err
+                                Fix("import", {"url": data})) from err
         raise

@@ -4,10 +4,12 @@ trained on the outputs of another upstream chain computes something else on this
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import Any
 
 from mfstore.errors import Fix, LineageError, SpecError, option
 from mfstore.registry import DatasetRecord, LayerVersion, Registry
+from mfstore.spec import LayerPlan, LayerSpec
 from mfstore.usage import first_by_digest
 
 
@@ -36,11 +38,44 @@ def describe_chain(registry: Registry, digests: Sequence[str]) -> str:
                             for d in digests) + "]"
 
 
-def retrain_fix(layer: LayerVersion, dataset: str, upstream: Sequence[LayerVersion]) -> Fix:
-    """Train `layer`'s spec again on the chain `upstream` of `dataset`."""
-    return Fix("train_layer", {"name": layer.name, "data": dataset,
-                               "on": [u.ref for u in upstream], "kind": layer.spec.kind,
-                               "width": layer.spec.width})
+def plan_options(spec: LayerSpec, tokens: int | None = None) -> dict[str, Any]:
+    """The `LayerPlan` options that make `spec` again on its input (`tokens`: the vocabulary
+    of the token ids it reads, None when it does not read token ids): kind and width, and
+    each option whose default would make another layer."""
+    plan = LayerPlan(**{f.name: getattr(spec, f.name) for f in fields(LayerPlan)})
+    for f in fields(LayerPlan):
+        if f.default is not MISSING and _makes(replace(plan, **{f.name: f.default}), spec,
+                                               tokens):
+            plan = replace(plan, **{f.name: f.default})
+    return {f.name: getattr(plan, f.name) for f in fields(LayerPlan)
+            if f.default is MISSING or getattr(plan, f.name) != f.default}
+
+
+def _makes(plan: LayerPlan, spec: LayerSpec, tokens: int | None) -> bool:
+    try:
+        return plan.resolve(spec.in_shape, spec.classes, tokens) == spec
+    except SpecError:
+        return False
+
+
+TRAINED_BESIDE_OTHERS = "trained simultaneous"  # the note `train NET --schedule simultaneous`
+# gives every layer it registers
+
+
+def retrain_fix(layer: LayerVersion, dataset: DatasetRecord, upstream: Sequence[LayerVersion],
+                then: Fix | None = None) -> Fix:
+    """Train `layer` again, its whole recipe (spec and recorded training configuration), on
+    the chain `upstream` of `dataset`; `then`, once it is trained."""
+    tokens = None if upstream else dataset.options.get("vocab")  # as train-layer resolves it
+    args: dict[str, Any] = {
+        "ref": layer.ref, "name": layer.name, "data": dataset.name,
+        "on": [u.ref for u in upstream], "spec": plan_options(layer.spec, tokens),
+        "config": dict(layer.config)}
+    if TRAINED_BESIDE_OTHERS in layer.note:  # its weights depend on its neighbours' too
+        args["same_weights"] = False
+    if then is not None:
+        args["then"] = {"action": then.action, "args": dict(then.args)}
+    return Fix("train_layer", args)
 
 
 @dataclass(frozen=True)
@@ -68,7 +103,7 @@ def lineage_problems(registry: Registry, dataset: DatasetRecord,
         problems.append(Mismatch(k, f"{layer.ref} was trained on the outputs of {trained}"
                                     f"{data_note} but here follows {here} of dataset "
                                     f"{dataset.name!r}",
-                                 retrain_fix(layer, dataset.name, layers[:k])))
+                                 retrain_fix(layer, dataset, layers[:k])))
     return problems
 
 

@@ -118,7 +118,7 @@ def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Clu
                           "the sequential schedule waits for the one below it to finish")
     if cluster is None:
         raise ConfigError("layer-parallel training needs one process per layer",
-                          Fix("launch", {"per": "layer"}))
+                          Fix("launch", {"per": "layer", "processes": len(specs)}))
     if cluster.world != len(specs):
         raise ConfigError(f"layer-parallel training needs one process per layer: "
                           f"{len(specs)} layers, {cluster.world} processes")

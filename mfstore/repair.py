@@ -21,14 +21,14 @@ import torch
 
 from mfstore.compose import retrain
 from mfstore.devices import resolve_device, training_device
-from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError, option
+from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, SpecError, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import reimport
-from mfstore.lineage import lineage_problems
+from mfstore.lineage import lineage_problems, retrain_fix
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.stream_chain import chain_stream
-from mfstore.usage import Snapshot
+from mfstore.usage import Snapshot, first_by_digest
 from mfstore.verify import StreamCheck, VerifyReport, check_tolerance, layer_accuracy, verify
 from mfstore.workspace import Workspace
 
@@ -176,9 +176,7 @@ def repair_store(ws: Workspace, tolerance: float = 0.02, device: torch.device | 
         old = check.layer
         upstream = [by_digest.get(d) for d in old.signature.chain]
         if any(u is None for u in upstream):
-            result.left[old.ref] = IntegrityError(
-                "no intact version of a layer it was trained over is left (that layer was "
-                "retrained with other weights, or lost)")
+            result.left[old.ref] = lost_upstream(ws, old, by_digest)
             continue
         dataset = ws.registry.dataset(old.dataset)
         new = retrain(ws, old, dataset, [u for u in upstream if u is not None], callback,
@@ -186,6 +184,24 @@ def repair_store(ws: Workspace, tolerance: float = 0.02, device: torch.device | 
         result.repaired.append(Repaired(old, new))
         by_digest.setdefault(new.digest, new)
     return result
+
+
+def lost_upstream(ws: Workspace, layer: LayerVersion,
+                  by_digest: dict[str, LayerVersion]) -> IntegrityError:
+    """Why `layer` cannot be retrained: a layer it was trained over has no intact version left.
+    While the registry still holds the version that computed it (its block lost or damaged)
+    over an intact chain, the way out is that version's recipe on that chain (deterministic
+    CPU training gives its digest back bit for bit), then repairing again."""
+    why = "(that layer was retrained with other weights, or lost)"
+    missing = next(d for d in layer.signature.chain if d not in by_digest)
+    lost = first_by_digest(ws.registry.layers()).get(missing)
+    if lost is None or any(d not in by_digest for d in lost.signature.chain):
+        return IntegrityError(f"no intact version of a layer it was trained over is left {why}")
+    fix = retrain_fix(lost, ws.registry.dataset(lost.dataset),
+                      [by_digest[d] for d in lost.signature.chain],
+                      then=Fix("repair", {"auto": True}))
+    return IntegrityError(f"no intact version of {lost.ref}, which it was trained over, is "
+                          f"left {why}", fix)
 
 
 def _recheck_downstream(ws: Workspace, chain: list[LayerVersion], k: int, targets: set[int],

@@ -44,7 +44,8 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
         raise IntegrityError(f"the imported examples of dataset {dataset.name!r} (stream "
                              f"{dataset.stream_id[:12]}) are missing from the store",
                              Fix("repair", {"auto": True}),
-                             Fix("import", {"name": dataset.name, "url": dataset.source}))
+                             Fix("import", {"name": dataset.name, "url": dataset.source,
+                                            "options": dict(dataset.options)}))
     return manifest
 
 

@@ -144,8 +144,11 @@ def test_a_pipeline_without_torchrun_and_a_batch_that_does_not_split_are_refused
     out = cli("--home", str(home), "train", "x", "--data", "digits", "--arch", "dense:8",
               "--schedule", "simultaneous", "--layer-parallel", "--baseline", "none", *QUICK)
     assert out.returncode == 2
-    assert out.stderr.strip() == ("error: layer-parallel training needs one process per layer; "
-                                  "start it with torchrun --nproc-per-node LAYERS")
+    assert out.stderr.strip() == (
+        "error: layer-parallel training needs one process per layer; start it with `torchrun "
+        f"--nproc-per-node 1 --no-python mfstore --home {home} train x --data digits --arch "
+        "dense:8 --schedule simultaneous --layer-parallel --baseline none --epochs 4 "
+        "--batch-size 64 --device cpu`")
 
 
 @pytest.mark.slow

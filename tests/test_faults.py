@@ -100,8 +100,8 @@ def test_deleting_a_network_keeps_the_layers_a_live_layer_was_trained_on(home):
     assert refused.returncode == 10
     assert _error(refused) == (
         "error: layer net.l1@1 is still needed: layer net.l2@1 was trained on its outputs; "
-        "layer t3@1 was trained on its outputs; first delete net.l2@1 and t3@1 (`mfstore "
-        "layers delete net.l2@1`, `mfstore layers delete t3@1`)")
+        "layer t3@1 was trained on its outputs; first delete t3@1 and net.l2@1 (`mfstore "
+        "layers delete t3@1`, `mfstore layers delete net.l2@1`)")
     collected = json_of(home, "gc", "--grace", "0")
     assert collected["blocks"] == [] and collected["streams"] == []
     assert in_home(home, "verify", "--data", "digits").returncode == 0
@@ -309,7 +309,8 @@ def test_a_dataset_imported_from_a_relative_path_is_rebuilt_from_anywhere(home, 
     assert out.stderr.strip() == (
         f"not repaired: stream {sid[:12]}: the examples of dataset 'd' cannot be read again "
         f"from its recorded source '{folder}/d.npz' (cannot reach '{folder}/d.npz': no such "
-        "file or folder; check the path); import it with `mfstore data add d URL`")
+        "file or folder; check the path); import it with `mfstore data add d URL` (replace URL "
+        "with where the data is now: a path, an fsspec URL or sklearn:DATASET)")
 
 
 def test_an_npz_that_unpacks_beyond_the_cap_is_refused(home, tmp_path, monkeypatch):

@@ -181,7 +181,8 @@ def test_an_unreachable_tracking_server_fails_before_training(home, unreachable,
 BAD = [  # a wrong argument of each command that logs: its own error and exit code
     (["train", "deep", "--data", "nosuch", "--arch", "dense:8", *QUICK], 6,
      "error: no dataset 'nosuch'; see `mfstore data list` (or import it with `mfstore data "
-     "add nosuch URL`)"),
+     "add nosuch URL` (replace URL with where the data is now: a path, an fsspec URL or "
+     "sklearn:DATASET))"),
     (["train", "deep", "--data", "digits", "--arch", "dense:8", "--schedule", "later",
       *QUICK], 2, "error: unknown schedule 'later'; choose sequential or simultaneous"),
     (["train-layer", "x", "--data", "digits", "--on", "nosuch@1", "--kind", "dense",

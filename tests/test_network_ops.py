@@ -135,8 +135,9 @@ def test_compose_checks_shapes_and_lineage(home):
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: net.l2@1 was trained on the outputs of [net.l1@1] but here follows [other@1] "
-        "of dataset 'digits'; retrain it with `mfstore train-layer net.l2 --data digits --on "
-        "other@1 --kind dense --width 32` (or pass --force to compose it anyway)")
+        "of dataset 'digits'; retrain net.l2@1 with `mfstore train-layer net.l2 --data digits "
+        "--on other@1 --kind dense --width 32 --epochs 3 --batch-size 64 --lr 0.01 --device "
+        "cpu` (or pass --force to compose it anyway)")
     forced = json_of(home, "compose", "mix", "other@1", "net.l2@1", "--force")
     assert forced["forced"] and forced["note"].startswith("forced despite: net.l2@1 was")
     fine = json_of(home, "compose", "copy", "net.l1@1", "net.l2@1", "--mode", "ff")
@@ -158,8 +159,9 @@ def test_swap_refuses_an_incompatible_layer_unless_forced(home):
     assert refused.returncode == 7
     assert refused.stderr.strip() == (
         "error: alt@1 was trained on the outputs of [base@1] but here follows [net.l1@1] of "
-        "dataset 'digits'; retrain it with `mfstore train-layer alt --data digits --on "
-        "net.l1@1 --kind dense --width 32` (or pass --force to swap it in anyway)")
+        "dataset 'digits'; retrain alt@1 with `mfstore train-layer alt --data digits --on "
+        "net.l1@1 --kind dense --width 32 --epochs 3 --batch-size 64 --lr 0.01 --seed 7 "
+        "--device cpu` (or pass --force to swap it in anyway)")
     assert len(json_of(home, "nets", "list")) == 1  # nothing registered by the refusals
     forced = json_of(home, "swap", "net@1", "--layer", "2", "--with", "alt@1", "--force")
     assert forced["network"]["forced"] and forced["network"]["layers"][1] == ["alt", 1]

@@ -141,7 +141,7 @@ class Registry:
             row = s.get(r.DatasetRow, name)
             if row is None:
                 raise _missing(f"no dataset {name!r}", "datasets",
-                               Fix("import", {"name": name, "url": "URL"}))
+                               Fix("import", {"name": name}))
             return dataset_record(row)
 
     def datasets(self) -> list[DatasetRecord]:
