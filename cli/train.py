@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli import options
 from cli.context import optional_workspace, workspace
-from cli.render import TrainingProgress, print_json, record_dict, stdout
+from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
 from cli.tracking import MLflow, reach, refuse_unregistered, track_layers
 from mfstore.config import DEFAULT_SCHEDULE, STORE_SCHEDULE
+from mfstore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mfstore.history import Ready
 
 Data = Annotated[str, typer.Option(
     help="A registered dataset's name, else (without NET) a URL or sklearn:NAME read on the "
@@ -33,10 +37,12 @@ def train(
              "that repair reproduces each block bit for bit.",
         show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="Default prediction mode of NET: bp or ff.")] = "bp",
-    baseline: Annotated[str, typer.Option(
+    baseline: Annotated[str | None, typer.Option(
         help="Baselines to train beside MF on the same layers, initial weights, data order "
              "and optimizer: any of bp (backprop), fa (feedback alignment), dfa (direct "
-             "feedback alignment), ff (Forward-Forward), comma-separated, or none.")] = "bp",
+             "feedback alignment), ff (Forward-Forward), comma-separated, or none. Default: "
+             "bp; none with --layer-parallel (a baseline trains every layer in one process).",
+        show_default=False)] = None,
     layer_parallel: Annotated[bool, typer.Option(
         help="One process per layer (torchrun --nproc-per-node LAYERS), the simultaneous "
              "schedule pipelined: activations travel forward, nothing travels back.")] = False,
@@ -51,8 +57,13 @@ def train(
     """
     config = options.train_config(ctx.params)
     schedule = schedule or (DEFAULT_SCHEDULE if net is None else STORE_SCHEDULE)
+    say_mf_alone = baseline is None and layer_parallel
+    baseline = baseline or ("none" if layer_parallel else "bp")
     if net is None:
         refuse_unregistered(mlflow)
+        if layer_parallel:
+            raise ConfigError("layer-parallel training goes through the store: name the "
+                              "network to register (mfstore train NET --data DATASET …)")
         _train_in_memory(ctx, data, arch, schedule, baseline, config, as_json)
         return
     from mfstore.network import evaluate_network
@@ -61,7 +72,7 @@ def train(
     ws = workspace(ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline,
-                               layer_parallel, ready=reach(mlflow))
+                               layer_parallel, ready=_ready(reach(mlflow), say_mf_alone))
     track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
     baselines = [{"algorithm": b.algorithm, "test": b.test_accuracy} for b in result.baselines]
@@ -77,6 +88,22 @@ def train(
     for b in baselines:
         table.add_row(baseline_row(str(b["algorithm"])), f"{b['test']:.2%}")
     stdout.print(table)
+
+
+def _ready(reach: Ready | None, say_mf_alone: bool) -> Ready | None:
+    """What to do once the arguments are checked, before training: reach MLflow, and say
+    that a layer-parallel run trains MF alone when no baseline was asked for (one line,
+    after any error the arguments would give)."""
+    if not say_mf_alone:
+        return reach
+
+    def ready() -> None:
+        if reach is not None:
+            reach()
+        stderr.print("layer-parallel: training MF alone (a baseline trains every layer in "
+                     "one process; train one with --baseline in a run without "
+                     "--layer-parallel)", highlight=False)
+    return ready
 
 
 def _train_in_memory(ctx: typer.Context, data: str, arch: str, schedule: str, baseline: str,
