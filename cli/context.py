@@ -58,11 +58,15 @@ def workspace(ctx: typer.Context) -> Workspace:
 
 
 def optional_workspace(ctx: typer.Context) -> Workspace | None:
-    """The workspace, or None where there is no registry (training from a URL needs none)."""
+    """The workspace, or None where there is no registry (training from a URL needs none).
+    Its store is not checked here: training from a URL never reads it, and reading a
+    registered dataset's stream checks it then."""
     from mfstore.errors import RegistryError
+    from mfstore.workspace import Workspace
 
+    where = locations(ctx)
     try:
-        return workspace(ctx)
+        return Workspace.open(where.home, where.registry, where.store, check_store=False)
     except RegistryError:
         return None
 

@@ -8,6 +8,7 @@ import typer
 
 from cli.context import new_workspace
 from cli.render import TrainingProgress, network_accuracy_table, stdout
+from mfstore.config import DEFAULT_BASELINE
 
 DEMO_DATA = "sklearn:digits"
 DEMO_ARCH = "dense:256,dense:256"
@@ -40,7 +41,7 @@ def demo(
     config = TrainConfig(epochs=epochs, batch_size=64, device=device)
     with TrainingProgress() as progress:
         result = train_network(ws, "digits-mlp", "digits", DEMO_ARCH, config, "sequential",
-                               "bp", progress, baseline="bp")
+                               "bp", progress, baseline=DEFAULT_BASELINE)
     for v in result.layers:
         stdout.print(f"   registered {v.ref}, block {v.block_sha256[:12]}")
     stdout.print(f"   registered network {result.network.ref}")

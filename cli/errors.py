@@ -8,8 +8,9 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from cli.fixes import render_error
+from cli.fixes import Call, render_error
 from mfstore import errors
+from mfstore.urls import mask_credentials
 
 # Most specific first; 2 is click's own usage error.
 EXIT_CODES: list[tuple[type[errors.MFStoreError], int]] = [
@@ -47,5 +48,29 @@ class MFStoreGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except errors.MFStoreError as err:
-            typer.echo(render_error(err, ctx.meta.get(ARGUMENTS)), err=True)
+            typer.echo(render_error(err, call_of(ctx)), err=True)
             raise typer.Exit(exit_code(err)) from err
+
+
+GLOBAL_OPTIONS = ("home", "registry", "store")  # the root command's, repeated by a fix
+
+
+def call_of(ctx: typer.Context) -> Call:
+    """The command line being run, as a fix may show it (passwords masked): its arguments,
+    and the global options given on it (not those from the environment, which a suggested
+    command inherits anyway)."""
+    root = ctx.find_root()
+    prefix: list[str] = []
+    for name in GLOBAL_OPTIONS:
+        if given_on_the_command_line(root, name):
+            prefix += [f"--{name}", mask_credentials(str(root.params[name]))]
+    arguments = [mask_credentials(a) for a in root.meta.get(ARGUMENTS, [])]
+    return Call(tuple(arguments), tuple(prefix))
+
+
+def given_on_the_command_line(ctx: Any, name: str) -> bool:
+    """Whether parameter `name` of `ctx` was given on the command line (not defaulted, not
+    from an environment variable). By the source's name: Typer carries a click of its own,
+    whose ParameterSource is not click's."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"

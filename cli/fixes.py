@@ -11,11 +11,13 @@ rather than dropped.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
+from cli.flags import flag, option_flag
 from mfstore import errors
 from mfstore.config import DatasetOptions, TrainConfig
 from mfstore.errors import Fix
@@ -23,29 +25,32 @@ from mfstore.spec import LayerPlan
 
 SETTINGS = {"registry": "--registry / MFSTORE_REGISTRY", "store": "--store / MFSTORE_STORE",
             "home": "--home / MFSTORE_HOME"}
-LISTINGS = {"datasets": "mfstore data list", "layers": "mfstore layers list",
-            "networks": "mfstore nets list"}
+LISTINGS = {"datasets": ("data", "list"), "layers": ("layers", "list"),
+            "networks": ("nets", "list")}
 PLACEHOLDERS = {  # an import fix's argument the library does not know: what the user puts there
     "name": ("NAME", "a name for the dataset"),
     "url": ("URL", "where the data is now: a path, an fsspec URL or sklearn:DATASET")}
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def option_flag(f: Field[Any]) -> str:
-    """The option a field of `TrainConfig`, `LayerPlan` or `DatasetOptions` becomes: its
-    `flag` when renamed, else its name (`--no-` + it turns off a field on by default)."""
-    return "--" + str(f.metadata.get("flag", f.name.replace("_", "-")))
 
 
 def quoted(words: Sequence[object]) -> str:
     return "`" + " ".join(shlex.quote(str(w)) for w in words) + "`"
 
 
-def command(*words: object) -> str:
-    return quoted(["mfstore", *words])
+@dataclass(frozen=True)
+class Call:
+    """The command line a fix answers, as it may be shown (passwords masked): its arguments,
+    and the global options given on it (--home, --registry, --store), which a suggested
+    command repeats so that it acts on the same registry and store."""
+
+    arguments: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()
+
+
+NO_CALL = Call()  # a fix rendered outside a command (the web UI, a report)
+
+
+def command(*words: object, call: Call = NO_CALL) -> str:
+    return quoted(["mfstore", *call.prefix, *words])
 
 
 @dataclass(frozen=True)
@@ -71,17 +76,20 @@ def _option_words(f: Field[Any], value: Any) -> list[str]:
 
 def options_for(cls: type, values: dict[str, Any]) -> Options:
     """The options that give the fields of `cls` their `values`: one for each value that
-    differs from the field's default; the values no option sets are listed instead."""
+    differs from the field's default, or whose option's environment variable is set here
+    (it would change the value); the values no option sets are listed instead."""
     words: list[str] = []
     unset: list[str] = []
     for f in fields(cls):
         if f.name not in values:
             continue
         value = values[f.name]
-        if f.default is not MISSING and _as_given(f, value) == _as_given(f, f.default):
+        overridden = f.metadata.get("envvar", "") in os.environ
+        if f.default is not MISSING and _as_given(f, value) == _as_given(f, f.default) \
+                and not overridden:
             continue
         if "help" in f.metadata and _as_given(f, value) is not None:
-            words += _option_words(f, value)
+            words += _option_words(f, _as_given(f, value))
         else:
             shown = tuple(value) if isinstance(value, list) else value
             unset.append(f"{f.name} {shown!r}")
@@ -95,42 +103,46 @@ def _cannot(unset: list[str], how: str) -> str:
             "Python API)")
 
 
-def _then(a: dict[str, Any]) -> str:
+def _then(a: dict[str, Any], call: Call) -> str:
     then = a.get("then")
-    return f", then {render_fix(Fix(then['action'], then.get('args', {})))}" if then else ""
+    return (f", then {render_fix(Fix(then['action'], then.get('args', {})), call)}"
+            if then else "")
 
 
-def _train_layer(a: dict[str, Any]) -> str:
+def _train_layer(a: dict[str, Any], call: Call) -> str:
     spec = options_for(LayerPlan, a.get("spec", {}))
     config = options_for(TrainConfig, a.get("config", {}))
     on = [w for ref in a.get("on", []) for w in ("--on", ref)]
     words = ["train-layer", a["name"], "--data", a["data"], *on, *spec.words, *config.words]
-    differ = "" if a.get("same_weights", True) else (
-        " (it was trained beside the other layers of its network, in the simultaneous "
-        "schedule: retrained alone, its weights will differ)")
-    return (f"retrain {a.get('ref', a['name'])} with {command(*words)}" + differ
-            + _cannot(spec.unset + config.unset, "retrain it") + _then(a))
+    processes = a.get("processes", 1)
+    launched = ["torchrun", "--nproc-per-node", processes, "--no-python"] if processes > 1 \
+        else []
+    again = quoted([*launched, "mfstore", *call.prefix, *words])
+    differ = f" ({a['other_weights']}: its weights may differ)" if a.get("other_weights") \
+        else ""
+    return (f"retrain {a.get('ref', a['name'])} with {again}" + differ
+            + _cannot(spec.unset + config.unset, "retrain it") + _then(a, call))
 
 
-def _import(a: dict[str, Any]) -> str:
+def _import(a: dict[str, Any], call: Call) -> str:
     options = options_for(DatasetOptions, a.get("options", {}))
     given = {key: a.get(key) or PLACEHOLDERS[key][0] for key in PLACEHOLDERS}
     blanks = [f"replace {word} with {what}" for key, (word, what) in PLACEHOLDERS.items()
               if not a.get(key)]
     return ("import it with " + command("data", "add", given["name"], given["url"],
-                                        *options.words)
+                                        *options.words, call=call)
             + (f" ({'; '.join(blanks)})" if blanks else "")
             + _cannot(options.unset, "import it"))
 
 
-def _launch(a: dict[str, Any], argv: Sequence[str] | None) -> str:
-    """The command again, one process per layer; `argv`: its arguments (None: unknown)."""
-    again = list(argv) if argv is not None else ["ARGUMENTS"]
+def _launch(a: dict[str, Any], call: Call) -> str:
+    """The command again, one process per layer."""
+    again = list(call.arguments) or ["ARGUMENTS"]
     return "start it with " + quoted(["torchrun", "--nproc-per-node", a.get("processes", "N"),
                                       "--no-python", "mfstore", *again])
 
 
-def _repair(a: dict[str, Any]) -> str:
+def _repair(a: dict[str, Any], call: Call) -> str:
     words: list[object] = ["repair"]
     if a.get("network"):
         words.append(a["network"])
@@ -138,45 +150,51 @@ def _repair(a: dict[str, Any]) -> str:
         words += ["--layer", a["layer"]]
     elif a.get("auto"):
         words.append("--auto")
-    return f"run {command(*words)}"
+    return f"run {command(*words, call=call)}"
 
 
-def _delete(a: dict[str, Any]) -> str:
-    commands = [command("nets", "delete", n, "--keep-layers") for n in a.get("networks", [])]
-    commands += [command("layers", "delete", x) for x in a.get("layers", [])]
+def _delete(a: dict[str, Any], call: Call) -> str:
+    commands = [command("nets", "delete", n, "--keep-layers", call=call)
+                for n in a.get("networks", [])]
+    commands += [command("layers", "delete", x, call=call) for x in a.get("layers", [])]
     return "first delete " + " and ".join([*a.get("networks", []), *a.get("layers", [])]) + \
         " (" + ", ".join(commands) + ")"
 
 
+def _number(value: Any) -> str:
+    """A value as an option takes it; a float with every bit (repr), never rounded."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def _option(a: dict[str, Any]) -> str:
-    value = f" {a['value']:g}" if isinstance(a.get("value"), float) else (
-        f" {a['value']}" if "value" in a else "")
+    value = f" {_number(a['value'])}" if "value" in a else ""
     return f"pass {flag(a['name'])}{value}" + (f" {a['why']}" if a.get("why") else "")
 
 
-def render_fix(fix: Fix, argv: Sequence[str] | None = None) -> str:
-    """A fix as the command line (or option) that applies it; `argv`: the arguments of the
-    command that failed, for a fix that runs it again differently."""
+def render_fix(fix: Fix, call: Call = NO_CALL) -> str:
+    """A fix as the command line (or option) that applies it; `call`: the command line that
+    failed (a suggested command repeats its global options; a launch reruns it)."""
     a = fix.args
     renderers = {
         "option": lambda: _option(a),
         "setting": lambda: f"check {SETTINGS[a['name']]}",
-        "list": lambda: f"see `{LISTINGS[a['what']]}`",
-        "init": lambda: f"run {command('init')} first",
-        "upgrade": lambda: f"upgrade it with {command('init')}",
-        "train_layer": lambda: _train_layer(a),
-        "verify": lambda: f"run {command('verify', *[a['network']] if a.get('network') else [])}",
-        "repair": lambda: _repair(a),
-        "import": lambda: _import(a),
-        "delete": lambda: _delete(a),
-        "launch": lambda: _launch(a, argv),
+        "list": lambda: f"see {command(*LISTINGS[a['what']], call=call)}",
+        "init": lambda: f"run {command('init', call=call)} first",
+        "upgrade": lambda: f"upgrade it with {command('init', call=call)}",
+        "train_layer": lambda: _train_layer(a, call),
+        "verify": lambda: "run " + command("verify", *[a["network"]] if a.get("network") else [],
+                                           call=call),
+        "repair": lambda: _repair(a, call),
+        "import": lambda: _import(a, call),
+        "delete": lambda: _delete(a, call),
+        "launch": lambda: _launch(a, call),
     }
     return renderers[fix.action]() if fix.action in renderers else fix.describe()
 
 
-def render_error(err: errors.MFStoreError, argv: Sequence[str] | None = None) -> str:
-    """`error: MESSAGE; FIRST FIX (or OTHER FIX)` on one line (`argv`: see `render_fix`)."""
+def render_error(err: errors.MFStoreError, call: Call = NO_CALL) -> str:
+    """`error: MESSAGE; FIRST FIX (or OTHER FIX)` on one line (`call`: see `render_fix`)."""
     if not err.fixes:
         return f"error: {err.message}"
-    first, *rest = (render_fix(f, argv) for f in err.fixes)
+    first, *rest = (render_fix(f, call) for f in err.fixes)
     return f"error: {err.message}; {first}" + "".join(f" (or {r})" for r in rest)

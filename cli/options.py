@@ -13,12 +13,13 @@ import os
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cli.fixes import option_flag
+from cli.errors import given_on_the_command_line
+from cli.flags import option_flag
 from mfstore.config import DatasetOptions, TrainConfig
 from mfstore.spec import LayerPlan
 
@@ -104,10 +105,25 @@ def train_config(params: dict[str, Any]) -> TrainConfig:
 
 
 def data_options(params: dict[str, Any]) -> DatasetOptions:
-    """The import options of a command (its `ctx.params`)."""
-    given = {f.name: params[param_name(DatasetOptions, f.name)] for f in fields(DatasetOptions)
-             if param_name(DatasetOptions, f.name) in params}
+    """The import options of a command (its `ctx.params`); a `none_is` value (--max-examples
+    0) means unset."""
+    given: dict[str, Any] = {}
+    for f in fields(DatasetOptions):
+        name = param_name(DatasetOptions, f.name)
+        if name in params:
+            value = params[name]
+            given[f.name] = None if "none_is" in f.metadata and value == f.metadata["none_is"] \
+                else value
     return DatasetOptions(**given)
+
+
+def import_options_given(ctx: typer.Context) -> dict[Field[Any], Any]:
+    """The import options given on the command line itself, as `DatasetOptions` holds them
+    (an environment variable such as MFSTORE_MAX_EXAMPLES applies wherever a source is read,
+    and only there)."""
+    chosen = data_options(ctx.params)
+    return {f: getattr(chosen, f.name) for f in fields(DatasetOptions)
+            if given_on_the_command_line(ctx, param_name(DatasetOptions, f.name))}
 
 
 def layer_plan(params: dict[str, Any]) -> LayerPlan:

@@ -8,10 +8,11 @@ import typer
 
 from cli import options
 from cli.context import workspace
-from cli.errors import DAMAGE_EXIT_CODE
-from cli.fixes import render_error, render_fix
+from cli.errors import DAMAGE_EXIT_CODE, call_of
+from cli.fixes import Call, render_error, render_fix
 from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
 from cli.tracking import MLflow, reach, track_layers
+from mfstore.errors import MFStoreError
 
 if TYPE_CHECKING:
     from mfstore.verify import LayerCheck, VerifyReport
@@ -20,25 +21,30 @@ Tolerance = Annotated[float, typer.Option(
     help="Accuracy drop (fraction, 0.02 = 2 points) that counts as damage.")]
 
 
-def _fixes(fixes: list) -> str:
-    return " or ".join(render_fix(f) for f in fixes)
+def _why(err: MFStoreError, call: Call) -> str:
+    """An error's one line without its `error: `, fixes said for this command line."""
+    return render_error(err, call).removeprefix("error: ")
 
 
-def _report_dict(report: VerifyReport) -> dict:
+def _fixes(fixes: list, call: Call) -> str:
+    return " or ".join(render_fix(f, call) for f in fixes)
+
+
+def _report_dict(report: VerifyReport, call: Call) -> dict:
     return {"network": report.network.ref if report.network else None,
             "dataset": report.dataset, "damaged": len(report.damaged),
             "damaged_streams": len(report.damaged_streams),
             "layers": [{"layer": c.layer.ref, "position": c.position, "ok": c.ok,
                         "problems": c.problems, "accuracy": c.accuracy,
                         "recorded_accuracy": c.recorded, "note": c.note,
-                        "repaired_by": c.repaired_by, "repair": _fixes(c.fixes)}
+                        "repaired_by": c.repaired_by, "repair": _fixes(c.fixes, call)}
                        for c in report.checks],
             "streams": [{"id": s.id, "dataset": s.dataset, "chain": s.chain, "ok": s.ok,
-                         "problems": s.problems, "repair": _fixes(s.fixes)}
+                         "problems": s.problems, "repair": _fixes(s.fixes, call)}
                         for s in report.streams]}
 
 
-def _print_layer(c: LayerCheck) -> None:
+def _print_layer(c: LayerCheck, call: Call) -> None:
     where = f"layer {c.position} " if c.position else ""
     acc = "" if c.accuracy is None else (
         f"  test accuracy {c.accuracy:.2%} (recorded {c.recorded:.2%})")
@@ -48,12 +54,12 @@ def _print_layer(c: LayerCheck) -> None:
     for problem in c.problems:
         stdout.print(f"        {problem}", highlight=False)
     if c.fixes:
-        stdout.print(f"        repair: {_fixes(c.fixes)}", highlight=False)
+        stdout.print(f"        repair: {_fixes(c.fixes, call)}", highlight=False)
 
 
-def _print_report(report: VerifyReport) -> None:
+def _print_report(report: VerifyReport, call: Call) -> None:
     for c in report.checks:
-        _print_layer(c)
+        _print_layer(c, call)
     for st in report.streams:
         chain = " → ".join(st.chain) or "its examples"
         stdout.print(f"{'ok     ' if st.ok else 'DAMAGED'} stream {st.id[:12]} of "
@@ -61,7 +67,7 @@ def _print_report(report: VerifyReport) -> None:
         for problem in st.problems:
             stdout.print(f"        {problem}", highlight=False)
         if st.fixes:
-            stdout.print(f"        repair: {_fixes(st.fixes)}", highlight=False)
+            stdout.print(f"        repair: {_fixes(st.fixes, call)}", highlight=False)
     stdout.print(f"{len(report.checks)} layers and {len(report.streams)} streams checked, "
                  f"{len(report.damaged)} layers and {len(report.damaged_streams)} streams "
                  "damaged")
@@ -89,9 +95,9 @@ def verify(
 
     report = verify_blocks(workspace(ctx), ref, data, tolerance, device, streams)
     if as_json:
-        print_json(_report_dict(report))
+        print_json(_report_dict(report, call_of(ctx)))
     else:
-        _print_report(report)
+        _print_report(report, call_of(ctx))
     if not report.ok:
         raise typer.Exit(DAMAGE_EXIT_CODE)
 
@@ -128,7 +134,7 @@ def repair(
                                  for r in result.repaired],
                     "retrained_downstream": [v.ref for v in result.retrained_downstream],
                     "kept_downstream": result.kept_downstream, "streams": result.streams,
-                    "left": {k: render_error(v)[len("error: "):] for k, v in result.left.items()}})
+                    "left": {k: _why(v, call_of(ctx)) for k, v in result.left.items()}})
         return
     if result.nothing:
         stdout.print("nothing to repair")
@@ -144,8 +150,7 @@ def repair(
     if result.network is not None:
         stdout.print(f"registered {result.network.ref}")
     for what, why in result.left.items():
-        stderr.print(f"not repaired: {what}: {render_error(why)[len('error: '):]}",
-                     highlight=False)
+        stderr.print(f"not repaired: {what}: {_why(why, call_of(ctx))}", highlight=False)
     if result.left:
         raise typer.Exit(DAMAGE_EXIT_CODE)
 

@@ -23,7 +23,8 @@ def serve(
     port: Annotated[int, typer.Option(help="REST port (0: any free port).")] = 8000,
     grpc_port: Annotated[int | None, typer.Option(
         help="Also serve Triton's gRPC protocol on this port (0: any free port).")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(
+        help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     require_gpu: Annotated[bool, typer.Option(help="Refuse to start without CUDA.")] = False,
     tf32: Annotated[bool, typer.Option(help="Allow TF32 on CUDA (faster, ~5e-4 rel. error).")
     ] = False,

@@ -8,13 +8,15 @@ import typer
 
 from cli import options
 from cli.context import optional_workspace, workspace
+from cli.flags import option_flag
 from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
 from cli.tracking import MLflow, reach, refuse_unregistered, track_layers
-from mfstore.config import DEFAULT_SCHEDULE, STORE_SCHEDULE
+from mfstore.config import DEFAULT_BASELINE, DEFAULT_SCHEDULE, STORE_SCHEDULE, DatasetOptions
 from mfstore.errors import ConfigError
 
 if TYPE_CHECKING:
     from mfstore.history import Ready
+    from mfstore.registry import DatasetRecord
 
 Data = Annotated[str, typer.Option(
     help="A registered dataset's name, else (without NET) a URL or sklearn:NAME read on the "
@@ -58,7 +60,7 @@ def train(
     config = options.train_config(ctx.params)
     schedule = schedule or (DEFAULT_SCHEDULE if net is None else STORE_SCHEDULE)
     say_mf_alone = baseline is None and layer_parallel
-    baseline = baseline or ("none" if layer_parallel else "bp")
+    baseline = baseline or ("none" if layer_parallel else DEFAULT_BASELINE)
     if net is None:
         refuse_unregistered(mlflow)
         if layer_parallel:
@@ -66,10 +68,12 @@ def train(
                               "network to register (mfstore train NET --data DATASET …)")
         _train_in_memory(ctx, data, arch, schedule, baseline, config, as_json)
         return
+    from mfstore.importing import registered_dataset
     from mfstore.network import evaluate_network
     from mfstore.store_training import train_network
 
     ws = workspace(ctx)
+    _refuse_import_options(ctx, registered_dataset(ws, data))
     with TrainingProgress(enabled=not as_json) as progress:
         result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline,
                                layer_parallel, ready=_ready(reach(mlflow), say_mf_alone))
@@ -106,14 +110,29 @@ def _ready(reach: Ready | None, say_mf_alone: bool) -> Ready | None:
     return ready
 
 
+def _refuse_import_options(ctx: typer.Context, record: DatasetRecord) -> None:
+    """Import options say how a source is read; a registered dataset keeps the ones it was
+    imported with, so giving others is refused rather than ignored."""
+    imported = DatasetOptions(**record.options)
+    other = [option_flag(f) for f, value in options.import_options_given(ctx).items()
+             if value != getattr(imported, f.name)]
+    if other:
+        raise ConfigError(f"{', '.join(other)} differ{'s' if len(other) == 1 else ''} from "
+                          f"what dataset {record.name!r} was imported with; import the source "
+                          "again under another name to read it so (mfstore data add)")
+
+
 def _train_in_memory(ctx: typer.Context, data: str, arch: str, schedule: str, baseline: str,
                      config: Any, as_json: bool) -> None:
     from cli.render import accuracy_table
     from mfstore.experiment import run_experiment
     from mfstore.importing import dataset_for_training
 
-    dataset = dataset_for_training(data, options.data_options(ctx.params),
-                                   optional_workspace(ctx))
+    ws = optional_workspace(ctx)
+    for record in ws.registry.datasets() if ws is not None else []:
+        if record.name == data:
+            _refuse_import_options(ctx, record)
+    dataset = dataset_for_training(data, options.data_options(ctx.params), ws)
     with TrainingProgress(enabled=not as_json) as progress:
         result = run_experiment(dataset, arch, config, schedule, baseline, callback=progress)
     if as_json:

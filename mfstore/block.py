@@ -71,6 +71,7 @@ class LayerBlock:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
     version: str = ""  # mfstore version that wrote it
+    run: dict[str, Any] | None = None  # TrainingRun.to_dict(); None in blocks from before it
 
     @property
     def digest(self) -> str:
@@ -99,6 +100,8 @@ class LayerBlock:
         header = {"format": FORMAT, "spec": self.spec.to_dict(),
                   "input": self.signature.to_dict(), "config": self.config,
                   "metrics": self.metrics, "history": self.history, "mfstore_version": self.version}
+        if self.run is not None:
+            header["run"] = self.run
         return st_save(self.tensors, metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
 
     @classmethod
@@ -112,7 +115,7 @@ class LayerBlock:
             spec = LayerSpec.from_dict(header["spec"])
             block = cls(spec, tensors, InputSignature.from_dict(header["input"]),
                         header["config"], header["metrics"], header["history"],
-                        header["mfstore_version"])
+                        header["mfstore_version"], header.get("run"))
             _check_shapes(block)
             return block
         except (SafetensorError, ValueError, KeyError, TypeError, MFStoreError) as err:

@@ -22,6 +22,7 @@ DEFAULT_SCHEDULE = "simultaneous"  # in memory: chosen on validation (README "Wh
 # defaults")
 STORE_SCHEDULE = "sequential"  # registering layers: each block then depends on its input
 # stream alone, so that repair retrains a damaged one bit for bit
+DEFAULT_BASELINE = "bp"  # trained beside MF unless told otherwise (none when layer-parallel)
 MAX_SEED = 2**63 - 1
 FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn", "tokens")  # data readers
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")  # what --device accepts
@@ -34,6 +35,36 @@ def check_device(name: str) -> str:
     if not isinstance(name, str) or not DEVICE.fullmatch(name):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     return name
+
+
+RUN_SCHEDULES = ("sequential", "simultaneous", "layer-parallel")
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """How a layer was trained beyond its `TrainConfig`: what else its weights depend on.
+    Recorded with every layer version, so that a retrain can say whether it gives the same
+    weights back (only one layer trained alone, `sequential`, depends on its input alone)."""
+
+    schedule: str = "sequential"  # one of RUN_SCHEDULES
+    processes: int = 1  # data-parallel processes (torchrun); layer-parallel: one per layer
+    device: str = "cpu"  # the device type it ran on: "cpu" or "cuda"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in RUN_SCHEDULES or self.processes < 1:
+            raise ConfigError(f"not a training run: {self!r}")
+
+    @property
+    def alone(self) -> bool:
+        """Trained as one layer on a fixed input (what `train-layer` does)."""
+        return self.schedule == "sequential"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingRun:
+        return cls(**data)
 
 
 def _help(text: str, **more: Any) -> dict[str, Any]:
@@ -131,9 +162,9 @@ class DatasetOptions:
         "Token-id data: the vocabulary size, ids 0..vocab-1 with 0 as padding (default: the "
         "largest id + 1)."))
     max_examples: int | None = field(default=None, metadata=_help(
-        "Read only the first N examples of each split the source holds (train, and test "
-        "where it has one), to try a large source quickly; part of the fingerprint "
-        "(default: all).", envvar="MFSTORE_MAX_EXAMPLES"))
+        "Keep only the first N examples of each split the source holds (train, and test "
+        "where it has one), to try a large source quickly; part of the fingerprint. 0: all.",
+        envvar="MFSTORE_MAX_EXAMPLES", none_is=0))
 
     def __post_init__(self) -> None:
         for name in ("val_fraction", "test_fraction"):
@@ -149,8 +180,8 @@ class DatasetOptions:
         if self.vocab is not None and not 2 <= self.vocab <= MAX_VOCAB:
             raise ConfigError(f"vocab must lie in 2..{MAX_VOCAB}, got {self.vocab}")
         if self.max_examples is not None and not 1 <= self.max_examples <= MAX_EXAMPLES:
-            raise ConfigError(f"max examples must lie in 1..{MAX_EXAMPLES}, got "
-                              f"{self.max_examples}")
+            raise ConfigError(f"max examples must lie in 1..{MAX_EXAMPLES} (or be unset: "
+                              f"all), got {self.max_examples}")
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"unknown format {self.format!r}; choose one of: "
                               f"{', '.join(FORMATS)}")

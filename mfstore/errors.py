@@ -26,8 +26,9 @@ class Fix:
         dataset `data` over the chain `on` (refs, input side first), with `spec` (the
         `LayerPlan` options that make its spec: kind, width and each option whose default
         would make another layer) and `config` (its recorded `TrainConfig.to_dict()`);
-        `then`: a fix, as {"action", "args"}, to apply once it is trained; `same_weights`
-        False: it was trained beside other layers, so the recipe alone gives other weights;
+        `then`: a fix, as {"action", "args"}, to apply once it is trained; `processes`: data
+        parallel, as many as it was trained with; `other_weights`: why the recipe alone
+        cannot give its weights back (trained beside other layers, or on CUDA);
       - `verify` / `repair`: check or mend `network` (or the whole store), `layer` = position;
       - `import`: import dataset `name` from `url` with `options` (a `DatasetOptions` dict);
         no `name`: one of the user's choosing; no `url`: one only the user knows (where
@@ -45,7 +46,7 @@ class Fix:
         return words(self.args) if words else self.action
 
 
-def _option_words(a: dict[str, Any]) -> str:
+def _option_text(a: dict[str, Any]) -> str:
     value = f" to {a['value']!r}" if "value" in a else ""
     return f"set {a['name']!r}{value}" + (f" {a['why']}" if a.get("why") else "")
 
@@ -56,8 +57,8 @@ def _train_layer_words(a: dict[str, Any]) -> str:
     then = a.get("then")
     return (f"retrain {a.get('ref', a['name'])} on {chain} of dataset {a['data']!r} as "
             f"LayerPlan({plan}) with its recorded TrainConfig"
-            + ("" if a.get("same_weights", True) else " (other weights: it was trained beside "
-               "the other layers of its network)")
+            + (f" (other weights: {a['other_weights']})" if a.get("other_weights") else "")
+            + (f" in {a['processes']} processes" if a.get("processes", 1) > 1 else "")
             + (f", then {Fix(then['action'], then.get('args', {})).describe()}" if then else ""))
 
 
@@ -73,7 +74,7 @@ def _target(a: dict[str, Any]) -> str:
 
 
 _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
-    "option": _option_words,
+    "option": _option_text,
     "train_layer": _train_layer_words,
     "import": _import_words,
     "delete": lambda a: "first delete " + " and ".join([*a.get("networks", []),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from mfstore.baseline import BaselineResult, parse_baselines, train_baselines
-from mfstore.config import DEFAULT_SCHEDULE, TrainConfig
+from mfstore.config import DEFAULT_BASELINE, DEFAULT_SCHEDULE, TrainConfig
 from mfstore.dataset import Dataset
 from mfstore.devices import training_device
 from mfstore.evaluation import Accuracy, evaluate
@@ -54,7 +54,8 @@ class ExperimentResult:
 
 
 def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: TrainConfig,
-                   schedule: str = DEFAULT_SCHEDULE, baseline: str | Sequence[str] = "bp",
+                   schedule: str = DEFAULT_SCHEDULE,
+                   baseline: str | Sequence[str] = DEFAULT_BASELINE,
                    callback: ProgressCallback | None = None,
                    device: torch.device | None = None) -> ExperimentResult:
     """Train `arch` on `dataset` with Mono-Forward and the baselines `baseline` names

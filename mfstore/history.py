@@ -48,7 +48,7 @@ def check_finite(algorithm: str, layer: int | None, epoch: int, loss: float, lr:
         raise DivergenceError(
             f"training diverged: {who} ({algorithm}) reached a non-finite loss or weight at "
             f"epoch {epoch} with learning rate {lr:g}; nothing was registered",
-            option("lr", "(a tenth of it)", value=lr / 10))
+            option("lr", "(a tenth of it)", value=float(f"{lr / 10:.6g}")))
 
 
 @dataclass

@@ -58,21 +58,39 @@ def _makes(plan: LayerPlan, spec: LayerSpec, tokens: int | None) -> bool:
         return False
 
 
-TRAINED_BESIDE_OTHERS = "trained simultaneous"  # the note `train NET --schedule simultaneous`
-# gives every layer it registers
+def other_weights(layer: LayerVersion) -> str | None:
+    """Why its recipe, retrained alone on the same input, would not give `layer`'s weights
+    back (None: it would, bit for bit on the CPU)."""
+    run = layer.run
+    if run is None or (run.alone and run.device == "cpu"):
+        return None  # before runs were recorded, train-layer and train NET trained alone
+    if run.schedule == "simultaneous":
+        return "it was trained beside the other layers of its network (simultaneous schedule)"
+    if run.schedule == "layer-parallel":
+        return "it was trained beside the other layers of its network (layer-parallel)"
+    if not layer.config.get("deterministic"):
+        return "it was trained on CUDA, whose kernels are not deterministic"
+    return None
 
 
-def retrain_fix(layer: LayerVersion, dataset: DatasetRecord, upstream: Sequence[LayerVersion],
+def retrain_fix(layer: LayerVersion, dataset: DatasetRecord, upstream: Sequence[str],
                 then: Fix | None = None) -> Fix:
-    """Train `layer` again, its whole recipe (spec and recorded training configuration), on
-    the chain `upstream` of `dataset`; `then`, once it is trained."""
+    """Train `layer` again, its whole recipe, on the chain `upstream` (refs, input side first)
+    of `dataset`; `then`, once it is trained. The recipe: its spec, its recorded training
+    configuration with the device it resolved to (an `auto` run on the CPU retrains on the
+    CPU), and as many processes as it was trained with."""
     tokens = None if upstream else dataset.options.get("vocab")  # as train-layer resolves it
+    config = dict(layer.config)
+    if config.get("device") == "auto" and layer.run is not None:
+        config["device"] = layer.run.device
     args: dict[str, Any] = {
-        "ref": layer.ref, "name": layer.name, "data": dataset.name,
-        "on": [u.ref for u in upstream], "spec": plan_options(layer.spec, tokens),
-        "config": dict(layer.config)}
-    if TRAINED_BESIDE_OTHERS in layer.note:  # its weights depend on its neighbours' too
-        args["same_weights"] = False
+        "ref": layer.ref, "name": layer.name, "data": dataset.name, "on": list(upstream),
+        "spec": plan_options(layer.spec, tokens), "config": config}
+    if layer.run is not None and layer.run.alone and layer.run.processes > 1:
+        args["processes"] = layer.run.processes  # data parallel: the same N, the same block
+    why = other_weights(layer)
+    if why is not None:
+        args["other_weights"] = why
     if then is not None:
         args["then"] = {"action": then.action, "args": dict(then.args)}
     return Fix("train_layer", args)
@@ -103,7 +121,7 @@ def lineage_problems(registry: Registry, dataset: DatasetRecord,
         problems.append(Mismatch(k, f"{layer.ref} was trained on the outputs of {trained}"
                                     f"{data_note} but here follows {here} of dataset "
                                     f"{dataset.name!r}",
-                                 retrain_fix(layer, dataset, layers[:k])))
+                                 retrain_fix(layer, dataset, [u.ref for u in layers[:k]])))
     return problems
 
 

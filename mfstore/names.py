@@ -33,7 +33,6 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-
 def class_name_problem(name: object) -> str | None:
     """Why a class name cannot travel through the files it is written to, None when it can:
     Triton's label file (`labels.txt`, one name a line: Triton reads a line up to '\n', and

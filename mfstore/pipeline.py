@@ -116,12 +116,12 @@ def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Clu
     if schedule != "simultaneous":
         raise ConfigError("layer-parallel training is the simultaneous schedule; a layer of "
                           "the sequential schedule waits for the one below it to finish")
+    launch = Fix("launch", {"per": "layer", "processes": len(specs)})
     if cluster is None:
-        raise ConfigError("layer-parallel training needs one process per layer",
-                          Fix("launch", {"per": "layer", "processes": len(specs)}))
+        raise ConfigError("layer-parallel training needs one process per layer", launch)
     if cluster.world != len(specs):
         raise ConfigError(f"layer-parallel training needs one process per layer: "
-                          f"{len(specs)} layers, {cluster.world} processes")
+                          f"{len(specs)} layers, {cluster.world} processes", launch)
     return cluster
 
 

@@ -24,7 +24,7 @@ from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, SpecError, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import reimport
-from mfstore.lineage import lineage_problems, retrain_fix
+from mfstore.lineage import lineage_problems, other_weights, retrain_fix
 from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.stream_chain import chain_stream
@@ -190,16 +190,25 @@ def lost_upstream(ws: Workspace, layer: LayerVersion,
                   by_digest: dict[str, LayerVersion]) -> IntegrityError:
     """Why `layer` cannot be retrained: a layer it was trained over has no intact version left.
     While the registry still holds the version that computed it (its block lost or damaged)
-    over an intact chain, the way out is that version's recipe on that chain (deterministic
-    CPU training gives its digest back bit for bit), then repairing again."""
+    over an intact chain, the way out is that version's recipe on that chain. Where that gives
+    its weights back bit for bit (one layer trained alone, on the CPU), repairing again then
+    mends `layer`; otherwise `layer` itself is retrained over the new version."""
     why = "(that layer was retrained with other weights, or lost)"
     missing = next(d for d in layer.signature.chain if d not in by_digest)
     lost = first_by_digest(ws.registry.layers()).get(missing)
     if lost is None or any(d not in by_digest for d in lost.signature.chain):
         return IntegrityError(f"no intact version of a layer it was trained over is left {why}")
-    fix = retrain_fix(lost, ws.registry.dataset(lost.dataset),
-                      [by_digest[d] for d in lost.signature.chain],
-                      then=Fix("repair", {"auto": True}))
+    dataset = ws.registry.dataset(lost.dataset)
+    then = Fix("repair", {"auto": True})
+    if other_weights(lost) is not None:
+        coming = f"{lost.name}@{max(v.version for v in ws.registry.layers(lost.name)) + 1}"
+        on = [coming if d == missing else by_digest[d].ref if d in by_digest else None
+              for d in layer.signature.chain]
+        if None in on:
+            return IntegrityError(f"no intact version of a layer it was trained over is left "
+                                  f"{why}")
+        then = retrain_fix(layer, dataset, [ref for ref in on if ref is not None])
+    fix = retrain_fix(lost, dataset, [by_digest[d].ref for d in lost.signature.chain], then)
     return IntegrityError(f"no intact version of {lost.ref}, which it was trained over, is "
                           f"left {why}", fix)
 

@@ -21,7 +21,7 @@ from mfstore import distributed
 from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_baselines
 from mfstore.batches import WHOLE
 from mfstore.block import InputSignature, LayerBlock
-from mfstore.config import STORE_SCHEDULE, TrainConfig
+from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError, option
 from mfstore.history import ProgressCallback, Ready
@@ -42,9 +42,15 @@ def resolve_layers(ws: Workspace, refs: Sequence[str]) -> list[LayerVersion]:
     return [ws.registry.layer(*parse_ref(ref)) for ref in refs]
 
 
+def training_run(schedule: str, device: torch.device) -> TrainingRun:
+    """How this process trains: `schedule` (or layer-parallel), its processes, its device."""
+    cluster = distributed.current()
+    return TrainingRun(schedule, 1 if cluster is None else cluster.world, device.type)
+
+
 def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
-             chain: Sequence[str], config: TrainConfig, repairs: int | None = None,
-             note: str = "") -> LayerVersion:
+             chain: Sequence[str], config: TrainConfig, run: TrainingRun,
+             repairs: int | None = None, note: str = "") -> LayerVersion:
     """Store the block durably, then register the next version of `name`. With several
     processes (which hold the same layer), rank 0 alone writes and tells the others."""
     def write() -> LayerVersion:
@@ -52,11 +58,11 @@ def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
         signature = InputSignature(layer.spec.in_shape, tuple(chain), dataset.fingerprint)
         block = LayerBlock.from_layer(layer, signature, config=config.to_dict(),
                                       metrics=trained.metrics,
-                                      history=trained.history.to_dict())
+                                      history=trained.history.to_dict(), run=run.to_dict())
         sha = ws.put_block(block)
         return ws.registry.add_layer(name, sha, block.digest, layer.spec, signature,
                                      dataset.name, config.to_dict(), trained.metrics,
-                                     repairs=repairs, note=note)
+                                     repairs=repairs, note=note, run=run)
     return distributed.on_main(write)
 
 
@@ -72,7 +78,7 @@ def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
     (trained,) = train_stack([layer], inputs, config, device, schedule="sequential",
                              first_index=len(upstream), callback=callback)
     return register(ws, name, trained, dataset, [u.digest for u in upstream], config,
-                    repairs, note)
+                    training_run("sequential", device), repairs, note)
 
 
 def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
@@ -130,13 +136,13 @@ def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequen
                         dataset.options.get("vocab"))
     check_name(f"{net}.l{len(specs)}", "layer")  # the longest name its layers will get
     if layer_parallel:
-        check_pipeline(specs, schedule)
-        if names:
+        if names:  # before the launch check: the launch it suggests must be able to run
             titles = " and ".join(algorithms()[n].title for n in names)
             raise ConfigError(f"the {titles} baseline{'s' if len(names) > 1 else ''} cannot "
                               "run layer-parallel (a baseline trains every layer in each "
                               "process); train it in a run of its own",
                               option("baseline", value="none"))
+        check_pipeline(specs, schedule)
     if ready is not None:
         ready()
     inputs = StreamInputs.of_chain(ws, dataset, [], config, device,
@@ -144,9 +150,11 @@ def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequen
     versions: list[LayerVersion] = []
     note = f"trained {schedule}" + (" layer-parallel" if layer_parallel else "")
 
+    run = training_run("layer-parallel" if layer_parallel else schedule, device)
+
     def registered(trained: Trained) -> None:
         versions.append(register(ws, f"{net}.l{trained.position + 1}", trained, dataset,
-                                 [v.digest for v in versions], config, note=note))
+                                 [v.digest for v in versions], config, run, note=note))
 
     if layer_parallel:
         for trained in train_pipelined(specs, inputs, config, device, callback)[0]:

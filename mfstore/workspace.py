@@ -88,12 +88,15 @@ class Workspace:
 
     @classmethod
     def open(cls, home: str | None = None, registry: str | None = None,
-             store: str | None = None, stream_options: StreamOptions | None = None) -> Workspace:
+             store: str | None = None, stream_options: StreamOptions | None = None,
+             check_store: bool = True) -> Workspace:
         """An existing workspace; nothing is created, and a registry or store that is not
-        there (or not reachable) is refused."""
+        there (or not reachable) is refused. `check_store=False`: the store is checked when
+        first used (for a caller that may never need it)."""
         where = Locations.resolve(home, registry, store)
         ws = cls(where, Registry(where.registry), stream_options)
-        ws.store  # noqa: B018 (opened and checked now, not at first use)
+        if check_store:
+            ws.store  # noqa: B018 (opened and checked now, not at first use)
         return ws
 
     @classmethod

@@ -45,8 +45,10 @@ def mfstore(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 
 def in_home(home: Path | str, *args: str) -> Ran:
-    """`mfstore --home HOME ARGS…`."""
-    return cli("--home", str(home), *args)
+    """`mfstore ARGS…` with MFSTORE_HOME=HOME exported, as a user working in one home does
+    (so a command an error suggests names no --home: it inherits the variable; a --home given
+    on the command line is given again, as tests/test_fixes.py checks)."""
+    return cli(*args, env={"MFSTORE_HOME": str(home)})
 
 
 def json_of(home: Path | str, *args: str) -> object:

@@ -76,6 +76,11 @@ class Backend:
     def args(self) -> list[str]:
         return ["--home", self.home, "--registry", self.registry, "--store", self.store]
 
+    def env(self) -> dict[str, str]:
+        """The same places as a user's exported variables."""
+        return {"MFSTORE_HOME": self.home, "MFSTORE_REGISTRY": self.registry,
+                "MFSTORE_STORE": self.store}
+
 
 @pytest.fixture(params=["sqlite+local", "postgres+s3"])
 def backend(request, tmp_path) -> Backend:

@@ -17,9 +17,10 @@ hold a marker, an HTML comment the rendered page does not show:
 
 Commands: in a block with `$ ` prompts, each prompt starts a command and the lines up to the
 next prompt are its expected output (each must appear in what the command prints; `…` stands
-for anything); otherwise every line that is not a comment is a command. A line ending in `\\`
-continues on the next. A command's comment `refused (exit N)` says it must exit N, every
-other command must exit 0. The commands are run unedited.
+for anything; an indented `# …` line goes on with the command's comment); otherwise every
+line that is not a comment is a command. A line ending in `\\` continues on the next. A
+command's comment `refused (exit N)` says it must exit N, every other command must exit 0.
+The commands are run unedited.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SHELLS = ("bash", "sh", "shell", "console")
 FENCE = re.compile(r"^```([A-Za-z0-9_-]*)\n(.*?)^```", re.S | re.M)
 MARKER = re.compile(r"<!--\s*readme-test:(.*?)-->\s*$")
 REFUSED = re.compile(r"refused \(exit (\d+)\)")
+INDENTED_COMMENT = re.compile(r"\s+#")  # in a prompt block: the comment goes on, not output
 STATUS = "__readme_status"  # the variable the script keeps a command's exit status in
 
 
@@ -46,7 +48,9 @@ class Command:
 
     @property
     def background(self) -> bool:
-        return self.text.rstrip().endswith("&") and not self.text.rstrip().endswith("&&")
+        """Started with `&`: its status is the job's start, not its end."""
+        last = self.text.splitlines()[-1].split(" #", 1)[0].rstrip()
+        return last.endswith("&") and not last.endswith("&&")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Block:
                 k += 1
             output: list[str] = []
             while prompts and k < len(lines) and not lines[k].startswith("$ "):
-                if lines[k].strip():
+                if lines[k].strip() and not INDENTED_COMMENT.match(lines[k]):
                     output.append(lines[k])
                 k += 1
             refused = REFUSED.search(_comment(text))

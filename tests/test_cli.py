@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.cli_run import cli, mfstore
+from tests.cli_run import QUICK, cli, in_home, mfstore
 
 
 @pytest.fixture
@@ -76,8 +76,8 @@ def test_train_table_and_progress(cwd):
     (["--data", "sklearn:digits", "--arch", "dense:8", "--format", "foo"], 2,
      "error: unknown format 'foo'; choose one of: idx, cifar, npz, csv, parquet, sklearn, "
      "tokens"),
-    (["--data", "sklearn:digits", "--arch", "dense:8", "--max-examples", "0"], 2,
-     "error: max examples must lie in 1..1099511627776, got 0"),
+    (["--data", "sklearn:digits", "--arch", "dense:8", "--max-examples", "-1"], 2,
+     "error: max examples must lie in 1..1099511627776 (or be unset: all), got -1"),
     (["--data", "sklearn:digits", "--arch", "dense:8", "--layer-parallel"], 2,
      "error: layer-parallel training goes through the store: name the network to register "
      "(mfstore train NET --data DATASET …)"),
@@ -192,3 +192,24 @@ def test_reading_parquet_never_aborts_at_exit(tmp_path):
     codes = [mfstore("train", "--data", str(tmp_path / "t.parquet"), "--arch", "dense:4",
                      cwd=tmp_path).returncode for _ in range(8)]
     assert codes == [4] * 8  # the named error (no label column), never SIGABRT
+
+
+def test_import_options_unlike_a_registered_datasets_are_refused_not_ignored(home):
+    """A registered dataset keeps the options it was imported with: others given on the
+    command line are refused (the same ones are fine; the environment's apply to sources)."""
+    before = in_home(home, "layers", "list", "--json").stdout
+    for args in (["train", "n2", "--data", "digits", "--arch", "dense:8"],
+                 ["train", "--data", "digits", "--arch", "dense:8", "--baseline", "none"]):
+        out = in_home(home, *args, "--val-fraction", "0.5", "--max-examples", "9", *QUICK)
+        assert out.returncode == 2
+        assert out.stderr.strip() == (
+            "error: --val-fraction, --max-examples differ from what dataset 'digits' was "
+            "imported with; import the source again under another name to read it so "
+            "(mfstore data add)")
+    assert in_home(home, "layers", "list", "--json").stdout == before
+    same = in_home(home, "train", "--data", "digits", "--arch", "dense:8", "--baseline", "none",
+                   "--val-fraction", "0.1", *QUICK)
+    assert same.returncode == 0, same.stderr
+    exported = cli("train", "--data", "digits", "--arch", "dense:8", "--baseline", "none",
+                   *QUICK, env={"MFSTORE_HOME": str(home), "MFSTORE_MAX_EXAMPLES": "9"})
+    assert exported.returncode == 0, exported.stderr

@@ -25,7 +25,7 @@ def team(request, tmp_path_factory):
 
 
 def run(backend, *args: str):
-    return cli(*backend.args(), *args)
+    return cli(*args, env=backend.env())
 
 
 def json_of(backend, *args: str):
@@ -135,12 +135,13 @@ def test_every_command_refuses_a_store_that_is_not_there(home, tmp_path, command
     """Even a command that then reads only the registry: a mistyped store URL never looks
     like a store that lost its blocks (`"history": null`)."""
     missing = tmp_path / "nonexistent"
-    for given in (["--store", str(missing)], []):
+    for given in (["--store", str(missing)], []):  # on the command line, or exported
         out = cli("--home", str(home), *given, *command,
                   env={} if given else {"MFSTORE_STORE": str(missing)})
         assert out.returncode == 9, out.stdout
+        again = " ".join(["mfstore", "--home", str(home), *given, "init"])
         assert out.stderr.strip() == (f"error: there is no mfstore store at '{missing}'; run "
-                                      "`mfstore init` first (or check --store / MFSTORE_STORE)")
+                                      f"`{again}` first (or check --store / MFSTORE_STORE)")
         assert out.stdout == "" and not missing.exists()
 
 
@@ -157,8 +158,8 @@ def test_unreachable_store_and_registry(tmp_path):
     out = cli("--home", str(tmp_path), "--registry", url, "data", "list")
     assert out.returncode == 9
     assert out.stderr.strip() == (f"error: there is no mfstore registry at '{url}'; run "
-                                  "`mfstore init` first (or check --registry / "
-                                  "MFSTORE_REGISTRY)")
+                                  f"`mfstore --home {tmp_path} --registry {url} init` first (or "
+                                  "check --registry / MFSTORE_REGISTRY)")
 
 
 def test_environment_variables_choose_the_workspace(tmp_path):

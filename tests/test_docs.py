@@ -53,7 +53,7 @@ def test_examples_run_and_report_every_layer(capsys):
     assert lines[-1].startswith("FF mode ") and ", BP mode " in lines[-1]
 
 
-def test_readme_python_type_checks_strictly_as_a_user_writes_it(tmp_path):
+def test_readme_python_type_checks_strictly_as_a_user_writes_it(tmp_path, request):
     """`mypy --strict` on the README's Python, with mfstore seen as an installed, typed
     package (its own modules are checked by the project's mypy run, not held to --strict)."""
     (block,) = re.findall(r"```python\n(.*?)```", README, re.S)
@@ -62,6 +62,6 @@ def test_readme_python_type_checks_strictly_as_a_user_writes_it(tmp_path):
                                        "follow_imports = silent\n")
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--cache-dir",
-         str(ROOT / ".mypy_cache" / "readme"), "readme_api.py"], cwd=tmp_path,
+         str(request.config.cache.mkdir("mypy-readme")), "readme_api.py"], cwd=tmp_path,
         capture_output=True, text=True, env={**os.environ, "MYPYPATH": str(ROOT)})
     assert out.returncode == 0, out.stdout + out.stderr

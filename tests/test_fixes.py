@@ -8,15 +8,19 @@ comes back bit for bit from the command alone."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mfstore.config import TrainConfig
+from cli.fixes import render_fix
+from mfstore.config import TrainConfig, TrainingRun
 from mfstore.errors import LineageError
+from mfstore.lineage import retrain_fix
 from mfstore.registry import LayerVersion
+from mfstore.registry.schema import HEAD
 from mfstore.store_training import train_registered_layer
 from mfstore.usage import first_by_digest
 from mfstore.workspace import Workspace, block_path
@@ -34,7 +38,7 @@ def suggested(message: str) -> list[list[str]]:
 
 
 def run_suggested(home: Path, words: list[str], *more: str):
-    """A suggested `mfstore …` command, in `home`."""
+    """A suggested `mfstore …` command, run where the failed one was."""
     assert words[0] == "mfstore", words
     return in_home(home, *words[1:], *more)
 
@@ -201,22 +205,67 @@ def test_train_layer_the_retrain_a_lineage_mismatch_suggests_fits_the_chain(home
     assert not composed["forced"]
 
 
-def test_a_retrain_of_a_layer_trained_beside_others_says_its_weights_will_differ(home):
-    """The simultaneous schedule trains every layer of a network on each batch: its recipe
-    alone, retrained layer by layer, cannot give the same weights, and the fix says so."""
+def test_a_lost_layer_trained_beside_others_is_retrained_with_the_layer_above_it(home):
+    """The simultaneous schedule trains every layer of a network on each batch: the lost
+    layer's recipe, retrained alone, may give other weights, so the fix says so and goes on
+    to retrain the layer above over the new version, rather than send `repair --auto` round
+    the same error again."""
     out = in_home(home, "train", "sim", "--data", "digits", "--arch", "dense:32,dense:32",
-                  "--schedule", "simultaneous", "--baseline", "none", *QUICK)
+                  "--schedule", "simultaneous", "--baseline", "none", *QUICK, "--seed", "7")
     assert out.returncode == 0, out.stderr
+    ws = Workspace.open(home=str(home))
+    assert ws.registry.layer("sim.l2", "1").run == TrainingRun("simultaneous", 1, "cpu")
+    replaced_by_other_weights(ws, ws.registry.layer("sim.l1", "1"))  # registers sim.l1@2
+    ws.store.delete(block_path(ws.registry.layer("sim.l2", "1").block_sha256))
+    before = [v["ref"] for v in json_of(home, "layers", "list")]
+    out = in_home(home, "repair", "--auto")
+    assert out.returncode == 8
+    beside = ("(it was trained beside the other layers of its network (simultaneous schedule): "
+              "its weights may differ)")
+    recipe = "--kind dense --width 32 --epochs 3 --batch-size 64 --lr 0.01 --seed 7 --device cpu"
+    assert out.stderr.strip() == (
+        "not repaired: sim.l2@1: no intact version of sim.l1@1, which it was trained over, is "
+        "left (that layer was retrained with other weights, or lost); retrain sim.l1@1 with "
+        f"`mfstore train-layer sim.l1 --data digits {recipe}` {beside}, then "
+        f"retrain sim.l2@1 with `mfstore train-layer sim.l2 --data digits --on "
+        f"sim.l1@3 {recipe}` {beside}")
+    assert [v["ref"] for v in json_of(home, "layers", "list")] == before  # nothing registered
+    retrain, then = suggested(out.stderr)
+    assert run_suggested(home, retrain).returncode == 0
+    again = json_of(home, *then[1:])
+    assert again["ref"] == "sim.l2@2"
+    assert again["signature"]["chain"] == [ws.registry.layer("sim.l1", "3").digest]
+
+
+def test_a_data_parallel_layer_is_retrained_with_as_many_processes(home):
+    """The same seed and number of processes give the same block: the retrain says both."""
+    ws = Workspace.open(home=str(home))
+    layer = replace(ws.registry.layer("net.l1", "1"), run=TrainingRun("sequential", 4, "cpu"))
+    fix = retrain_fix(layer, ws.registry.dataset("digits"), [])
+    assert render_fix(fix) == (
+        "retrain net.l1@1 with `torchrun --nproc-per-node 4 --no-python mfstore train-layer "
+        f"net.l1 --data digits --kind dense --width 32 {QUICK_TEXT}`")
+    on_gpu = replace(layer, run=TrainingRun("sequential", 1, "cuda"),
+                     config={**layer.config, "device": "auto"})
+    assert render_fix(retrain_fix(on_gpu, ws.registry.dataset("digits"), [])) == (
+        "retrain net.l1@1 with `mfstore train-layer net.l1 --data digits --kind dense --width "
+        f"32 {QUICK_TEXT.replace('--device cpu', '--device cuda')}` (it was trained on CUDA, "
+        "whose kernels are not deterministic: its weights may differ)")
+
+
+def test_a_suggested_command_keeps_the_global_options_it_was_run_with(home):
+    """`--home` (and --registry, --store) given on the command line are given again, with a
+    password masked; those from the environment are inherited anyway."""
     train(home, "other", "--data", "digits", "--kind", "dense", "--width", "32", "--seed", "5",
           *QUICK)
-    refused = in_home(home, "compose", "mix", "other@1", "sim.l2@1")
-    assert refused.returncode == 7
-    assert refused.stderr.strip() == (
-        "error: sim.l2@1 was trained on the outputs of [net.l1@1] but here follows [other@1] "
-        "of dataset 'digits'; retrain sim.l2@1 with `mfstore train-layer sim.l2 --data digits "
-        f"--on other@1 --kind dense --width 32 {QUICK_TEXT}` (it was trained beside the "
-        "other layers of its network, in the simultaneous schedule: retrained alone, its "
-        "weights will differ) (or pass --force to compose it anyway)")
+    out = cli("--home", str(home), "compose", "mix", "other@1", "net.l2@1")
+    assert out.returncode == 7
+    assert f"`mfstore --home {home} train-layer net.l2 --data digits --on other@1 " in out.stderr
+    out = cli("compose", "mix", "other@1", "net.l2@1", env={"MFSTORE_HOME": str(home)})
+    assert "`mfstore train-layer net.l2 --data digits --on other@1 " in out.stderr
+    out = cli("--home", str(home), "--registry", "postgresql://mf:s3cr3t@127.0.0.1:1/x",
+              "layers", "list")
+    assert out.returncode == 9 and "s3cr3t" not in out.stderr
 
 
 def test_init_the_suggested_init_makes_a_workspace(tmp_path):
@@ -241,7 +290,7 @@ def test_upgrade_the_suggested_init_upgrades_an_old_registry_and_keeps_its_rows(
     assert out.returncode == 9
     assert out.stderr.strip() == (
         f"error: registry 'sqlite:///{tmp_path}/registry.db' has schema 1, older than this "
-        "mfstore's 0004: upgrade it once, on purpose (machines still on the older mfstore "
+        f"mfstore's {HEAD}: upgrade it once, on purpose (machines still on the older mfstore "
         "cannot open it afterwards); upgrade it with `mfstore init`")
     (upgrade,) = suggested(out.stderr)
     assert run_suggested(tmp_path, upgrade).returncode == 0

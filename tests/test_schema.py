@@ -96,7 +96,7 @@ def test_a_newer_schema_is_refused(url):
     with create_engine(engine_url(url)).begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
     with pytest.raises(RegistryError, match=re.escape(
-            "has schema 0999, newer than this mfstore knows (up to 0004); use the mfstore "
+            "has schema 0999, newer than this mfstore knows (up to 0005); use the mfstore "
             "release that wrote it")):
         Registry(url)
 

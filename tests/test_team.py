@@ -66,8 +66,8 @@ def test_reading_never_creates_the_bucket(team, tmp_path, s3):
         out = cli(*where, *command)
         assert out.returncode == 9, command
         assert out.stderr.strip() == (
-            f"error: there is no mfstore store at 's3://{missing}/x'; run `mfstore init` "
-            "first (or check --store / MFSTORE_STORE)")
+            f"error: there is no mfstore store at 's3://{missing}/x'; run `mfstore "
+            f"{' '.join(where)} init` first (or check --store / MFSTORE_STORE)")
     assert not fsspec.filesystem("s3", skip_instance_cache=True).exists(missing)
 
 

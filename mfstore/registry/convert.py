@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mfstore.block import InputSignature
+from mfstore.config import TrainingRun
 from mfstore.errors import Fix, NotFoundError
 from mfstore.registry import rows as r
 from mfstore.registry.records import (
@@ -69,7 +70,8 @@ def dataset_record(x: r.DatasetRow) -> DatasetRecord:
 def layer_record(x: r.LayerRow) -> LayerVersion:
     return LayerVersion(x.name, x.version, x.block_sha256, x.digest, LayerSpec.from_dict(x.spec),
                         InputSignature.from_dict(x.signature), x.dataset, dict(x.config),
-                        dict(x.metrics), x.status, x.repairs, x.note, _utc(x.created))
+                        dict(x.metrics), x.status, x.repairs, x.note, _utc(x.created),
+                        None if x.run is None else TrainingRun.from_dict(x.run))
 
 
 def network_record(x: r.NetworkRow) -> NetworkVersion:

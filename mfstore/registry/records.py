@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mfstore.block import InputSignature
+from mfstore.config import TrainingRun
 from mfstore.errors import NotFoundError
 from mfstore.spec import LayerSpec
 
@@ -45,6 +46,7 @@ class LayerVersion:
     repairs: int | None = None  # the version of this name it repairs
     note: str = ""
     created: datetime | None = None
+    run: TrainingRun | None = None  # how it was trained; None: before mfstore recorded it
 
     @property
     def ref(self) -> str:

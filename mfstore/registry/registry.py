@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mfstore.block import InputSignature
+from mfstore.config import TrainingRun
 from mfstore.errors import ConflictError, Fix, NotFoundError, RegistryError
 from mfstore.names import check_alias
 from mfstore.registry import rows as r
@@ -154,7 +155,7 @@ class Registry:
     def add_layer(self, name: str, block_sha256: str, digest: str, spec: LayerSpec,
                   signature: InputSignature, dataset: str, config: dict[str, Any],
                   metrics: dict[str, Any], repairs: int | None = None,
-                  note: str = "") -> LayerVersion:
+                  note: str = "", run: TrainingRun | None = None) -> LayerVersion:
         """Register the next version of layer `name`. Its block must already be stored, and the
         layers it was trained over (`signature.chain`) must still be live."""
         def attempt(s: Session) -> LayerVersion:
@@ -163,7 +164,8 @@ class Registry:
                 name=name, version=_next_version(s, r.LayerRow, name),
                 block_sha256=block_sha256, digest=digest, spec=spec.to_dict(),
                 signature=signature.to_dict(), dataset=dataset, config=config,
-                metrics=metrics, status="ok", repairs=repairs, note=note)
+                metrics=metrics, status="ok", repairs=repairs, note=note,
+                run=None if run is None else run.to_dict())
             s.add(row)
             s.flush()
             return layer_record(row)

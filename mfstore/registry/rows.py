@@ -65,6 +65,7 @@ class LayerRow(Base):
     repairs: Mapped[int | None] = mapped_column(Integer, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    run: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # TrainingRun; None: unknown
 
 
 class AliasRow(Base):

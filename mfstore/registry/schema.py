@@ -20,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from mfstore.errors import Fix, RegistryError
 from mfstore.registry.engine import CHECK_URL, INIT, WRITE, display_url, registry_error
 
-HEAD = "0004"  # the newest revision under migrations/versions (a test checks it)
-REVISIONS = ("0001", "0002", "0003", "0004")
+HEAD = "0005"  # the newest revision under migrations/versions (a test checks it)
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 LEGACY_VERSIONS = ("1", "2")  # round-1 `mfstore_meta.schema_version`s, adopted by 0001
 LOCK_KEY = 0x6D6673746F7265  # pg_advisory_xact_lock key: b"mfstore"
 MIGRATIONS = Path(__file__).with_name("migrations")
