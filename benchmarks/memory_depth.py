@@ -27,9 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import FASHION_MNIST, machine, print_table
 
-from mfstore.config import TrainConfig
+from mfstore.config import StreamOptions, TrainConfig
 from mfstore.devices import resolve_device
-from mfstore.stream import StreamOptions
 from mfstore.workspace import Workspace
 
 STREAMING = StreamOptions(shard_bytes=16 << 20, ram_budget=0, shuffle_buffer=8192)

@@ -42,11 +42,10 @@ def show(ctx: typer.Context,
 
     Example: mfstore nets show digits-mlp@1
     """
-    from mfstore.network import network_layers, resolve_network
 
     ws = workspace(ctx)
-    network = resolve_network(ws, ref)
-    layers = network_layers(ws, network)
+    network = ws.registry.resolve_network(ref)
+    layers = ws.registry.network_layers(network)
     if as_json:  # the histories are in the blocks: only --json reads the store
         print_json({**record_dict(network), "layer_versions": [
             {**record_dict(v), "history": ws.read_block(v).history} for v in layers]})
@@ -67,10 +66,9 @@ def alias(ctx: typer.Context,
 
     Example: mfstore nets alias digits-mlp@2 prod
     """
-    from mfstore.network import resolve_network
 
     ws = workspace(ctx)
-    network = resolve_network(ws, ref)
+    network = ws.registry.resolve_network(ref)
     ws.registry.set_alias("network", network.name, name, network.version)
     stdout.print(f"{network.name}@{name} → {network.ref}")
 
@@ -108,14 +106,13 @@ def graph(ctx: typer.Context,
     Example: mfstore nets graph digits-mlp@1 --format mermaid
     """
     from mfstore.lineage_graph import network_graph, to_dot, to_mermaid
-    from mfstore.network import resolve_network
 
     writers = {"dot": to_dot, "mermaid": to_mermaid}
     if fmt not in writers:
         raise typer.BadParameter(f"unknown format {fmt!r}; choose dot or mermaid",
                                  param_hint="--format")
     ws = workspace(ctx)
-    stdout.out(writers[fmt](network_graph(ws.registry, resolve_network(ws, ref))),
+    stdout.out(writers[fmt](network_graph(ws.registry, ws.registry.resolve_network(ref))),
                highlight=False, end="")
 
 

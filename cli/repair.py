@@ -15,7 +15,7 @@ from cli.tracking import MLflow, reach, track_layers
 from mfstore.errors import MFStoreError
 
 if TYPE_CHECKING:
-    from mfstore.verify import LayerCheck, VerifyReport
+    from mfstore.integrity import LayerCheck, VerifyReport
 
 Tolerance = Annotated[float, typer.Option(
     help="Accuracy drop (fraction, 0.02 = 2 points) that counts as damage.")]

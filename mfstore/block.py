@@ -20,31 +20,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from mfstore.block_header import HEADER_KEY, BlockHeader, InputSignature
 from mfstore.errors import Fix, IntegrityError, MFStoreError
 from mfstore.modules import MFLayer
+from mfstore.registry import LayerVersion
 from mfstore.spec import LayerSpec
+from mfstore.store import sha256
+from mfstore.workspace import Workspace, block_path
 
-FORMAT = "mfstore.layer-block/1"
-HEADER_KEY = "mfstore"
 TENSORS = ("weight", "bias", "projection")
-
-
-@dataclass(frozen=True)
-class InputSignature:
-    """What a layer was trained on: the shape of its input, the layers that produced it
-    (their weights digests, first layer first) and the dataset."""
-
-    input_shape: tuple[int, ...]
-    chain: tuple[str, ...]
-    dataset_fingerprint: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input_shape": list(self.input_shape), "chain": list(self.chain),
-                "dataset_fingerprint": self.dataset_fingerprint}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InputSignature:
-        return cls(tuple(data["input_shape"]), tuple(data["chain"]), data["dataset_fingerprint"])
 
 
 def layer_tensors(layer: MFLayer) -> dict[str, torch.Tensor]:
@@ -94,28 +78,23 @@ class LayerBlock:
             layer.projection.copy_(self.tensors["projection"])
         return layer.eval()
 
+    @property
+    def header(self) -> BlockHeader:
+        return BlockHeader(self.spec, self.signature, self.config, self.metrics, self.history,
+                           self.version, self.run)
+
     def to_bytes(self) -> bytes:
         """The block file. The header is one JSON string under one key: safetensors writes
         several metadata keys in hash-map order, which would make equal blocks differ."""
-        header = {"format": FORMAT, "spec": self.spec.to_dict(),
-                  "input": self.signature.to_dict(), "config": self.config,
-                  "metrics": self.metrics, "history": self.history, "mfstore_version": self.version}
-        if self.run is not None:
-            header["run"] = self.run
-        return st_save(self.tensors, metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
+        return st_save(self.tensors, metadata={HEADER_KEY: self.header.to_json()})
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "block") -> LayerBlock:
         """Rebuild a block from its file; a file that is not a valid block is refused."""
+        h = BlockHeader.from_bytes(data, name)
         try:
-            tensors = st_load(data)
-            header = json.loads(_header(data)[HEADER_KEY])
-            if header.get("format") != FORMAT:
-                raise ValueError(f"format {header.get('format')!r}")
-            spec = LayerSpec.from_dict(header["spec"])
-            block = cls(spec, tensors, InputSignature.from_dict(header["input"]),
-                        header["config"], header["metrics"], header["history"],
-                        header["mfstore_version"], header.get("run"))
+            block = cls(h.spec, st_load(data), h.signature, h.config, h.metrics, h.history,
+                        h.version, h.run)
             _check_shapes(block)
             return block
         except (SafetensorError, ValueError, KeyError, TypeError, MFStoreError) as err:
@@ -123,12 +102,20 @@ class LayerBlock:
                                  Fix("verify", {})) from err
 
 
-def _header(data: bytes) -> dict[str, str]:
-    """The string metadata of a safetensors file (8-byte length, then JSON)."""
-    size = int.from_bytes(data[:8], "little")
-    if size <= 0 or 8 + size > len(data):
-        raise ValueError("header length out of range")
-    return json.loads(data[8:8 + size]).get("__metadata__", {})
+def store_block(ws: Workspace, block: LayerBlock) -> str:
+    """Store a block (durably) and return its address, the sha256 of its bytes."""
+    data = block.to_bytes()
+    sha = sha256(data)
+    if not ws.store.exists(block_path(sha)):
+        ws.store.put(block_path(sha), data)
+    return sha
+
+
+def load_block(ws: Workspace, layer: LayerVersion) -> LayerBlock:
+    """The block of a layer version, verified against its sha256."""
+    path = block_path(layer.block_sha256)
+    data = ws.store.get(path, expected_sha256=layer.block_sha256)
+    return LayerBlock.from_bytes(data, name=f"{ws.store.url_of(path)} ({layer.ref})")
 
 
 def _check_shapes(block: LayerBlock) -> None:

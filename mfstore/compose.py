@@ -14,7 +14,6 @@ from mfstore.history import ProgressCallback, Ready
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES
 from mfstore.names import check_name
-from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan
 from mfstore.store_training import resolve_layers, train_registered_layer
@@ -62,8 +61,8 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     """Train one new layer on the network's output stream; the new network version keeps
     the very same blocks for every earlier layer (`ready()` once everything is checked,
     before training)."""
-    network = resolve_network(ws, ref)
-    layers = network_layers(ws, network)
+    network = ws.registry.resolve_network(ref)
+    layers = ws.registry.network_layers(network)
     require_intact(ws, layers)
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
@@ -106,8 +105,8 @@ def swap(ws: Workspace, ref: str, position: int, with_ref: str,
     """Replace layer `position` (1-based) by another version. A replacement that does not fit
     its upstream is refused unless `force`; downstream layers whose lineage no longer fits are
     listed and, with `retrain_downstream`, retrained in order."""
-    network = resolve_network(ws, ref)
-    chain = network_layers(ws, network)
+    network = ws.registry.resolve_network(ref)
+    chain = ws.registry.network_layers(network)
     if not 1 <= position <= len(chain):
         raise SpecError(f"the layer to swap must lie in 1..{len(chain)} for {network.ref}, got "
                         f"{position}", option("layer"))

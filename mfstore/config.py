@@ -143,6 +143,17 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StreamOptions:
+    """How streams are written and read (`stream.py`)."""
+
+    shard_bytes: int = 64 << 20  # target size of one shard
+    ram_budget: int = 1 << 30  # a split up to this size is held in memory
+    shuffle_buffer: int = 16384  # examples kept for shuffling across shards
+    prefetch: int = 2  # shards read ahead in the background
+    pin_memory: bool = False  # page-locked shards for fast, asynchronous copies to CUDA
+
+
+@dataclass(frozen=True)
 class DatasetOptions:
     """How a source becomes a dataset. Part of the fingerprint. Fields with a `help` are
     command-line options (`flag` renames one)."""
@@ -185,7 +196,6 @@ class DatasetOptions:
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"unknown format {self.format!r}; choose one of: "
                               f"{', '.join(FORMATS)}")
-
 
     def fingerprinted(self) -> dict[str, Any]:
         """The options as the fingerprint reads them: a field added later is left out while

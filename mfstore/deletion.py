@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mfstore.errors import ConflictError, Fix
-from mfstore.network import resolve_network
 from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
 from mfstore.usage import Snapshot, Usage
 from mfstore.workspace import Workspace
@@ -27,10 +26,10 @@ class Deletion:
 def _doomed_networks(ws: Workspace, ref: str) -> list[NetworkVersion]:
     name, selector = parse_ref(ref)
     if selector is not None:
-        return [resolve_network(ws, ref)]
+        return [ws.registry.resolve_network(ref)]
     doomed = [n for n in ws.registry.networks(name) if n.status != "deleted"]
     if not doomed:
-        resolve_network(ws, name)  # raises NotFoundError
+        ws.registry.resolve_network(name)  # raises NotFoundError
     return doomed
 
 

@@ -19,7 +19,7 @@ from mfstore.errors import ConfigError, ConflictError, ExportError
 from mfstore.history import Ready
 from mfstore.modules import MODES, MFLayer, MFNet
 from mfstore.names import check_name, class_name_problem
-from mfstore.network import load_layers, network_layers, resolve_network
+from mfstore.network import load_layers
 from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model, takes_tokens
 from mfstore.onnx_runtime import ort
 from mfstore.registry import DatasetRecord, ExportRecord, LayerVersion, NetworkVersion
@@ -119,11 +119,11 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
                  upto: int | None = None, ready: Ready | None = None) -> Export:
     """Build and check the ONNX model of a network; nothing is written (`ready()` once the
     arguments are checked, before building)."""
-    network = resolve_network(ws, ref)
+    network = ws.registry.resolve_network(ref)
     mode = mode or network.mode
     if mode not in MODES:
         raise ConfigError(f"unknown prediction mode {mode!r}; choose bp or ff")
-    versions = network_layers(ws, network)
+    versions = ws.registry.network_layers(network)
     if upto is not None and not 1 <= upto <= len(versions):
         raise ConfigError(f"upto must lie in 1..{len(versions)} for {network.ref}, the "
                           "number of its layers to export")

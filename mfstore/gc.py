@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mfstore.errors import ConfigError, ConflictError, option
+from mfstore.manifest import manifest_path, read_manifest
 from mfstore.registry import StreamRecord
-from mfstore.stream import manifest_path, read_manifest
 from mfstore.usage import Snapshot
 from mfstore.workspace import Workspace
 

@@ -16,17 +16,11 @@ from mfstore.errors import (
     IntegrityError,
     NotFoundError,
 )
+from mfstore.manifest import SPLITS, Manifest, manifest_path, stream_id, stream_problems
 from mfstore.names import NAME, check_name
 from mfstore.readers import canonical
 from mfstore.registry import DatasetRecord, StreamRecord
-from mfstore.stream import (
-    SPLITS,
-    Manifest,
-    StreamWriter,
-    manifest_path,
-    stream_id,
-    stream_problems,
-)
+from mfstore.stream import StreamWriter
 from mfstore.workspace import Workspace
 
 

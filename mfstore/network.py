@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
+import torch
+
+from mfstore.block import load_block
 from mfstore.devices import resolve_device
 from mfstore.errors import SpecError, option
 from mfstore.evaluation import Accuracy, evaluate
 from mfstore.lineage import check_shapes
+from mfstore.manifest import Manifest
 from mfstore.modules import MFLayer, MFNet
-from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
+from mfstore.registry import LayerVersion, NetworkVersion
 from mfstore.stream import StreamBatches
 from mfstore.stream_chain import dataset_stream
 from mfstore.workspace import Workspace
 
 
-def network_layers(ws: Workspace, network: NetworkVersion) -> list[LayerVersion]:
-    return [ws.registry.layer(name, str(version)) for name, version in network.layers]
-
-
 def load_layers(ws: Workspace, layers: list[LayerVersion]) -> list[MFLayer]:
     """Every layer rebuilt from its verified block."""
-    return [ws.load_block(layer).to_layer() for layer in layers]
-
-
-def resolve_network(ws: Workspace, ref: str) -> NetworkVersion:
-    return ws.registry.network(*parse_ref(ref))
+    return [load_block(ws, layer).to_layer() for layer in layers]
 
 
 def check_upto(network: NetworkVersion, upto: int | None, count: int) -> int:
@@ -36,26 +32,31 @@ def check_upto(network: NetworkVersion, upto: int | None, count: int) -> int:
     return upto
 
 
+def evaluate_layers(ws: Workspace, versions: list[LayerVersion], manifest: Manifest,
+                    device: torch.device, split: str = "test") -> Accuracy:
+    """Per-layer, FF and BP accuracy of a chain of layer versions on a split of a stream."""
+    source = StreamBatches(ws.store, manifest, split, options=ws.stream_options)
+    return evaluate(load_layers(ws, versions), source, device)
+
+
 def evaluate_network(ws: Workspace, ref: str, dataset_name: str | None = None,
                      upto: int | None = None, device: str = "auto",
                      split: str = "test") -> tuple[NetworkVersion, Accuracy]:
     """Per-layer, FF and BP accuracy of a network (or of its first `upto` layers)."""
-    network = resolve_network(ws, ref)
+    network = ws.registry.resolve_network(ref)
     dataset = ws.registry.dataset(dataset_name or network.dataset)
-    versions = network_layers(ws, network)
+    versions = ws.registry.network_layers(network)
     versions = versions[:check_upto(network, upto, len(versions))]
     check_shapes(dataset, versions)
-    layers = load_layers(ws, versions)
-    source = StreamBatches(ws.store, dataset_stream(ws, dataset), split,
-                           options=ws.stream_options)
-    return network, evaluate(layers, source, resolve_device(device))
+    return network, evaluate_layers(ws, versions, dataset_stream(ws, dataset),
+                                    resolve_device(device), split)
 
 
 def load_network(ws: Workspace, ref: str, mode: str | None = None,
                 upto: int | None = None) -> MFNet:
     """A network as a `torch.nn.Module` (goodness in its prediction mode). With `upto=K` only
     the first K blocks are read, so a network whose later layers are broken still answers."""
-    network = resolve_network(ws, ref)
-    versions = network_layers(ws, network)
+    network = ws.registry.resolve_network(ref)
+    versions = ws.registry.network_layers(network)
     return MFNet(load_layers(ws, versions[:check_upto(network, upto, len(versions))]),
                  mode or network.mode)

@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mfstore.block import load_block
 from mfstore.compose import retrain
 from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, SpecError, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import reimport
+from mfstore.integrity import StreamCheck, VerifyReport, check_tolerance
 from mfstore.lineage import lineage_problems, other_weights, retrain_fix
-from mfstore.network import network_layers, resolve_network
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.stream_chain import chain_stream
 from mfstore.usage import Snapshot, first_by_digest
-from mfstore.verify import StreamCheck, VerifyReport, check_tolerance, layer_accuracy, verify
+from mfstore.verify import layer_accuracy, verify
 from mfstore.workspace import Workspace
 
 
@@ -119,7 +120,7 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
                           "or NET@ALIAS")
     check_tolerance(tolerance)
     dev = None if device is None else training_device(device)
-    network = None if ref is None else resolve_network(ws, ref)
+    network = None if ref is None else ws.registry.resolve_network(ref)
     if network is not None and position is not None:  # refused now rather than after verify
         _targets(ws, network.ref, position, auto, len(network.layers), None)
     if ready is not None:
@@ -133,7 +134,7 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
         repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"), result)
         if result.streams:  # accuracy can be checked now that the streams are whole again
             report = verify(ws, ref, network.dataset, tolerance, device or "auto")
-    chain = network_layers(ws, network)
+    chain = ws.registry.network_layers(network)
     targets = _targets(ws, network.ref, position, auto, len(chain), report)
     if targets:
         result.network = _repair_layers(ws, network, chain, targets, tolerance, dev,
@@ -223,7 +224,7 @@ def _recheck_downstream(ws: Workspace, chain: list[LayerVersion], k: int, target
         if j + 1 in targets:
             continue
         layer = chain[j]
-        accuracy = layer_accuracy(ws, ws.load_block(layer), dataset, chain[:j], dev)
+        accuracy = layer_accuracy(ws, load_block(ws, layer), dataset, chain[:j], dev)
         recorded = layer.metrics.get("test_accuracy", 0.0)
         if recorded - accuracy > tolerance:
             chain[j] = retrain(ws, layer, dataset, chain[:j], callback,

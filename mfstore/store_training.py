@@ -20,7 +20,8 @@ import torch
 from mfstore import distributed
 from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_baselines
 from mfstore.batches import WHOLE
-from mfstore.block import InputSignature, LayerBlock
+from mfstore.block import LayerBlock, store_block
+from mfstore.block_header import InputSignature
 from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError, option
@@ -59,7 +60,7 @@ def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
         block = LayerBlock.from_layer(layer, signature, config=config.to_dict(),
                                       metrics=trained.metrics,
                                       history=trained.history.to_dict(), run=run.to_dict())
-        sha = ws.put_block(block)
+        sha = store_block(ws, block)
         return ws.registry.add_layer(name, sha, block.digest, layer.spec, signature,
                                      dataset.name, config.to_dict(), trained.metrics,
                                      repairs=repairs, note=note, run=run)

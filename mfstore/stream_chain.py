@@ -18,21 +18,13 @@ import torch
 
 from mfstore import distributed
 from mfstore.batches import Part
-from mfstore.block import layer_tensors, weights_digest
+from mfstore.block import layer_tensors, load_block, weights_digest
 from mfstore.config import TrainConfig
 from mfstore.errors import Fix, IntegrityError
+from mfstore.manifest import SPLITS, Manifest, merge_splits, read_manifest, stream_id
 from mfstore.modules import MFLayer
 from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
-from mfstore.stream import (
-    SPLITS,
-    Manifest,
-    StreamBatches,
-    StreamWriter,
-    merge_splits,
-    read_manifest,
-    release_freed_memory,
-    stream_id,
-)
+from mfstore.stream import StreamBatches, StreamWriter, release_freed_memory
 from mfstore.training import layer_output_batches
 from mfstore.workspace import Workspace
 
@@ -82,7 +74,7 @@ def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest:
     if found is None:
         if module is None:
             assert version is not None
-            module = ws.load_block(version).to_layer()
+            module = load_block(ws, version).to_layer()
         found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain, device,
                               replace=rewrite)
     elif not distributed.is_main() or ws.registry.stream(sid) is not None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mfstore.block import LayerBlock
+from mfstore.block_header import BlockHeader
+from mfstore.config import StreamOptions
 from mfstore.errors import Fix, IntegrityError, StoreError
 from mfstore.registry import LayerVersion, Registry
 from mfstore.store import Store, sha256
-from mfstore.stream import StreamOptions
 from mfstore.urls import mask_credentials
 
 DEFAULT_HOME = ".mfstore"
@@ -63,14 +63,14 @@ class StoredBlock:
     """A layer's block as the store holds it now, read without raising for damage."""
 
     data: bytes | None  # None: missing or unreadable
-    block: LayerBlock | None  # None where the bytes do not parse as a block
+    header: BlockHeader | None  # None where the bytes do not parse as a block's header
     intact: bool  # the bytes match the sha256 the registry recorded
 
     @property
     def history(self) -> dict[str, Any] | None:
         """The learning curve in an intact block's header (`epochs`: train_loss, val_loss,
         val_accuracy per epoch; `best_epoch`, `stopped_early`, `seconds`), else None."""
-        return self.block.history if self.block is not None and self.intact else None
+        return self.header.history if self.header is not None and self.intact else None
 
 
 def stream_options_from_env() -> StreamOptions:
@@ -126,14 +126,6 @@ class Workspace:
             self._store = store
         return self._store
 
-    def put_block(self, block: LayerBlock) -> str:
-        """Store a block (durably) and return its address, the sha256 of its bytes."""
-        data = block.to_bytes()
-        sha = sha256(data)
-        if not self.store.exists(block_path(sha)):
-            self.store.put(block_path(sha), data)
-        return sha
-
     def read_block(self, layer: LayerVersion) -> StoredBlock:
         """The layer's block as stored now (damaged or missing included): what a page,
         `--json` or `verify` shows of it. A store that cannot be reached is a `StoreError`,
@@ -144,14 +136,8 @@ class Workspace:
         except IntegrityError:
             return StoredBlock(None, None, False)
         try:
-            block: LayerBlock | None = LayerBlock.from_bytes(
+            header: BlockHeader | None = BlockHeader.from_bytes(
                 data, name=f"{self.store.url_of(path)} ({layer.ref})")
         except IntegrityError:
-            block = None
-        return StoredBlock(data, block, sha256(data) == layer.block_sha256)
-
-    def load_block(self, layer: LayerVersion) -> LayerBlock:
-        """The block of a layer version, verified against its sha256."""
-        path = block_path(layer.block_sha256)
-        data = self.store.get(path, expected_sha256=layer.block_sha256)
-        return LayerBlock.from_bytes(data, name=f"{self.store.url_of(path)} ({layer.ref})")
+            header = None
+        return StoredBlock(data, header, sha256(data) == layer.block_sha256)

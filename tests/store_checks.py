@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mfstore.stream import read_manifest
+from mfstore.block import load_block
+from mfstore.manifest import read_manifest
 from mfstore.workspace import Workspace, block_path
 
 
@@ -11,7 +12,7 @@ def assert_consistent(ws: Workspace) -> set[str]:
     folders that exist without a manifest (incomplete, and never read)."""
     for layer in ws.registry.layers():
         ws.store.get(block_path(layer.block_sha256), expected_sha256=layer.block_sha256)
-        ws.load_block(layer)
+        load_block(ws, layer)
     registered = {s.id for s in ws.registry.streams()}
     folders = {p.split("/")[1] for p in ws.store.list("streams")}
     for sid in registered:

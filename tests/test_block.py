@@ -7,7 +7,8 @@ import re
 import pytest
 import torch
 
-from mfstore.block import InputSignature, LayerBlock
+from mfstore.block import LayerBlock, store_block
+from mfstore.block_header import InputSignature
 from mfstore.errors import IntegrityError
 from mfstore.modules import MFNet, build_layers
 from mfstore.spec import build_specs, parse_arch
@@ -55,7 +56,7 @@ def test_a_file_that_is_not_a_block_is_refused():
 def test_flipped_and_truncated_blocks_are_refused_on_load(tmp_path):
     ws = Workspace.init(home=str(tmp_path))
     _, (block, _) = _block()
-    sha = ws.put_block(block)
+    sha = store_block(ws, block)
     path = tmp_path / "store" / block_path(sha)
     data = path.read_bytes()
     message = f"{path} is damaged: its sha256 is not {sha[:12]}…; verify the store"

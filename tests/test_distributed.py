@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from mfstore.batches import Part, local_batches
-from mfstore.stream import read_manifest
+from mfstore.block import load_block
+from mfstore.manifest import read_manifest
 from mfstore.workspace import Workspace
 from tests.cli_run import MFSTORE, cli
 from tests.services import free_port
@@ -117,7 +118,7 @@ def test_the_layer_parallel_pipeline_is_bit_identical_to_one_process(digits_home
         a, b = ws.registry.layer(f"piped.l{k}"), ws.registry.layer(f"single.l{k}")
         assert a.digest == b.digest, k  # the same tensors, bit for bit
         assert a.metrics == b.metrics
-        assert ws.load_block(a).history["epochs"] == ws.load_block(b).history["epochs"]
+        assert load_block(ws, a).history["epochs"] == load_block(ws, b).history["epochs"]
     assert "layer-parallel" in ws.registry.network("piped").note
 
 

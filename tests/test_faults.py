@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from mfstore.stream import read_manifest
+from mfstore.block import load_block
+from mfstore.manifest import read_manifest
 from mfstore.workspace import Workspace, block_path
 from tests.cli_run import QUICK, in_home, json_of
 
@@ -24,7 +25,7 @@ def _error(out) -> str:
 
 def _stream_of(home, *refs: str):
     """The manifest of the stream the chain `refs` makes of digits."""
-    from mfstore.stream import stream_id
+    from mfstore.manifest import stream_id
 
     ws = Workspace.open(home=str(home))
     chain = [ws.registry.layer(*r.split("@")).digest for r in refs]
@@ -187,7 +188,7 @@ def test_a_diverging_layer_is_never_registered(home, lr, code, message):
 def test_a_nan_layer_is_damaged_and_its_repair_does_not_register_nan_again(home):
     ws = Workspace.open(home=str(home))
     row = ws.registry.layer("net.l2", "1")
-    block = ws.load_block(row)
+    block = load_block(ws, row)
     block.tensors["weight"][0, 0] = float("nan")
     (home / "store" / block_path(row.block_sha256)).write_bytes(block.to_bytes())
     report = json.loads(in_home(home, "verify", "net@1", "--json").stdout)
@@ -250,7 +251,7 @@ def test_gc_waits_out_the_grace_period_even_for_damaged_streams(home):
     ws = Workspace.open(home=str(home))
     dataset = ws.registry.dataset("digits")
     layer = ws.registry.layer("net.l1", "1")
-    from mfstore.stream import stream_id
+    from mfstore.manifest import stream_id
 
     derived = stream_id(dataset.fingerprint, [layer.digest])
     for sid in (dataset.stream_id, derived):

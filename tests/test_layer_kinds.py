@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mfstore import layer_math
-from mfstore.block import InputSignature, LayerBlock
+from mfstore.block import LayerBlock
+from mfstore.block_header import InputSignature
 from mfstore.errors import SpecError
 from mfstore.modules import MFLayer, MFNet, build_layers
 from mfstore.onnx_graph import build_model

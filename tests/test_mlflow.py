@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mfstore.block import load_block
 from mfstore.workspace import Workspace, block_path
 from tests.cli_run import QUICK, in_home
 
@@ -51,7 +52,7 @@ def layer(home, ref: str):
     ws = Workspace.open(str(home))
     name, version = ref.split("@")
     found = ws.registry.layer(name, version)
-    return ws, found, ws.load_block(found)
+    return ws, found, load_block(ws, found)
 
 
 def test_train_layer_logs_its_run_with_history_lineage_and_block(home, tracking, experiment,

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 import torch
 
-from mfstore.block import LayerBlock
+from mfstore.block import LayerBlock, load_block, store_block
 from mfstore.store import sha256
 from mfstore.workspace import Workspace, block_path
 from tests.cli_run import QUICK, in_home, json_of
@@ -21,7 +21,7 @@ def layer_of(home, ref):
 def tensors(home, ref):
     ws = Workspace.open(home=str(home))
     name, version = ref.split("@")
-    return ws.load_block(ws.registry.layer(name, version)).tensors
+    return load_block(ws, ws.registry.layer(name, version)).tensors
 
 
 def test_extend_keeps_the_earlier_blocks_and_their_accuracy(home):
@@ -72,14 +72,14 @@ def _write_noise(home, ref, register: bool):
     ws = Workspace.open(home=str(home))
     name, version = ref.split("@")
     row = ws.registry.layer(name, version)
-    block = ws.load_block(row)
+    block = load_block(ws, row)
     g = torch.Generator().manual_seed(0)
     block.tensors = {k: torch.randn(t.shape, generator=g) for k, t in block.tensors.items()}
     data = block.to_bytes()
     if not register:
         (home / "store" / block_path(row.block_sha256)).write_bytes(data)
         return
-    sha = ws.put_block(block)
+    sha = store_block(ws, block)
     with sqlite3.connect(home / "registry.db") as db:
         db.execute("UPDATE layer_versions SET block_sha256 = ?, digest = ? WHERE name = ? AND "
                    "version = ?", (sha, LayerBlock.from_bytes(data).digest, name, int(version)))
@@ -113,7 +113,7 @@ def test_degraded_prediction_from_the_first_layers(home):
 
     ws = Workspace.open(home=str(home))
     net = load_network(ws, "net@1", "bp", upto=1)  # the broken block is never read
-    first = ws.load_block(ws.registry.layer("net.l1", "1")).to_layer()
+    first = load_block(ws, ws.registry.layer("net.l1", "1")).to_layer()
     x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(net(x), first.goodness(first(x)))

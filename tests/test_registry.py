@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mfstore.block import InputSignature
+from mfstore.block_header import InputSignature
 from mfstore.errors import ConfigError, ConflictError, NotFoundError, RegistryError
 from mfstore.registry import Registry, StreamRecord
 from mfstore.registry.records import LayerVersion
@@ -134,7 +134,7 @@ def test_unreachable_postgres_never_shows_the_password():
 
 WRITER = textwrap.dedent("""
     import os, sys, time
-    from mfstore.block import InputSignature
+    from mfstore.block_header import InputSignature
     from mfstore.registry import Registry
     from mfstore.spec import LayerSpec
     url, go, me, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

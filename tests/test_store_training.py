@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfstore.config import TrainConfig
+from mfstore.config import StreamOptions, TrainConfig
 from mfstore.evaluation import evaluate
 from mfstore.importing import import_dataset
 from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
-from mfstore.network import evaluate_network, load_layers, network_layers
+from mfstore.network import evaluate_network, load_layers
 from mfstore.spec import build_specs, parse_arch
 from mfstore.stack import train_sequential
 from mfstore.store_training import train_network
-from mfstore.stream import StreamOptions
 from mfstore.training import train_simultaneous
 from mfstore.workspace import Workspace
 
@@ -39,7 +38,7 @@ def test_store_training_matches_in_memory_bit_for_bit(tmp_path, digits, schedule
     ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
     result = train_network(ws, "n", "digits", ARCH, CONFIG, schedule)
-    stored = load_layers(ws, network_layers(ws, result.network))
+    stored = load_layers(ws, ws.registry.network_layers(result.network))
     memory, accuracy = _in_memory(digits, trainer)
     for a, b in zip(stored, memory, strict=True):
         for name, tensor in a.state_dict().items():

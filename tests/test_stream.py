@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from mfstore.batches import TensorBatches
+from mfstore.config import StreamOptions
 from mfstore.errors import IntegrityError
+from mfstore.manifest import read_manifest, stream_id
 from mfstore.store import Store
-from mfstore.stream import StreamBatches, StreamOptions, StreamWriter, read_manifest, stream_id
+from mfstore.stream import StreamBatches, StreamWriter
 
 
 def _write(store: Store, n: int = 1000, shard_bytes: int = 1000):

@@ -12,7 +12,8 @@ import time
 import fsspec
 import pytest
 
-from mfstore.stream import read_manifest
+from mfstore.block import load_block
+from mfstore.manifest import read_manifest
 from mfstore.workspace import Workspace, block_path
 from tests.cli_run import MFSTORE, cli
 
@@ -108,7 +109,7 @@ def test_each_object_is_one_put_and_nothing_is_copied(team, tmp_path, s3):
 
 
 def _layer_stream(ws, layer):
-    from mfstore.stream import stream_id
+    from mfstore.manifest import stream_id
 
     dataset = ws.registry.dataset("digits")
     return read_manifest(ws.store, stream_id(dataset.fingerprint, [layer.digest]))
@@ -145,7 +146,7 @@ def test_eight_processes_on_an_empty_database(team, tmp_path):
     ws = Workspace.open(registry=team[0], store=team[1])
     assert [d.name for d in ws.registry.datasets()] == ["iris"]
     for v in ws.registry.layers("shared"):
-        ws.load_block(v)  # every block is there and whole
+        load_block(ws, v)  # every block is there and whole
     assert json.loads(cli(*_where(team, tmp_path), "verify", "--json").stdout)["damaged"] == 0
 
 

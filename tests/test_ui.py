@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mfstore.block import load_block
 from mfstore.compose import compose, extend
 from mfstore.config import TrainConfig
 from mfstore.dataset import DatasetOptions
@@ -191,7 +192,7 @@ def check_overview_and_lists(visit: Visit, url: str) -> None:
 def check_layer_page(visit: Visit, url: str, ws: Workspace) -> None:
     page = visit.open(url + "/layers/net.l1/1")
     layer = ws.registry.layer("net.l1", "1")
-    history = ws.load_block(layer).history
+    history = load_block(ws, layer).history
     epochs = len(history["epochs"])
     assert page.locator("svg.loss-chart").count() == 1
     assert page.locator("svg.loss-chart circle.point.train-loss").count() == epochs

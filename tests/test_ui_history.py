@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mfstore.block import load_block
 from mfstore.workspace import Workspace, block_path
 from tests.cli_run import QUICK, in_home, json_of
 
@@ -12,7 +13,7 @@ from tests.cli_run import QUICK, in_home, json_of
 def _history(home, ref: str) -> dict:
     ws = Workspace.open(str(home))
     name, version = ref.split("@")
-    return ws.load_block(ws.registry.layer(name, version)).history
+    return load_block(ws, ws.registry.layer(name, version)).history
 
 
 def test_train_layer_json_has_the_history(home):

@@ -21,8 +21,8 @@ from mfstore.deletion import delete_network
 from mfstore.gc import collect
 from mfstore.importing import import_dataset
 from mfstore.lineage_graph import network_graph, store_graph
+from mfstore.manifest import stream_id
 from mfstore.store_training import train_network
-from mfstore.stream import stream_id
 from mfstore.workspace import Workspace, block_path
 from serving.ui import facts
 from serving.ui.checks import Checks

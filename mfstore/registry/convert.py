@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mfstore.block import InputSignature
+from mfstore.block_header import InputSignature
 from mfstore.config import TrainingRun
 from mfstore.errors import Fix, NotFoundError
 from mfstore.registry import rows as r

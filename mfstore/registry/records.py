@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mfstore.block import InputSignature
+from mfstore.block_header import InputSignature
 from mfstore.config import TrainingRun
 from mfstore.errors import NotFoundError
 from mfstore.spec import LayerSpec

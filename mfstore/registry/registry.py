@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mfstore.block import InputSignature
+from mfstore.block_header import InputSignature
 from mfstore.config import TrainingRun
 from mfstore.errors import ConflictError, Fix, NotFoundError, RegistryError
 from mfstore.names import check_alias
@@ -42,6 +42,7 @@ from mfstore.registry.records import (
     LayerVersion,
     NetworkVersion,
     StreamRecord,
+    parse_ref,
 )
 from mfstore.registry.schema import ensure_schema
 from mfstore.spec import LayerSpec
@@ -236,6 +237,14 @@ class Registry:
     def network(self, name: str, selector: str | None = None) -> NetworkVersion:
         with self._read() as s:
             return network_record(resolve(s, "network", name, selector))
+
+    def resolve_network(self, ref: str) -> NetworkVersion:
+        """`NET`, `NET@3` or `NET@prod` (the newest live version for `NET`)."""
+        return self.network(*parse_ref(ref))
+
+    def network_layers(self, network: NetworkVersion) -> list[LayerVersion]:
+        """The layer versions a network holds, input side first."""
+        return [self.layer(name, str(version)) for name, version in network.layers]
 
     def networks(self, name: str | None = None) -> list[NetworkVersion]:
         with self._read() as s:

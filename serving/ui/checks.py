@@ -21,18 +21,19 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from mfstore.errors import MFStoreError
-from mfstore.evaluation import Accuracy, evaluate
+from mfstore.integrity import Recorded, StreamCheck, block_problems, check_streams
+from mfstore.manifest import Manifest, read_manifest, stream_problems
 from mfstore.registry import LayerVersion, NetworkVersion
-from mfstore.stream import Manifest, StreamBatches, read_manifest, stream_problems
-from mfstore.verify import Recorded, StreamCheck, block_problems, check_streams
 from mfstore.workspace import Workspace
 
+if TYPE_CHECKING:
+    from mfstore.evaluation import Accuracy
+
 STREAM_SECONDS = 60.0
+CPU = "cpu"  # where pages measure accuracy: a server's GPU is for serving
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Checks:
         """Its block's problems now (the block is read), and the mark an earlier `verify`
         left in the registry."""
         marked = ["marked damaged by an earlier verify"] if layer.status == "damaged" else []
-        return [*block_problems(self.ws, layer)[0], *marked]
+        return [*block_problems(self.ws, layer), *marked]
 
     def stream_problems(self, sid: str) -> list[str]:
         """What is wrong with one stream (its manifest, every shard's sha256)."""
@@ -127,9 +128,11 @@ class Checks:
 
 
 def _measure(ws: Workspace, layers: list[LayerVersion], manifest: Manifest) -> Measured:
+    # torch and the layers load on the first network page, not when the UI starts
+    from mfstore.devices import resolve_device
+    from mfstore.network import evaluate_layers
+
     try:
-        modules = [ws.load_block(v).to_layer() for v in layers]
-        source = StreamBatches(ws.store, manifest, "test", options=ws.stream_options)
-        return Measured(evaluate(modules, source, torch.device("cpu")))
+        return Measured(evaluate_layers(ws, layers, manifest, resolve_device(CPU)))
     except MFStoreError as err:
         return Measured(None, err.message)

@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from mfstore.block import LayerBlock
+from mfstore.block_header import BlockHeader
 from mfstore.errors import ConfigError, Fix
+from mfstore.integrity import StreamCheck
 from mfstore.registry import (
     DatasetRecord,
     ExportRecord,
@@ -19,7 +20,6 @@ from mfstore.registry import (
     StreamRecord,
 )
 from mfstore.usage import Usage, first_by_digest, used_by
-from mfstore.verify import StreamCheck
 from serving.ui.checks import Measured
 from serving.ui.statuses import Statuses
 
@@ -111,7 +111,7 @@ class LayerPage:
     problems: list[str]
     fixes: list[Fix]
     aliases: list[str]
-    block: LayerBlock | None
+    block: BlockHeader | None  # the header of its block, None where it cannot be read
     lineage: list[tuple[str, LayerVersion | None]]  # (digest, the version computing it)
     dataset: DatasetRecord | None
     usage: Usage
@@ -199,7 +199,7 @@ def layer_page(now: Statuses, name: str, version: int) -> LayerPage:
     datasets = {d.fingerprint: d for d in now.datasets}
     return LayerPage(
         layer, now.layer(layer), problems, _layer_fixes(now, layer) if problems else [],
-        now.aliases("layer", name, layer.version), stored.block,
+        now.aliases("layer", name, layer.version), stored.header,
         [(d, producers.get(d)) for d in layer.signature.chain],
         datasets.get(layer.signature.dataset_fingerprint), used_by(now.ws.registry, layer),
         versions, [v for v in versions if v.repairs == layer.version],

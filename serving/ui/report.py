@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from mfstore.lineage_graph import network_graph
-from mfstore.network import resolve_network
 from mfstore.workspace import Workspace
 from serving.ui import charts, facts
 from serving.ui.checks import Checks
@@ -56,7 +55,7 @@ def _figures(page: facts.NetworkPage, bars: Scene, lineage: Scene) -> dict[str, 
 
 def network_report(ws: Workspace, ref: str) -> Report:
     """The report of network `ref` (NET, NET@V or NET@ALIAS); reads, never writes."""
-    network = resolve_network(ws, ref)
+    network = ws.registry.resolve_network(ref)
     now = Statuses(ws, Checks(ws))
     page = facts.network_page(now, network.name, network.version)
     links = ReportLinks(page)

@@ -12,9 +12,9 @@ from dataclasses import replace
 from functools import cached_property
 
 from mfstore.errors import NotFoundError
+from mfstore.integrity import Recorded, StreamCheck
 from mfstore.lineage_graph import Graph
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
-from mfstore.verify import Recorded, StreamCheck
 from mfstore.workspace import Workspace
 from serving.ui.checks import Checks
 
