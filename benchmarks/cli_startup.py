@@ -58,7 +58,7 @@ def imported(command: str) -> set[str]:
 def imported_by_ui() -> set[str]:
     """The heavy modules the UI imports before it serves (what `mfstore ui` runs first)."""
     out = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                          "import cli.main, serving.listening, serving.ui.app"],
+                          "import cli.main, serving.listening, pages.app"],
                          capture_output=True, text=True)
     names = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if "|" in line}
     return {n for n in ("torch", "onnx", "onnxruntime") if n in names}

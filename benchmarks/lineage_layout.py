@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import print_table
 
 from mfstore.lineage_graph import Graph, Node
-from serving.ui.lineage_drawing import lineage_scene
+from pages.lineage_drawing import lineage_scene
 
 
 def store_like(layers: int) -> Graph:

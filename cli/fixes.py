@@ -20,7 +20,20 @@ from typing import Any
 from cli.flags import flag, option_flag
 from mfstore import errors
 from mfstore.config import DatasetOptions, TrainConfig
-from mfstore.errors import Fix
+from mfstore.fixes import (
+    DeleteFix,
+    Fix,
+    ImportFix,
+    InitFix,
+    LaunchFix,
+    ListFix,
+    OptionFix,
+    RepairFix,
+    RetrainFix,
+    SettingFix,
+    UpgradeFix,
+    VerifyFix,
+)
 from mfstore.spec import LayerPlan
 
 SETTINGS = {"registry": "--registry / MFSTORE_REGISTRY", "store": "--store / MFSTORE_STORE",
@@ -103,62 +116,55 @@ def _cannot(unset: list[str], how: str) -> str:
             "Python API)")
 
 
-def _then(a: dict[str, Any], call: Call) -> str:
-    then = a.get("then")
-    return (f", then {render_fix(Fix(then['action'], then.get('args', {})), call)}"
-            if then else "")
-
-
-def _train_layer(a: dict[str, Any], call: Call) -> str:
-    spec = options_for(LayerPlan, a.get("spec", {}))
-    config = options_for(TrainConfig, a.get("config", {}))
-    on = [w for ref in a.get("on", []) for w in ("--on", ref)]
-    words = ["train-layer", a["name"], "--data", a["data"], *on, *spec.words, *config.words]
-    processes = a.get("processes", 1)
-    launched = ["torchrun", "--nproc-per-node", processes, "--no-python"] if processes > 1 \
-        else []
+def _retrain(fix: RetrainFix, call: Call) -> str:
+    spec = options_for(LayerPlan, fix.spec)
+    config = options_for(TrainConfig, fix.config)
+    on = [w for ref in fix.on for w in ("--on", ref)]
+    words = ["train-layer", fix.name, "--data", fix.data, *on, *spec.words, *config.words]
+    launched = ["torchrun", "--nproc-per-node", fix.processes, "--no-python"] \
+        if fix.processes > 1 else []
     again = quoted([*launched, "mfstore", *call.prefix, *words])
-    differ = f" ({a['other_weights']}: its weights may differ)" if a.get("other_weights") \
-        else ""
-    return (f"retrain {a.get('ref', a['name'])} with {again}" + differ
-            + _cannot(spec.unset + config.unset, "retrain it") + _then(a, call))
+    differ = f" ({fix.other_weights}: its weights may differ)" if fix.other_weights else ""
+    then = f", then {render_fix(fix.then, call)}" if fix.then is not None else ""
+    return (f"retrain {fix.ref} with {again}" + differ
+            + _cannot(spec.unset + config.unset, "retrain it") + then)
 
 
-def _import(a: dict[str, Any], call: Call) -> str:
-    options = options_for(DatasetOptions, a.get("options", {}))
-    given = {key: a.get(key) or PLACEHOLDERS[key][0] for key in PLACEHOLDERS}
+def _import(fix: ImportFix, call: Call) -> str:
+    options = options_for(DatasetOptions, fix.options)
+    given = {"name": fix.name, "url": fix.url}
     blanks = [f"replace {word} with {what}" for key, (word, what) in PLACEHOLDERS.items()
-              if not a.get(key)]
-    return ("import it with " + command("data", "add", given["name"], given["url"],
-                                        *options.words, call=call)
+              if not given[key]]
+    return ("import it with " + command("data", "add", fix.name or PLACEHOLDERS["name"][0],
+                                        fix.url or PLACEHOLDERS["url"][0], *options.words,
+                                        call=call)
             + (f" ({'; '.join(blanks)})" if blanks else "")
             + _cannot(options.unset, "import it"))
 
 
-def _launch(a: dict[str, Any], call: Call) -> str:
+def _launch(fix: LaunchFix, call: Call) -> str:
     """The command again, one process per layer."""
     again = list(call.arguments) or ["ARGUMENTS"]
-    return "start it with " + quoted(["torchrun", "--nproc-per-node", a.get("processes", "N"),
+    return "start it with " + quoted(["torchrun", "--nproc-per-node", fix.processes,
                                       "--no-python", "mfstore", *again])
 
 
-def _repair(a: dict[str, Any], call: Call) -> str:
+def _repair(fix: RepairFix, call: Call) -> str:
     words: list[object] = ["repair"]
-    if a.get("network"):
-        words.append(a["network"])
-    if a.get("layer") is not None:
-        words += ["--layer", a["layer"]]
-    elif a.get("auto"):
+    if fix.network:
+        words.append(fix.network)
+    if fix.layer is not None:
+        words += ["--layer", fix.layer]
+    elif fix.auto:
         words.append("--auto")
     return f"run {command(*words, call=call)}"
 
 
-def _delete(a: dict[str, Any], call: Call) -> str:
-    commands = [command("nets", "delete", n, "--keep-layers", call=call)
-                for n in a.get("networks", [])]
-    commands += [command("layers", "delete", x, call=call) for x in a.get("layers", [])]
-    return "first delete " + " and ".join([*a.get("networks", []), *a.get("layers", [])]) + \
-        " (" + ", ".join(commands) + ")"
+def _delete(fix: DeleteFix, call: Call) -> str:
+    commands = [command("nets", "delete", n, "--keep-layers", call=call) for n in fix.networks]
+    commands += [command("layers", "delete", x, call=call) for x in fix.layers]
+    return ("first delete " + " and ".join([*fix.networks, *fix.layers]) + " ("
+            + ", ".join(commands) + ")")
 
 
 def _number(value: Any) -> str:
@@ -166,30 +172,38 @@ def _number(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _option(a: dict[str, Any]) -> str:
-    value = f" {_number(a['value'])}" if "value" in a else ""
-    return f"pass {flag(a['name'])}{value}" + (f" {a['why']}" if a.get("why") else "")
+def _option(fix: OptionFix) -> str:
+    value = "" if fix.value is None else f" {_number(fix.value)}"
+    return f"pass {flag(fix.name)}{value}" + (f" {fix.why}" if fix.why else "")
 
 
 def render_fix(fix: Fix, call: Call = NO_CALL) -> str:
     """A fix as the command line (or option) that applies it; `call`: the command line that
     failed (a suggested command repeats its global options; a launch reruns it)."""
-    a = fix.args
-    renderers = {
-        "option": lambda: _option(a),
-        "setting": lambda: f"check {SETTINGS[a['name']]}",
-        "list": lambda: f"see {command(*LISTINGS[a['what']], call=call)}",
-        "init": lambda: f"run {command('init', call=call)} first",
-        "upgrade": lambda: f"upgrade it with {command('init', call=call)}",
-        "train_layer": lambda: _train_layer(a, call),
-        "verify": lambda: "run " + command("verify", *[a["network"]] if a.get("network") else [],
-                                           call=call),
-        "repair": lambda: _repair(a, call),
-        "import": lambda: _import(a, call),
-        "delete": lambda: _delete(a, call),
-        "launch": lambda: _launch(a, call),
-    }
-    return renderers[fix.action]() if fix.action in renderers else fix.describe()
+    match fix:
+        case OptionFix():
+            return _option(fix)
+        case SettingFix(name=name):
+            return f"check {SETTINGS[name]}"
+        case ListFix(what=what):
+            return f"see {command(*LISTINGS[what], call=call)}"
+        case InitFix():
+            return f"run {command('init', call=call)} first"
+        case UpgradeFix():
+            return f"upgrade it with {command('init', call=call)}"
+        case RetrainFix():
+            return _retrain(fix, call)
+        case VerifyFix(network=network):
+            return "run " + command("verify", *[network] if network else [], call=call)
+        case RepairFix():
+            return _repair(fix, call)
+        case ImportFix():
+            return _import(fix, call)
+        case DeleteFix():
+            return _delete(fix, call)
+        case LaunchFix():
+            return _launch(fix, call)
+    return fix.describe()
 
 
 def render_error(err: errors.MFStoreError, call: Call = NO_CALL) -> str:

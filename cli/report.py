@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.context import workspace
+from cli.errors import call_of
+from cli.fixes import render_fix
 from cli.render import stdout
-from mfstore.errors import ConfigError, option
+from mfstore.errors import ConfigError
+from mfstore.fixes import option
 
 if TYPE_CHECKING:
-    from serving.ui.scene import Scene
+    from pages.scene import Scene
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -47,7 +50,7 @@ def _check_target(path: Path, folder: bool) -> None:
 
 def _check_targets(out: Path, png: Path | None) -> None:
     """Both targets, and matplotlib where charts are asked for, before the report is made."""
-    from serving.ui.png import check_png
+    from pages.png import check_png
 
     _check_target(out, folder=False)
     if png is not None:
@@ -57,7 +60,7 @@ def _check_targets(out: Path, png: Path | None) -> None:
 
 def _charts(figures: dict[str, Scene]) -> dict[str, bytes]:
     """Each chart drawn as PNG (before anything is written), by file name."""
-    from serving.ui.png import to_png
+    from pages.png import to_png
 
     return {f"{stem}.png": to_png(scene) for stem, scene in figures.items()}
 
@@ -82,10 +85,10 @@ def report(
 
     Example: mfstore report digits-mlp@1 --out report.html --png charts
     """
-    from serving.ui.report import network_report
+    from pages.report import network_report
 
     _check_targets(out, png)
-    result = network_report(workspace(ctx), ref)
+    result = network_report(workspace(ctx), ref, lambda fix: render_fix(fix, call_of(ctx)))
     images = _charts(result.figures) if png is not None else {}
     _write(out, result.html.encode())
     if png is not None:

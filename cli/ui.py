@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from cli.context import workspace
+from cli.errors import call_of
+from cli.fixes import render_fix
 from cli.options import given_token
 from cli.render import stderr
 
@@ -34,9 +36,9 @@ def ui(
     """
     import uvicorn
 
+    from pages.app import allowed_hosts, create_ui
     from serving.listening import bind
     from serving.tokens import check_token
-    from serving.ui.app import allowed_hosts, create_ui
 
     token = check_token(given_token(token, "MFSTORE_UI_TOKEN"))
     hosts = allowed_hosts(host, allow_host or [])
@@ -49,6 +51,6 @@ def ui(
     address = f"[{host}]" if ":" in host else host
     stderr.print(f"mfstore UI on http://{address}:{listening.getsockname()[1]}/",
                  highlight=False)
-    server = uvicorn.Server(uvicorn.Config(create_ui(ws, token, hosts), log_level="warning",
-                                           access_log=False))
+    app = create_ui(ws, token, hosts, lambda fix: render_fix(fix, call_of(ctx)))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[listening])

@@ -21,7 +21,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from mfstore.block_header import HEADER_KEY, BlockHeader, InputSignature
-from mfstore.errors import Fix, IntegrityError, MFStoreError
+from mfstore.errors import IntegrityError, MFStoreError
+from mfstore.fixes import VerifyFix
 from mfstore.modules import MFLayer
 from mfstore.registry import LayerVersion
 from mfstore.spec import LayerSpec
@@ -99,7 +100,7 @@ class LayerBlock:
             return block
         except (SafetensorError, ValueError, KeyError, TypeError, MFStoreError) as err:
             raise IntegrityError(f"{name} is not a readable layer block ({err})",
-                                 Fix("verify", {})) from err
+                                 VerifyFix()) from err
 
 
 def store_block(ws: Workspace, block: LayerBlock) -> str:

@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mfstore.errors import Fix, IntegrityError, MFStoreError
+from mfstore.errors import IntegrityError, MFStoreError
+from mfstore.fixes import VerifyFix
 from mfstore.spec import LayerSpec
 
 FORMAT = "mfstore.layer-block/1"
@@ -76,7 +77,7 @@ class BlockHeader:
                        header.get("run"))
         except (ValueError, KeyError, TypeError, AttributeError, MFStoreError) as err:
             raise IntegrityError(f"{name} is not a readable layer block ({err})",
-                                 Fix("verify", {})) from err
+                                 VerifyFix()) from err
 
 
 def safetensors_metadata(data: bytes) -> dict[str, str]:

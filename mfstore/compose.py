@@ -9,7 +9,8 @@ import torch
 
 from mfstore.config import TrainConfig
 from mfstore.devices import training_device
-from mfstore.errors import ConfigError, LineageError, SpecError, option
+from mfstore.errors import ConfigError, LineageError, SpecError
+from mfstore.fixes import option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES

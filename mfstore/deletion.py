@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mfstore.errors import ConflictError, Fix
+from mfstore.errors import ConflictError
+from mfstore.fixes import DeleteFix
 from mfstore.registry import LayerVersion, NetworkVersion, parse_ref
 from mfstore.usage import Snapshot, Usage
 from mfstore.workspace import Workspace
@@ -76,7 +77,7 @@ def delete_layer(ws: Workspace, ref: str) -> LayerVersion:
     if kept:
         first = _deleted_first(Snapshot.read(ws.registry), layer)
         raise ConflictError(f"layer {layer.ref} is still needed: {kept[layer.ref]}",
-                            Fix("delete", first.to_dict()))
+                            DeleteFix(tuple(first.networks), tuple(first.layers)))
     return layer
 
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import torch
 
 from mfstore.config import TrainConfig, check_device
-from mfstore.errors import DeviceError, option
+from mfstore.errors import DeviceError
+from mfstore.fixes import option
 
 
 def resolve_device(name: str) -> torch.device:

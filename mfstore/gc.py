@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mfstore.errors import ConfigError, ConflictError, option
+from mfstore.errors import ConfigError, ConflictError
+from mfstore.fixes import option
 from mfstore.manifest import manifest_path, read_manifest
 from mfstore.registry import StreamRecord
 from mfstore.usage import Snapshot

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mfstore.errors import DivergenceError, option
+from mfstore.errors import DivergenceError
+from mfstore.fixes import option
 
 BASELINE_NAMES = {"bp": "backprop", "fa": "feedback-alignment",
                   "dfa": "direct-feedback-alignment", "ff": "Forward-Forward"}

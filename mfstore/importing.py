@@ -4,7 +4,6 @@ dataset's stream(0) from its recorded source."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from mfstore.batches import TensorBatches
 from mfstore.dataset import Dataset, DatasetOptions, load_dataset
@@ -12,10 +11,10 @@ from mfstore.errors import (
     DataFormatError,
     DataSourceError,
     DataValidationError,
-    Fix,
     IntegrityError,
     NotFoundError,
 )
+from mfstore.fixes import ImportFix, ListFix
 from mfstore.manifest import SPLITS, Manifest, manifest_path, stream_id, stream_problems
 from mfstore.names import NAME, check_name
 from mfstore.readers import canonical
@@ -63,12 +62,12 @@ def reimport(ws: Workspace, record: DatasetRecord) -> Manifest:
         raise IntegrityError(
             f"the examples of dataset {record.name!r} cannot be read again from its recorded "
             f"source {record.source!r} ({err.message})",
-            Fix("import", {"name": record.name, "options": dict(record.options)})) from err
+            ImportFix(record.name, options=dict(record.options))) from err
     if dataset.fingerprint != record.fingerprint:
         raise DataValidationError(
             f"{record.source!r} no longer holds the examples of dataset {record.name!r} "
             f"(fingerprint {dataset.fingerprint[:12]}, recorded {record.fingerprint[:12]})",
-            Fix("import", {"name": record.name, "options": dict(record.options)}))
+            ImportFix(record.name, options=dict(record.options)))
     return write_examples(ws, dataset, replace=True)
 
 
@@ -111,14 +110,10 @@ def dataset_for_training(data: str, options: DatasetOptions | None,
     except DataSourceError as err:
         if NAME.fullmatch(data) and not any(c in data for c in ".:/"):  # a name, not a path
             raise DataSourceError(f"there is no registered dataset and no file named {data!r}",
-                                  Fix("list", {"what": "datasets"}),
-                                  Fix("import", {"name": data, **_with_options(options)})) from err
+                                  ListFix("datasets"),
+                                  ImportFix(data, options={} if options is None
+                                            else asdict(options))) from err
         raise
-
-
-def _with_options(options: DatasetOptions | None) -> dict[str, Any]:
-    """The import options a fix carries: those given, none when none were."""
-    return {} if options is None else {"options": asdict(options)}
 
 
 def registered_dataset(ws: Workspace, data: str) -> DatasetRecord:
@@ -130,5 +125,5 @@ def registered_dataset(ws: Workspace, data: str) -> DatasetRecord:
         if not NAME.fullmatch(data):
             raise NotFoundError(f"{data!r} is a data source, not a registered dataset; what is "
                                 "registered must be trained on a registered dataset",
-                                Fix("import", {"url": data})) from err
+                                ImportFix(url=data)) from err
         raise

@@ -14,7 +14,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_arrays
 
-from mfstore.errors import ConfigError, Fix
+from mfstore.errors import ConfigError
+from mfstore.fixes import Fix, RepairFix
 from mfstore.manifest import stream_id, stream_problems
 from mfstore.registry import (
     DatasetRecord,
@@ -157,7 +158,7 @@ def check_streams(ws: Workspace, network: NetworkVersion | None, layers: list[La
     recorded = recorded or Recorded.read(ws.registry)
     scope = (streams_in_scope(recorded, network, layers) if network is not None
              else _every_stream(ws, recorded))
-    fix = Fix("repair", {"network": network.ref, "auto": True} if network else {"auto": True})
+    fix = RepairFix(network.ref if network else None, auto=True)
     checks = []
     for sid, (dataset, chain) in scope.items():
         check = StreamCheck(sid, dataset, chain, find(sid))

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
-from mfstore.errors import Fix, LineageError, SpecError, option
+from mfstore.errors import LineageError, SpecError
+from mfstore.fixes import Fix, RetrainFix, option
 from mfstore.registry import DatasetRecord, LayerVersion, Registry
 from mfstore.spec import LayerPlan, LayerSpec
 from mfstore.usage import first_by_digest
@@ -83,17 +84,11 @@ def retrain_fix(layer: LayerVersion, dataset: DatasetRecord, upstream: Sequence[
     config = dict(layer.config)
     if config.get("device") == "auto" and layer.run is not None:
         config["device"] = layer.run.device
-    args: dict[str, Any] = {
-        "ref": layer.ref, "name": layer.name, "data": dataset.name, "on": list(upstream),
-        "spec": plan_options(layer.spec, tokens), "config": config}
-    if layer.run is not None and layer.run.alone and layer.run.processes > 1:
-        args["processes"] = layer.run.processes  # data parallel: the same N, the same block
-    why = other_weights(layer)
-    if why is not None:
-        args["other_weights"] = why
-    if then is not None:
-        args["then"] = {"action": then.action, "args": dict(then.args)}
-    return Fix("train_layer", args)
+    data_parallel = layer.run is not None and layer.run.alone and layer.run.processes > 1
+    return RetrainFix(layer.ref, layer.name, dataset.name, tuple(upstream),
+                      plan_options(layer.spec, tokens), config,
+                      layer.run.processes if data_parallel and layer.run else 1,
+                      other_weights(layer), then)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from mfstore.errors import Fix, IntegrityError
+from mfstore.errors import IntegrityError
+from mfstore.fixes import RepairFix
 from mfstore.store import Store
 
-REPAIR = Fix("repair", {"auto": True})
+REPAIR = RepairFix(auto=True)
 
 SPLITS = ("train", "val", "test")
 

@@ -6,8 +6,9 @@ import torch
 
 from mfstore.block import load_block
 from mfstore.devices import resolve_device
-from mfstore.errors import SpecError, option
+from mfstore.errors import SpecError
 from mfstore.evaluation import Accuracy, evaluate
+from mfstore.fixes import option
 from mfstore.lineage import check_shapes
 from mfstore.manifest import Manifest
 from mfstore.modules import MFLayer, MFNet

@@ -28,7 +28,8 @@ from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
-from mfstore.errors import ConfigError, Fix
+from mfstore.errors import ConfigError
+from mfstore.fixes import LaunchFix
 from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback, check_finite
 from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, build_layers
@@ -116,7 +117,7 @@ def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Clu
     if schedule != "simultaneous":
         raise ConfigError("layer-parallel training is the simultaneous schedule; a layer of "
                           "the sequential schedule waits for the one below it to finish")
-    launch = Fix("launch", {"per": "layer", "processes": len(specs)})
+    launch = LaunchFix(len(specs))
     if cluster is None:
         raise ConfigError("layer-parallel training needs one process per layer", launch)
     if cluster.world != len(specs):

@@ -22,7 +22,8 @@ import torch
 from mfstore.block import load_block
 from mfstore.compose import retrain
 from mfstore.devices import resolve_device, training_device
-from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, SpecError, option
+from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError
+from mfstore.fixes import Fix, RepairFix, option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import reimport
 from mfstore.integrity import StreamCheck, VerifyReport, check_tolerance
@@ -200,7 +201,7 @@ def lost_upstream(ws: Workspace, layer: LayerVersion,
     if lost is None or any(d not in by_digest for d in lost.signature.chain):
         return IntegrityError(f"no intact version of a layer it was trained over is left {why}")
     dataset = ws.registry.dataset(lost.dataset)
-    then = Fix("repair", {"auto": True})
+    then: Fix = RepairFix(auto=True)
     if other_weights(lost) is not None:
         coming = f"{lost.name}@{max(v.version for v in ws.registry.layers(lost.name)) + 1}"
         on = [coming if d == missing else by_digest[d].ref if d in by_digest else None

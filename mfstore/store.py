@@ -29,14 +29,15 @@ from typing import TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from mfstore.errors import Fix, IntegrityError, StoreError, one_line, transport_error
+from mfstore.errors import IntegrityError, StoreError, one_line, transport_error
+from mfstore.fixes import InitFix, SettingFix, VerifyFix
 from mfstore.urls import mask_credentials
 
 T = TypeVar("T")
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
 MARKER = "mfstore-store.json"
-CHECK_URL = Fix("setting", {"name": "store"})
-VERIFY = Fix("verify", {})
+CHECK_URL = SettingFix("store")
+VERIFY = VerifyFix()
 
 
 def sha256(data: bytes) -> str:
@@ -133,7 +134,7 @@ class Store:
             marker = json.loads(self.get_optional(MARKER))
             owner = marker.get("registry") if isinstance(marker, dict) else None
         except FileNotFoundError:
-            raise StoreError(f"there is no mfstore store at {self.shown!r}", Fix("init"),
+            raise StoreError(f"there is no mfstore store at {self.shown!r}", InitFix(),
                              CHECK_URL) from None
         except ValueError:
             owner = None
@@ -141,7 +142,7 @@ class Store:
             raise StoreError(f"the store {self.shown!r} belongs to another registry (its marker "
                              f"names {str(owner)[:12]}, this registry is {registry_id[:12]}); "
                              "use the registry and the store that belong together",
-                             CHECK_URL, Fix("setting", {"name": "registry"}))
+                             CHECK_URL, SettingFix("registry"))
 
     # objects -----------------------------------------------------------------------------
 

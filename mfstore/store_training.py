@@ -24,7 +24,8 @@ from mfstore.block import LayerBlock, store_block
 from mfstore.block_header import InputSignature
 from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
 from mfstore.devices import training_device
-from mfstore.errors import ConfigError, option
+from mfstore.errors import ConfigError
+from mfstore.fixes import option
 from mfstore.history import ProgressCallback, Ready
 from mfstore.importing import registered_dataset
 from mfstore.lineage import check_lineage, check_shapes

@@ -20,7 +20,8 @@ from mfstore import distributed
 from mfstore.batches import Part
 from mfstore.block import layer_tensors, load_block, weights_digest
 from mfstore.config import TrainConfig
-from mfstore.errors import Fix, IntegrityError
+from mfstore.errors import IntegrityError
+from mfstore.fixes import ImportFix, RepairFix
 from mfstore.manifest import SPLITS, Manifest, merge_splits, read_manifest, stream_id
 from mfstore.modules import MFLayer
 from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
@@ -35,9 +36,8 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
     if manifest is None:
         raise IntegrityError(f"the imported examples of dataset {dataset.name!r} (stream "
                              f"{dataset.stream_id[:12]}) are missing from the store",
-                             Fix("repair", {"auto": True}),
-                             Fix("import", {"name": dataset.name, "url": dataset.source,
-                                            "options": dict(dataset.options)}))
+                             RepairFix(auto=True),
+                             ImportFix(dataset.name, dataset.source, dict(dataset.options)))
     return manifest
 
 

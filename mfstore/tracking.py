@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mfstore.errors import ConfigError, Fix, IntegrityError, MFStoreError, option
+from mfstore.errors import ConfigError, IntegrityError, MFStoreError
 from mfstore.export import Export
+from mfstore.fixes import VerifyFix, option
 from mfstore.registry import LayerVersion
 from mfstore.registry.engine import display_url as display
 from mfstore.usage import first_by_digest
@@ -183,7 +184,7 @@ def log_layer(tracker: Tracker, ws: Workspace, layer: LayerVersion) -> str:
     stored = ws.read_block(layer)
     if stored.data is None or stored.history is None:
         raise IntegrityError(f"the block of {layer.ref} is missing or damaged: nothing to log",
-                             Fix("verify", {}))
+                             VerifyFix())
     with tracker.run(layer.ref, layer_tags(ws, layer)) as run_id:
         tracker.log(run_id, {**flatten("spec", layer.spec.to_dict()),
                              **flatten("config", layer.config)},

@@ -10,8 +10,9 @@ import torch
 
 from mfstore.block import LayerBlock
 from mfstore.devices import resolve_device
-from mfstore.errors import Fix, IntegrityError
+from mfstore.errors import IntegrityError
 from mfstore.evaluation import stack_metrics
+from mfstore.fixes import Fix, RepairFix
 from mfstore.integrity import (
     LayerCheck,
     StreamCheck,
@@ -40,12 +41,12 @@ def layer_accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
 def _layer_fix(snap: Snapshot, layer: LayerVersion, network: NetworkVersion | None,
                position: int | None) -> Fix:
     if network is not None and position is not None:
-        return Fix("repair", {"network": network.ref, "layer": position})
+        return RepairFix(network.ref, position)
     pair = (layer.name, layer.version)
     for net in snap.networks:
         if pair in net.layers:
-            return Fix("repair", {"network": net.ref, "layer": net.layers.index(pair) + 1})
-    return Fix("repair", {"auto": True})
+            return RepairFix(net.ref, net.layers.index(pair) + 1)
+    return RepairFix(auto=True)
 
 
 def _scope(ws: Workspace, ref: str | None) -> tuple[NetworkVersion | None, list[LayerVersion]]:

@@ -16,7 +16,8 @@ from typing import Any
 
 from mfstore.block_header import BlockHeader
 from mfstore.config import StreamOptions
-from mfstore.errors import Fix, IntegrityError, StoreError
+from mfstore.errors import IntegrityError, StoreError
+from mfstore.fixes import SettingFix
 from mfstore.registry import LayerVersion, Registry
 from mfstore.store import Store, sha256
 from mfstore.urls import mask_credentials
@@ -43,7 +44,7 @@ class Locations:
         home = home or os.environ.get("MFSTORE_HOME") or DEFAULT_HOME
         if os.path.exists(home) and not os.path.isdir(home):
             raise StoreError(f"home {home!r} is a file, not a folder",
-                             Fix("setting", {"name": "home"}))
+                             SettingFix("home"))
         absolute = Path(home).resolve()
         registry = registry or os.environ.get("MFSTORE_REGISTRY")
         store = store or os.environ.get("MFSTORE_STORE")
@@ -110,7 +111,7 @@ class Workspace:
                 Path(where.home).mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise StoreError(f"cannot create home {where.home!r}: {err}",
-                                 Fix("setting", {"name": "home"})) from err
+                                 SettingFix("home")) from err
         ws = cls(where, Registry(where.registry, create=True), stream_options)
         store_ = Store(where.store)
         store_.create(ws.registry.id)

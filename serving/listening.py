@@ -8,7 +8,8 @@ from __future__ import annotations
 import errno
 import socket
 
-from mfstore.errors import ConfigError, option
+from mfstore.errors import ConfigError
+from mfstore.fixes import option
 
 PORT_ERRORS = {errno.EADDRINUSE, errno.EACCES}
 BACKLOG = 2048  # the port is the trouble; otherwise the host

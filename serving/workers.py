@@ -30,12 +30,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
 from typing import Any
 
 from mfstore import errors
 from mfstore.errors import ConfigError, MFStoreError, one_line
+from mfstore.fixes import Fix
 from serving.launch import ServeSpec, announced, build_server, run, serve
 from serving.listening import bind
 from serving.siblings import NO_REPLY, Siblings, receive, send
@@ -275,7 +276,7 @@ def _rebuilt(kind: str, message: str, fixes: list[dict[str, Any]]) -> MFStoreErr
     cls = getattr(errors, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, MFStoreError)):
         cls = MFStoreError
-    return cls(message, *(errors.Fix(f["action"], f["args"]) for f in fixes))
+    return cls(message, *(Fix.from_dict(f) for f in fixes))
 
 
 @contextlib.contextmanager
@@ -360,7 +361,7 @@ def _worker(control_fd: int, rest_fd: int, parent: int) -> int:
         siblings = server.siblings = Siblings(control, server.answer_sibling, requests)
         run(serve(server, spec.listen, lambda *_: siblings.tell(("ready",)), rest=rest))
     except MFStoreError as err:
-        tell("failed", type(err).__name__, err.message, [asdict(f) for f in err.fixes])
+        tell("failed", type(err).__name__, err.message, [f.to_dict() for f in err.fixes])
         return 1
     except Exception as err:  # reported to the supervisor, which stops
         log.exception("server process %d", index, exc_info=err)

@@ -401,3 +401,23 @@ def test_launch_the_suggested_torchrun_runs_the_same_command_one_process_per_lay
     assert listed(home) == before
     assert suggested(out.stderr) == [["torchrun", "--nproc-per-node", "3", "--no-python",
                                       "mfstore", *args]]
+
+
+def test_every_kind_of_fix_travels_as_plain_data_and_comes_back_equal():
+    """`serve --workers` carries errors between processes as JSON: each kind of fix, with a
+    fix nested in it, comes back equal."""
+    import json
+
+    from mfstore import fixes as f
+
+    examples = [f.InitFix(), f.UpgradeFix(), f.OptionFix("lr", "(a tenth)", 0.001),
+                f.SettingFix("store"), f.ListFix("layers"), f.VerifyFix("net@1"),
+                f.RepairFix("net@1", 2), f.RepairFix(auto=True),
+                f.ImportFix("d", None, {"val_fraction": 0.2}), f.DeleteFix(("n@1",), ("l@2",)),
+                f.LaunchFix(3),
+                f.RetrainFix("l@1", "l", "digits", ("a@1",), {"kind": "dense", "width": 8},
+                             {"seed": 3}, 2, "why", f.RepairFix(auto=True))]
+    assert {type(x) for x in examples} == set(f.Fix.kinds.values())
+    for fix in examples:
+        assert f.Fix.from_dict(json.loads(json.dumps(fix.to_dict()))) == fix
+        assert render_fix(fix) and fix.describe()

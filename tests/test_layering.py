@@ -1,5 +1,6 @@
-"""The layers keep to themselves: the library imports no command-line or web framework, and
-the web UI and the report phrase fixes as the command line does without importing Typer."""
+"""The layers keep to themselves: the library imports no command-line or web framework; the
+web UI and the report (pages/) and the inference server (serving/) never import the command
+line; and what only reads the registry imports no torch."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def test_the_library_imports_no_cli_or_web_framework():
                              "serving"})
 
 
-def test_the_ui_and_report_import_no_typer():
-    found = imported_after("import serving.ui.app, serving.ui.report")
-    assert found.isdisjoint({"typer", "click"})
+def test_the_ui_and_report_import_neither_the_command_line_nor_typer():
+    """Pages are told how to phrase a fix by their caller; they never reach up into cli/."""
+    found = imported_after("import pages.app, pages.report")
+    assert found.isdisjoint({"typer", "click", "cli"})
+
+
+def test_serving_imports_neither_the_command_line_nor_the_pages():
+    found = imported_after("import serving.server, serving.app, serving.grpc_service")
+    assert found.isdisjoint({"typer", "click", "cli", "pages"})
+
+
+def test_reading_the_registry_and_starting_the_ui_import_no_torch_onnx_or_onnxruntime():
+    found = imported_after("import cli.main, mfstore.workspace, mfstore.integrity, "
+                           "pages.app, pages.report")
+    assert found.isdisjoint({"torch", "onnx", "onnxruntime"})

@@ -5,7 +5,7 @@ and on a large one."""
 from __future__ import annotations
 
 from mfstore.lineage_graph import Edge, Graph, Node
-from serving.ui.lineage_drawing import columns, incoming, layout, lineage_scene
+from pages.lineage_drawing import columns, incoming, layout, lineage_scene
 
 
 def graph_of(kinds: dict[str, str], edges: list[tuple[str, str]]) -> Graph:

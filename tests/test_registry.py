@@ -13,6 +13,7 @@ import pytest
 
 from mfstore.block_header import InputSignature
 from mfstore.errors import ConfigError, ConflictError, NotFoundError, RegistryError
+from mfstore.fixes import ImportFix, ListFix
 from mfstore.registry import Registry, StreamRecord
 from mfstore.registry.records import LayerVersion
 from mfstore.spec import LayerSpec
@@ -72,10 +73,10 @@ def test_unknown_names_versions_and_aliases(url):
     with pytest.raises(NotFoundError, match=re.escape(
             "layer 'l' has no version or alias 'prod'")) as err:
         registry.layer("l", "prod")
-    assert [f.action for f in err.value.fixes] == ["list"]
+    assert err.value.fixes == (ListFix("layers"),)
     with pytest.raises(NotFoundError, match=re.escape("no dataset 'x'")) as err:
         registry.dataset("x")
-    assert [f.action for f in err.value.fixes] == ["list", "import"]
+    assert [type(f) for f in err.value.fixes] == [ListFix, ImportFix]
 
 
 @pytest.mark.parametrize("alias,message", [

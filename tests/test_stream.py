@@ -10,6 +10,7 @@ import torch
 from mfstore.batches import TensorBatches
 from mfstore.config import StreamOptions
 from mfstore.errors import IntegrityError
+from mfstore.fixes import RepairFix
 from mfstore.manifest import read_manifest, stream_id
 from mfstore.store import Store
 from mfstore.stream import StreamBatches, StreamWriter
@@ -73,7 +74,7 @@ def test_a_damaged_shard_is_refused(tmp_path):
             f"stream {manifest.id[:12]} is damaged: {path} is damaged: its sha256 is not "
             f"{shard.sha256[:12]}…; repair the store")) as err:
         list(reader.batches(0))
-    assert [(f.action, f.args) for f in err.value.fixes] == [("repair", {"auto": True})]
+    assert err.value.fixes == (RepairFix(auto=True),)
 
 
 def test_consumer_stopping_early_ends_the_prefetch_thread(tmp_path):

@@ -24,9 +24,9 @@ from mfstore.lineage_graph import network_graph, store_graph
 from mfstore.manifest import stream_id
 from mfstore.store_training import train_network
 from mfstore.workspace import Workspace, block_path
-from serving.ui import facts
-from serving.ui.checks import Checks
-from serving.ui.statuses import Statuses
+from pages import facts
+from pages.checks import Checks
+from pages.statuses import Statuses
 from tests.ui_run import get, ui_server
 
 pytestmark = pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import subprocess
 import time
 import urllib.error
@@ -64,12 +65,13 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
 @contextlib.contextmanager
 def ui_server(home: Path, *args: str, where: Sequence[str] = (), cwd: Path | None = None,
               timeout: float = 90) -> Iterator[str]:
-    """`mfstore --home HOME WHERE… ui --port P ARGS…` as a user starts it; its URL once
-    healthy. `where`: more global options (--registry, --store)."""
+    """`mfstore WHERE… ui --port P ARGS…` with MFSTORE_HOME=HOME exported, as a user starts
+    it; its URL once healthy. `where`: global options (--registry, --store), which the
+    commands its pages suggest repeat."""
     port = free_port()
-    proc = subprocess.Popen([MFSTORE, "--home", str(home), *where, "ui", "--port", str(port),
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=cwd)
+    proc = subprocess.Popen([MFSTORE, *where, "ui", "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                            env={**os.environ, "MFSTORE_HOME": str(home)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     try:

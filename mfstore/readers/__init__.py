@@ -5,7 +5,8 @@ from __future__ import annotations
 import posixpath
 
 from mfstore.config import FORMATS
-from mfstore.errors import DataFormatError, DataSourceError, option
+from mfstore.errors import DataFormatError, DataSourceError
+from mfstore.fixes import option
 from mfstore.readers import fs
 from mfstore.readers.bundled import read_bundled
 from mfstore.readers.cifar import read_cifar

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from mfstore.errors import DataFormatError, option
+from mfstore.errors import DataFormatError
+from mfstore.fixes import option
 from mfstore.readers import fs
 from mfstore.readers.raw import RawData
 from mfstore.readers.tokens import is_list, table_tokens

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from mfstore.block_header import InputSignature
 from mfstore.config import TrainingRun
-from mfstore.errors import Fix, NotFoundError
+from mfstore.errors import NotFoundError
+from mfstore.fixes import ListFix
 from mfstore.registry import rows as r
 from mfstore.registry.records import (
     DatasetRecord,
@@ -28,7 +29,7 @@ MAX_VERSION = 2**31 - 1  # versions are 32-bit integers on every database
 
 
 def _not_found(kind: str, message: str) -> NotFoundError:
-    return NotFoundError(message, Fix("list", {"what": LISTINGS[kind]}))
+    return NotFoundError(message, ListFix(LISTINGS[kind]))
 
 
 def resolve(s: Session, kind: str, name: str, selector: str | None,

@@ -10,12 +10,13 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from mfstore.errors import Fix, RegistryError
+from mfstore.errors import RegistryError
+from mfstore.fixes import InitFix, SettingFix
 from mfstore.urls import mask_credentials, scrub
 
 WRITE = {"mfstore_write": True}  # execution option: a transaction that will write
-CHECK_URL = Fix("setting", {"name": "registry"})
-INIT = Fix("init")
+CHECK_URL = SettingFix("registry")
+INIT = InitFix()
 
 
 def display_url(url: str | URL) -> str:

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from mfstore.block_header import InputSignature
 from mfstore.config import TrainingRun
-from mfstore.errors import ConflictError, Fix, NotFoundError, RegistryError
+from mfstore.errors import ConflictError, NotFoundError, RegistryError
+from mfstore.fixes import Fix, ImportFix, ListFix
 from mfstore.names import check_alias
 from mfstore.registry import rows as r
 from mfstore.registry.convert import (
@@ -143,7 +144,7 @@ class Registry:
             row = s.get(r.DatasetRow, name)
             if row is None:
                 raise _missing(f"no dataset {name!r}", "datasets",
-                               Fix("import", {"name": name}))
+                               ImportFix(name))
             return dataset_record(row)
 
     def datasets(self) -> list[DatasetRecord]:
@@ -356,4 +357,4 @@ def _next_version(s: Session, table: Any, name: str) -> int:
 
 
 def _missing(message: str, listing: str, *more: Fix) -> NotFoundError:
-    return NotFoundError(message, Fix("list", {"what": listing}), *more)
+    return NotFoundError(message, ListFix(listing), *more)

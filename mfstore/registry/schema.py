@@ -17,7 +17,8 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mfstore.errors import Fix, RegistryError
+from mfstore.errors import RegistryError
+from mfstore.fixes import UpgradeFix
 from mfstore.registry.engine import CHECK_URL, INIT, WRITE, display_url, registry_error
 
 HEAD = "0005"  # the newest revision under migrations/versions (a test checks it)
@@ -51,7 +52,7 @@ def _refuse(state: str, found: str | None, shown: str, create: bool) -> None:
     if state in ("old", "legacy") and not create:
         raise RegistryError(f"registry {shown!r} has schema {found}, older than this mfstore's "
                             f"{HEAD}: upgrade it once, on purpose (machines still on the older "
-                            "mfstore cannot open it afterwards)", Fix("upgrade"))
+                            "mfstore cannot open it afterwards)", UpgradeFix())
     if state == "foreign":
         raise RegistryError(f"{shown!r} holds tables of something else, not an mfstore "
                             "registry; choose another database", CHECK_URL)

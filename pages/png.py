@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mfstore.errors import ConfigError
-from serving.ui.scene import Circle, Line, Polyline, Rect, Scene, Text
+from pages.scene import Circle, Line, Polyline, Rect, Scene, Text
 
 DPI = 200  # 2 pixels per SVG unit at 100 units per inch
 UNITS_PER_INCH = 100

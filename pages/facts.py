@@ -1,6 +1,6 @@
 """What each page shows, read from the registry and the store (never written): plain
 dataclasses the templates render, for the web UI and the report alike. Every status comes
-from one `Statuses` per page (`serving.ui.statuses`); long lists come a page at a time."""
+from one `Statuses` per page (`pages.statuses`); long lists come a page at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from mfstore.block_header import BlockHeader
-from mfstore.errors import ConfigError, Fix
+from mfstore.errors import ConfigError
+from mfstore.fixes import Fix, RepairFix
 from mfstore.integrity import StreamCheck
 from mfstore.registry import (
     DatasetRecord,
@@ -20,8 +21,8 @@ from mfstore.registry import (
     StreamRecord,
 )
 from mfstore.usage import Usage, first_by_digest, used_by
-from serving.ui.checks import Measured
-from serving.ui.statuses import Statuses
+from pages.checks import Measured
+from pages.statuses import Statuses
 
 PAGE_SIZE = 100
 T = TypeVar("T")
@@ -185,9 +186,9 @@ def dataset_page(now: Statuses, name: str) -> DatasetPage:
 def _layer_fixes(now: Statuses, layer: LayerVersion) -> list[Fix]:
     """How to mend a damaged live layer: repair it in the live networks that hold it."""
     pair = (layer.name, layer.version)
-    fixes = [Fix("repair", {"network": n.ref, "layer": n.layers.index(pair) + 1})
-             for n in now.networks if n.status != "deleted" and pair in n.layers]
-    return fixes or [Fix("repair", {"auto": True})]
+    fixes: list[Fix] = [RepairFix(n.ref, n.layers.index(pair) + 1)
+                        for n in now.networks if n.status != "deleted" and pair in n.layers]
+    return fixes or [RepairFix(auto=True)]
 
 
 def layer_page(now: Statuses, name: str, version: int) -> LayerPage:
@@ -210,7 +211,7 @@ def _network_layer(now: Statuses, network: NetworkVersion, position: int,
                    layer: LayerVersion) -> NetworkLayer:
     problems = now.layer_problems(layer)
     live = network.status != "deleted"
-    fix = Fix("repair", {"network": network.ref, "layer": position}) if (
+    fix = RepairFix(network.ref, position) if (
         problems and live) else None
     history = None if problems else now.ws.read_block(layer).history
     return NetworkLayer(position, layer, now.layer(layer), problems, fix, history)

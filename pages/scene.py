@@ -1,5 +1,5 @@
 """A drawing as data: rectangles, lines, polylines, circles and text on a canvas, written as
-SVG here and drawn as PNG by `serving.ui.png`, so the page, the report and the images show one
+SVG here and drawn as PNG by `pages.png`, so the page, the report and the images show one
 picture from one definition.
 
     Scene(width, height, title)

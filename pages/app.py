@@ -38,12 +38,12 @@ from starlette.routing import Route
 from mfstore.errors import MFStoreError
 from mfstore.lineage_graph import network_graph, store_graph
 from mfstore.workspace import Workspace
+from pages import facts
+from pages.checks import Checks
+from pages.pages import Links, Phrase, Renderer, accuracy_bars, graph_svg, in_words, svg
+from pages.statuses import Statuses
 from serving.errors import status_of
 from serving.tokens import check_token
-from serving.ui import facts
-from serving.ui.checks import Checks
-from serving.ui.pages import Links, Renderer, accuracy_bars, graph_svg, svg
-from serving.ui.statuses import Statuses
 
 log = logging.getLogger("mfstore.ui")
 COOKIE = "mfstore_ui_token"
@@ -61,9 +61,9 @@ WILDCARDS = ("0.0.0.0", "::", "")
 class UI:
     """One method per page."""
 
-    def __init__(self, ws: Workspace, token: str | None) -> None:
+    def __init__(self, ws: Workspace, token: str | None, phrase: Phrase) -> None:
         self.ws, self.checks, self.token = ws, Checks(ws), token
-        self.renderer, self.links = Renderer(), Links()
+        self.renderer, self.links = Renderer(phrase), Links()
 
     def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         body = self.renderer.render(template, shown=self.ws.where.shown, **context)
@@ -202,10 +202,11 @@ def allowed_hosts(host: str, more: Sequence[str] = ()) -> list[str]:
 
 
 def create_ui(ws: Workspace, token: str | None = None,
-              hosts: Sequence[str] = LOOPBACK_HOSTS) -> Starlette:
+              hosts: Sequence[str] = LOOPBACK_HOSTS, phrase: Phrase = in_words) -> Starlette:
     """The UI over `ws`; with `token`, every page but /health needs it. Requests naming a
-    Host outside `hosts` (see `allowed_hosts`) get a 400."""
-    ui = UI(ws, check_token(token))
+    Host outside `hosts` (see `allowed_hosts`) get a 400. `phrase`: how a fix is told (the
+    command line passes its own: the command that applies it)."""
+    ui = UI(ws, check_token(token), phrase)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404

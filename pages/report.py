@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 
 from mfstore.lineage_graph import network_graph
 from mfstore.workspace import Workspace
-from serving.ui import charts, facts
-from serving.ui.checks import Checks
-from serving.ui.lineage_drawing import lineage_scene
-from serving.ui.pages import Links, Renderer, accuracy_bars, svg
-from serving.ui.scene import Scene
-from serving.ui.statuses import Statuses
+from pages import charts, facts
+from pages.checks import Checks
+from pages.lineage_drawing import lineage_scene
+from pages.pages import Links, Phrase, Renderer, accuracy_bars, in_words, svg
+from pages.scene import Scene
+from pages.statuses import Statuses
 
 
 class ReportLinks(Links):
@@ -53,8 +53,9 @@ def _figures(page: facts.NetworkPage, bars: Scene, lineage: Scene) -> dict[str, 
     return figures
 
 
-def network_report(ws: Workspace, ref: str) -> Report:
-    """The report of network `ref` (NET, NET@V or NET@ALIAS); reads, never writes."""
+def network_report(ws: Workspace, ref: str, phrase: Phrase = in_words) -> Report:
+    """The report of network `ref` (NET, NET@V or NET@ALIAS); reads, never writes.
+    `phrase`: how a fix is told (the command line passes its own)."""
     network = ws.registry.resolve_network(ref)
     now = Statuses(ws, Checks(ws))
     page = facts.network_page(now, network.name, network.version)
@@ -63,7 +64,7 @@ def network_report(ws: Workspace, ref: str) -> Report:
     lineage = lineage_scene(now.graph(network_graph(ws.registry, network)), links.node,
                             f"lineage of {network.ref}")
     layers = [facts.layer_page(now, x.layer.name, x.layer.version) for x in page.layers]
-    html = Renderer(links).render(
+    html = Renderer(phrase, links).render(
         "report.html", page=page, layers=layers, bars=svg(bars), graph=svg(lineage),
         dataset=facts.dataset_page(now, network.dataset), shown=ws.where.shown,
         generated=datetime.now(timezone.utc))

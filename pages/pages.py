@@ -1,4 +1,4 @@
-"""Pages as HTML: the Jinja2 templates (autoescaped) over the facts of `serving.ui.facts`, with
+"""Pages as HTML: the Jinja2 templates (autoescaped) over the facts of `pages.facts`, with
 the charts and graphs drawn as inline SVG. Shared by the web UI and the report; `Links` says
 where a dataset, layer or network points (a page of the UI, an anchor of the report)."""
 
@@ -13,13 +13,13 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from cli.fixes import render_fix
+from mfstore.fixes import Fix
 from mfstore.lineage_graph import Graph, Node
 from mfstore.urls import mask_credentials
-from serving.ui import charts
-from serving.ui.facts import NetworkLayer, NetworkPage
-from serving.ui.lineage_drawing import lineage_scene
-from serving.ui.scene import Scene, to_svg
+from pages import charts
+from pages.facts import NetworkLayer, NetworkPage
+from pages.lineage_drawing import lineage_scene
+from pages.scene import Scene, to_svg
 
 TEMPLATES = Path(__file__).with_name("templates")
 STYLE = (TEMPLATES / "style.css").read_text()
@@ -68,11 +68,19 @@ def svg(scene: Scene) -> Markup:
     return Markup(to_svg(scene))  # every text in it is escaped by to_svg
 
 
-def environment() -> Environment:
+Phrase = Callable[[Fix], str]  # a fix as the reader is told it (the CLI: its command line)
+
+
+def in_words(fix: Fix) -> str:
+    """A fix in words, for pages made without the command line's phrasing."""
+    return fix.describe()
+
+
+def environment(phrase: Phrase) -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
         default=True, default_for_string=True), undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=pct, size=size, when=when, fix=render_fix, svg=svg,
+    env.filters.update(pct=pct, size=size, when=when, fix=phrase, svg=svg,
                        masked=mask_credentials)
     env.globals.update(style=Markup(STYLE), loss_chart=charts.loss_chart,
                        accuracy_chart=charts.accuracy_chart)
@@ -99,8 +107,8 @@ def graph_svg(graph: Graph, link: Callable[[Node], str], title: str) -> Markup:
 class Renderer:
     """Renders the templates with one set of links."""
 
-    def __init__(self, links: Links | None = None) -> None:
-        self.env, self.links = environment(), links or Links()
+    def __init__(self, phrase: Phrase = in_words, links: Links | None = None) -> None:
+        self.env, self.links = environment(phrase), links or Links()
 
     def render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(links=self.links, **context)

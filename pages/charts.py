@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from serving.ui.scene import Circle, Line, Polyline, Rect, Scene, Text
+from pages.scene import Circle, Line, Polyline, Rect, Scene, Text
 
 TRAIN, VAL, ACC, BEST = "#1f77b4", "#ff7f0e", "#2ca02c", "#999"
 WIDTH, HEIGHT = 420, 220

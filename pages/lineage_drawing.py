@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from mfstore.lineage_graph import Graph, Node
-from serving.ui.scene import Line, Rect, Scene, Text
+from pages.scene import Line, Rect, Scene, Text
 
 NODE_H, ROW, GAP, PAD = 30, 44, 56, 16
 FILLS = {"dataset": "#e8f1fb", "layer": "#f4f4f4", "network": "#eaf6e8"}

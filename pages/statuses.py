@@ -16,7 +16,7 @@ from mfstore.integrity import Recorded, StreamCheck
 from mfstore.lineage_graph import Graph
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
 from mfstore.workspace import Workspace
-from serving.ui.checks import Checks
+from pages.checks import Checks
 
 
 class Statuses:
