@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fashion_mnist_or_synthetic, machine, print_table
 
-from mfstore.baseline import train_backprop
+from mfstore.backprop import train_backprop
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
 from mfstore.evaluation import evaluate

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fashion_mnist_or_synthetic, machine, median, print_table
 
-from mfstore.baseline import train_backprop
+from mfstore.backprop import train_backprop
 from mfstore.batches import TensorBatches
 from mfstore.config import TrainConfig
 from mfstore.graphs import WARMUP

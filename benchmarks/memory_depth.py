@@ -41,7 +41,7 @@ def peak_mb(device: torch.device) -> float:
 
 
 def worker(algo: str, depth: int, home: str, batch: int, device_name: str) -> None:
-    from mfstore.baseline import train_backprop
+    from mfstore.backprop import train_backprop
     from mfstore.modules import build_layers
     from mfstore.spec import build_specs, parse_arch
     from mfstore.store_training import train_network

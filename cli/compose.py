@@ -31,6 +31,7 @@ def compose(
 
     Example: mfstore compose digits-mlp l1@1 l2@prod --mode ff
     """
+    # start-up: torch only when this command runs
     from mfstore.compose import compose as compose_network
 
     network = compose_network(workspace(ctx), name, layers, mode, force)
@@ -54,6 +55,7 @@ def extend(
 
     Example: mfstore extend digits-mlp@1 --kind dense --width 128
     """
+    # start-up: torch only when this command runs
     from mfstore.compose import extend as extend_network
 
     config = options.train_config(ctx.params)
@@ -83,7 +85,7 @@ def swap(
 
     Example: mfstore swap digits-mlp@2 --layer 1 --with l1@3 --retrain-downstream
     """
-    from mfstore.compose import swap as swap_layer
+    from mfstore.compose import swap as swap_layer  # start-up: torch only when this command runs
 
     with TrainingProgress(enabled=not as_json) as progress:
         result = swap_layer(workspace(ctx), ref, layer, with_, retrain_downstream, force,

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mfstore.errors import RegistryError
+
 if TYPE_CHECKING:
     from mfstore.workspace import Workspace
 
 
 @dataclass
-class Locations:
+class GlobalOptions:
     home: str | None
     registry: str | None
     store: str | None
@@ -20,7 +22,7 @@ class Locations:
 
 def _version(value: bool) -> None:
     if value:
-        from mfstore import __version__
+        from mfstore import __version__  # start-up: the version only for --version
 
         typer.echo(f"mfstore {__version__}")
         raise typer.Exit()
@@ -41,16 +43,17 @@ def root(
     ] = False,
 ) -> None:
     """Train networks layer by layer with Mono-Forward; keep every layer as a block."""
-    ctx.obj = Locations(home, registry, store)
+    ctx.obj = GlobalOptions(home, registry, store)
 
 
-def locations(ctx: typer.Context) -> Locations:
+def locations(ctx: typer.Context) -> GlobalOptions:
     """Where the global options (or their environment variables) say the workspace is."""
-    return ctx.find_root().obj or Locations(None, None, None)
+    return ctx.find_root().obj or GlobalOptions(None, None, None)
 
 
 def workspace(ctx: typer.Context) -> Workspace:
     """The existing workspace the global options name (nothing is created)."""
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.workspace import Workspace
 
     where = locations(ctx)
@@ -61,7 +64,7 @@ def optional_workspace(ctx: typer.Context) -> Workspace | None:
     """The workspace, or None where there is no registry (training from a URL needs none).
     Its store is not checked here: training from a URL never reads it, and reading a
     registered dataset's stream checks it then."""
-    from mfstore.errors import RegistryError
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.workspace import Workspace
 
     where = locations(ctx)
@@ -73,6 +76,7 @@ def optional_workspace(ctx: typer.Context) -> Workspace | None:
 
 def new_workspace(ctx: typer.Context) -> Workspace:
     """The workspace the global options name, created where missing (init)."""
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.workspace import Workspace
 
     where = locations(ctx)

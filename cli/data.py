@@ -26,7 +26,7 @@ def add(
 
     Example: mfstore data add fmnist /usr/share/datasets/fashion-mnist
     """
-    from mfstore.importing import import_dataset
+    from mfstore.importing import import_dataset  # start-up: torch only when this command runs
 
     record = import_dataset(workspace(ctx), name, url, options.data_options(ctx.params))
     if as_json:

@@ -8,7 +8,7 @@ import typer
 
 from cli.context import new_workspace
 from cli.render import TrainingProgress, network_accuracy_table, stdout
-from mfstore.config import DEFAULT_BASELINE
+from mfstore.config import DEFAULT_BASELINE, TrainConfig
 
 DEMO_DATA = "sklearn:digits"
 DEMO_ARCH = "dense:256,dense:256"
@@ -24,11 +24,11 @@ def demo(
 
     Example: mfstore --home /tmp/mf demo
     """
-    from mfstore.config import TrainConfig
+    # start-up: torch, onnx only when this command runs
     from mfstore.export import export_network, onnx_accuracy
-    from mfstore.importing import import_dataset
-    from mfstore.network import evaluate_network
-    from mfstore.store_training import train_network
+    from mfstore.importing import import_dataset  # start-up: torch only when this command runs
+    from mfstore.network import evaluate_network  # start-up: torch only when this command runs
+    from mfstore.store_training import train_network  # start-up: torch only when this command runs
 
     ws = new_workspace(ctx)
     stdout.print(f"[bold]1. import[/] {DEMO_DATA} into {ws.store.shown}")

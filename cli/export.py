@@ -37,7 +37,7 @@ def export(
 
     Example: mfstore export digits-mlp@1 --mode ff --out digits.onnx --triton-repo ./triton
     """
-    from mfstore.export import export_network
+    from mfstore.export import export_network  # start-up: torch, onnx only when this command runs
 
     result = export_network(workspace(ctx), ref, mode, upto, out, triton_repo, model_name,
                             max_batch_size, ready=reach(mlflow))

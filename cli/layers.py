@@ -40,6 +40,7 @@ def train_layer(
 
     Example: mfstore train-layer l2 --data digits --on l1@1 --kind dense --width 256
     """
+    # start-up: torch only when this command runs
     from mfstore.store_training import train_layer_on_chain
 
     config = options.train_config(ctx.params)
@@ -80,6 +81,7 @@ def show(ctx: typer.Context,
 
     Example: mfstore layers show l1@1
     """
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.registry.records import parse_ref
 
     ws = workspace(ctx)
@@ -87,7 +89,7 @@ def show(ctx: typer.Context,
     data = record_dict(version)
     data["aliases"] = {a: v for a, v in ws.registry.aliases("layer", version.name).items()
                        if v == version.version}
-    from mfstore.usage import used_by
+    from mfstore.usage import used_by  # start-up: SQLAlchemy only when a command opens the registry
 
     data["used_by"] = used_by(ws.registry, version).to_dict()
     if as_json:  # the history is in the block: only --json reads the store
@@ -106,6 +108,7 @@ def alias(ctx: typer.Context,
 
     Example: mfstore layers alias l1@2 prod
     """
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.registry.records import parse_ref
 
     ws = workspace(ctx)
@@ -122,6 +125,7 @@ def delete(ctx: typer.Context,
 
     Example: mfstore layers delete l1@3
     """
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.deletion import delete_layer
 
     layer = delete_layer(workspace(ctx), ref)

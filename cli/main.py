@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from cli import compose, data, export, layers, nets, repair
 from cli.context import root
 from cli.demo import demo
 from cli.init import init
+from cli.render import quiet
 from cli.report import report
 from cli.serve import serve
 from cli.tracking import MLflowGroup
@@ -42,9 +45,7 @@ app.command()(demo)
 
 
 def main() -> None:
-    import os
 
-    from cli.render import quiet
 
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
         quiet()
@@ -52,6 +53,6 @@ def main() -> None:
         app(prog_name="mfstore")
     finally:
         if "RANK" in os.environ:
-            from mfstore.distributed import leave
+            from mfstore.distributed import leave  # start-up: torch only when this command runs
 
             leave()

@@ -84,6 +84,7 @@ def delete(ctx: typer.Context,
 
     Example: mfstore nets delete digits-mlp@1
     """
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.deletion import delete_network
 
     result = delete_network(workspace(ctx), ref, keep_layers)
@@ -105,6 +106,7 @@ def graph(ctx: typer.Context,
 
     Example: mfstore nets graph digits-mlp@1 --format mermaid
     """
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.lineage_graph import network_graph, to_dot, to_mermaid
 
     writers = {"dot": to_dot, "mermaid": to_mermaid}
@@ -131,7 +133,7 @@ def evaluate(
 
     Example: mfstore eval digits-mlp@1 --data digits --upto 1
     """
-    from mfstore.network import evaluate_network
+    from mfstore.network import evaluate_network  # start-up: torch only when this command runs
 
     ws = workspace(ctx)
     network, accuracy = evaluate_network(ws, ref, data, upto, device=device)

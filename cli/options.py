@@ -101,7 +101,9 @@ def dataset_options(skip: set[str] | None = None) -> Callable[[F], F]:
 
 def train_config(params: dict[str, Any]) -> TrainConfig:
     """The training options of a command (its `ctx.params`); --patience 0 = never stop."""
-    return TrainConfig.from_dict({**params, "patience": params["patience"] or None})
+    given = {f.name: params[param_name(TrainConfig, f.name)] for f in fields(TrainConfig)
+             if param_name(TrainConfig, f.name) in params}
+    return TrainConfig(**{**given, "patience": given["patience"] or None})
 
 
 def data_options(params: dict[str, Any]) -> DatasetOptions:

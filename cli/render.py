@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -110,7 +111,6 @@ def network_accuracy_table(title: str, refs: list[str], accuracy: Any) -> Table:
 
 def record_dict(record: Any) -> dict[str, Any]:
     """A registry record as JSON-ready data."""
-    from dataclasses import asdict
 
     data = asdict(record)
     data["created"] = None if record.created is None else record.created.isoformat()

@@ -91,6 +91,7 @@ def verify(
 
     Example: mfstore verify digits-mlp@1 --data digits
     """
+    # start-up: torch only when this command runs
     from mfstore.verify import verify as verify_blocks
 
     report = verify_blocks(workspace(ctx), ref, data, tolerance, device, streams)
@@ -122,6 +123,7 @@ def repair(
     Example: mfstore repair digits-mlp@1 --layer 2
     Example: mfstore repair --auto
     """
+    # start-up: torch only when this command runs
     from mfstore.repair import repair as repair_network
 
     with TrainingProgress(enabled=not as_json) as progress:
@@ -169,7 +171,7 @@ def gc(
 
     Example: mfstore gc --dry-run
     """
-    from mfstore.gc import collect
+    from mfstore.gc import collect  # start-up: SQLAlchemy only when a command opens the registry
 
     out = collect(workspace(ctx), dry_run, grace, force)
     if as_json:

@@ -50,7 +50,7 @@ def _check_target(path: Path, folder: bool) -> None:
 
 def _check_targets(out: Path, png: Path | None) -> None:
     """Both targets, and matplotlib where charts are asked for, before the report is made."""
-    from pages.png import check_png
+    from pages.png import check_png  # start-up: only when this command runs
 
     _check_target(out, folder=False)
     if png is not None:
@@ -60,7 +60,7 @@ def _check_targets(out: Path, png: Path | None) -> None:
 
 def _charts(figures: dict[str, Scene]) -> dict[str, bytes]:
     """Each chart drawn as PNG (before anything is written), by file name."""
-    from pages.png import to_png
+    from pages.png import to_png  # start-up: only when this command runs
 
     return {f"{stem}.png": to_png(scene) for stem, scene in figures.items()}
 
@@ -85,6 +85,7 @@ def report(
 
     Example: mfstore report digits-mlp@1 --out report.html --png charts
     """
+    # start-up: SQLAlchemy only when a command opens the registry
     from pages.report import network_report
 
     _check_targets(out, png)

@@ -54,10 +54,17 @@ def serve(
 
     Example: mfstore serve --model-repo ./triton --port 8000 --grpc-port 8001
     """
+    # start-up: onnxruntime, grpc only when this command runs
     from serving.launch import Listen, ServeSpec, build_server, request_limit, run
+
+    # start-up: onnxruntime, grpc only when this command runs
     from serving.launch import serve as serve_models
+
+    # start-up: grpc, tritonclient only when this command runs
     from serving.model_config import BatchingOptions
-    from serving.sessions import RuntimeOptions
+    from serving.sessions import RuntimeOptions  # start-up: onnxruntime only when this command runs
+
+    # start-up: onnxruntime, grpc only when this command runs
     from serving.workers import check_workers, serve_workers
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

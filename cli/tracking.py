@@ -12,7 +12,7 @@ import typer
 from cli.context import workspace
 from cli.errors import MFStoreGroup
 from cli.render import stderr
-from mfstore.errors import ConfigError
+from mfstore.errors import ConfigError, MFStoreError
 
 if TYPE_CHECKING:
     from mfstore.export import Export
@@ -37,9 +37,8 @@ def reach(uri: str | None) -> Ready | None:
         return None
 
     def ready() -> None:  # under torchrun: rank 0 checks, every rank fails with its error
-        from mfstore.distributed import on_main
-        from mfstore.errors import MFStoreError
-        from mfstore.tracking import check_tracking
+        from mfstore.distributed import on_main  # start-up: torch only when this command runs
+        from mfstore.tracking import check_tracking  # start-up: torch, onnx only when needed
 
         def check() -> MFStoreError | None:
             try:
@@ -56,8 +55,9 @@ def reach(uri: str | None) -> Ready | None:
 
 
 def _shown(uri: str) -> str:
+    # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.registry.engine import display_url
-    from mfstore.tracking import tracking_uri
+    from mfstore.tracking import tracking_uri  # start-up: torch, onnx only when this command runs
 
     return display_url(tracking_uri(uri or None))
 
@@ -88,8 +88,8 @@ def track_layers(ctx: typer.Context, uri: str | None, layers: Sequence[LayerVers
     rank 0 alone, as it alone registers them)."""
     if uri is None or not layers:
         return
-    from mfstore.distributed import is_main
-    from mfstore.tracking import log_layers
+    from mfstore.distributed import is_main  # start-up: torch only when this command runs
+    from mfstore.tracking import log_layers  # start-up: torch, onnx only when this command runs
 
     if not is_main():
         return
@@ -105,7 +105,7 @@ def track_export(uri: str | None, export: Export) -> None:
     """Log an exported ONNX model (nothing without --mlflow)."""
     if uri is None:
         return
-    from mfstore.tracking import log_export
+    from mfstore.tracking import log_export  # start-up: torch, onnx only when this command runs
 
     run = log_export(export, uri or None)
     stderr.print(f"logged the ONNX model of {export.network.ref} to MLflow run {run} at "

@@ -9,7 +9,16 @@ import typer
 from cli import options
 from cli.context import optional_workspace, workspace
 from cli.flags import option_flag
-from cli.render import TrainingProgress, print_json, record_dict, stderr, stdout
+from cli.render import (
+    TrainingProgress,
+    accuracy_table,
+    baseline_row,
+    network_accuracy_table,
+    print_json,
+    record_dict,
+    stderr,
+    stdout,
+)
 from cli.tracking import MLflow, reach, refuse_unregistered, track_layers
 from mfstore.config import DEFAULT_BASELINE, DEFAULT_SCHEDULE, STORE_SCHEDULE, DatasetOptions
 from mfstore.errors import ConfigError
@@ -68,9 +77,9 @@ def train(
                               "network to register (mfstore train NET --data DATASET …)")
         _train_in_memory(ctx, data, arch, schedule, baseline, config, as_json)
         return
-    from mfstore.importing import registered_dataset
-    from mfstore.network import evaluate_network
-    from mfstore.store_training import train_network
+    from mfstore.importing import registered_dataset  # start-up: torch only when this command runs
+    from mfstore.network import evaluate_network  # start-up: torch only when this command runs
+    from mfstore.store_training import train_network  # start-up: torch only when this command runs
 
     ws = workspace(ctx)
     _refuse_import_options(ctx, registered_dataset(ws, data))
@@ -85,7 +94,6 @@ def train(
                     "baseline": baselines[0] if baselines else None, "baselines": baselines,
                     "layers": [record_dict(v) for v in result.layers]})
         return
-    from cli.render import baseline_row, network_accuracy_table
 
     table = network_accuracy_table(f"{result.network.ref} on {data}",
                                    [v.ref for v in result.layers], accuracy)
@@ -124,8 +132,9 @@ def _refuse_import_options(ctx: typer.Context, record: DatasetRecord) -> None:
 
 def _train_in_memory(ctx: typer.Context, data: str, arch: str, schedule: str, baseline: str,
                      config: Any, as_json: bool) -> None:
-    from cli.render import accuracy_table
-    from mfstore.experiment import run_experiment
+    from mfstore.experiment import run_experiment  # start-up: torch only when this command runs
+
+    # start-up: torch only when this command runs
     from mfstore.importing import dataset_for_training
 
     ws = optional_workspace(ctx)

@@ -11,6 +11,8 @@ from cli.errors import call_of
 from cli.fixes import render_fix
 from cli.options import given_token
 from cli.render import stderr
+from serving.bearer import check_token
+from serving.listening import bind
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -34,11 +36,10 @@ def ui(
 
     Example: mfstore ui --port 8080
     """
-    import uvicorn
+    import uvicorn  # start-up: uvicorn only when this command runs
 
+    # start-up: grpc, starlette only when this command runs
     from pages.app import allowed_hosts, create_ui
-    from serving.listening import bind
-    from serving.tokens import check_token
 
     token = check_token(given_token(token, "MFSTORE_UI_TOKEN"))
     hosts = allowed_hosts(host, allow_host or [])

@@ -2,7 +2,7 @@
 from (same initial weights), on the same inputs, data order, optimizer, schedule, seed and
 early stopping, so each differs from MF (and from each other) only in its training step:
 
-    bp   backprop end to end, the last projection as the linear head   (here)
+    bp   backprop end to end, the last projection as the linear head   (backprop)
     fa   feedback alignment: fixed random matrices in place of W^T       (feedback_alignment)
     dfa  direct feedback alignment: the output error to every layer      (direct_feedback)
     ff   Forward-Forward: goodness sum(a^2), the label in the input      (forward_forward)
@@ -17,18 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from mfstore.backprop import train_backprop
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
-from mfstore.distributed import batch_scale, data_parallel
-from mfstore.epochs import run_epochs
+from mfstore.direct_feedback import train_direct_feedback
 from mfstore.errors import ConfigError
-from mfstore.evaluation import Accuracy, evaluate, last_layer_validation
+from mfstore.evaluation import Accuracy, evaluate
+from mfstore.feedback_alignment import train_feedback_alignment
+from mfstore.forward_forward import evaluate_forward_forward, train_forward_forward
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs
-from mfstore.modules import MFLayer, MFNet, build_layers
+from mfstore.modules import MFLayer, build_layers
 from mfstore.spec import LayerSpec
 
 BASELINES = ("bp", "fa", "dfa", "ff")
@@ -48,56 +48,6 @@ def parse_baselines(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
-    """Every weight and bias, and only the last projection (the head): earlier projections
-    play no part in BP."""
-    params: list[torch.nn.Parameter] = []
-    for layer in net.mf_layers:
-        params += [p for p in (layer.weight, layer.bias) if p is not None]
-    return [*params, net.mf_layers[-1].projection]
-
-
-def bp_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-            opt: torch.optim.Optimizer) -> torch.Tensor:
-    """One backprop step through the whole net (an `MFNet`, or that wrapped for data-parallel
-    training); in a single process no host sync (capturable as a CUDA graph). Returns the
-    summed loss over the batch."""
-    loss = F.cross_entropy(net(x), y, reduction="sum")
-    opt.zero_grad(set_to_none=True)
-    (loss * batch_scale(int(y.shape[0]), x.device)).backward()
-    opt.step()
-    return loss.detach()
-
-
-# (module, x, y, optimizer) -> the batch's summed loss: one step of an end-to-end algorithm
-ModelStep = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.optim.Optimizer],
-                     torch.Tensor]
-
-
-def train_end_to_end(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                     config: TrainConfig, device: torch.device | None,
-                     callback: ProgressCallback | None, algorithm: str,
-                     model_of: Callable[[MFNet, torch.device], torch.nn.Module],
-                     step: ModelStep) -> LayerHistory:
-    """Train `layers` as one network, the last projection as its head (BP, FA, DFA): `step`
-    on the module `model_of(net, device)` builds, validated on the last layer."""
-    device = device or resolve_device(config.device)
-    net = MFNet(layers, mode="bp").to(device).train()
-    model = data_parallel(model_of(net, device), unused=True)  # earlier projections: no part
-    return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: step(model, x, y, opt), train,
-                      last_layer_validation(net.mf_layers, val, device), config, device,
-                      algorithm=algorithm, index=None, callback=callback)
-
-
-def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                   config: TrainConfig, *, device: torch.device | None = None,
-                   callback: ProgressCallback | None = None) -> LayerHistory:
-    """Train `layers` as one network with backprop from the last layer's goodness."""
-    return train_end_to_end(layers, train, val, config, device, callback, "bp",
-                            lambda net, _: net, bp_step)
-
-
 Trainer = Callable[..., LayerHistory]  # (layers, train, val, config, *, device, callback)
 Evaluator = Callable[[Sequence[MFLayer], BatchSource, torch.device], Accuracy]
 
@@ -111,10 +61,6 @@ class Algorithm:
 
 
 def algorithms() -> dict[str, Algorithm]:
-    from mfstore.direct_feedback import train_direct_feedback
-    from mfstore.feedback_alignment import train_feedback_alignment
-    from mfstore.forward_forward import evaluate_forward_forward, train_forward_forward
-
     return {"bp": Algorithm("backprop", train_backprop, evaluate, "bp"),
             "fa": Algorithm("feedback alignment", train_feedback_alignment, evaluate, "bp"),
             "dfa": Algorithm("direct feedback alignment", train_direct_feedback, evaluate, "bp"),

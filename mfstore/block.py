@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from mfstore import __version__
 from mfstore.block_header import HEADER_KEY, BlockHeader, InputSignature
 from mfstore.errors import IntegrityError, MFStoreError
 from mfstore.fixes import VerifyFix
@@ -64,8 +65,6 @@ class LayerBlock:
 
     @classmethod
     def from_layer(cls, layer: MFLayer, signature: InputSignature, **meta: Any) -> LayerBlock:
-        from mfstore import __version__
-
         tensors = {n: t.detach().to("cpu", torch.float32).contiguous().clone()
                    for n, t in layer_tensors(layer).items()}
         return cls(layer.spec, tensors, signature, version=__version__, **meta)

@@ -135,8 +135,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A configuration from its `to_dict()` (a block's, a registry row's); a key that is
+        not a setting is refused, never ignored."""
         known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(map(repr, unknown))}; the settings are "
+                              f"{', '.join(sorted(known))}")
+        kwargs = dict(data)
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
         return cls(**kwargs)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import torch
 
+from mfstore import distributed
 from mfstore.config import TrainConfig, check_device
 from mfstore.errors import DeviceError
 from mfstore.fixes import option
@@ -76,8 +77,6 @@ def make_schedule(optimizer: torch.optim.Optimizer,
 def training_device(name: str) -> torch.device:
     """The device a training command computes on, resolved once where it enters: under
     torchrun the process joins its group first and, on CUDA, takes its local rank's GPU."""
-    from mfstore import distributed
-
     device = resolve_device(name)
     distributed.join(device)
     return distributed.rank_device(device)

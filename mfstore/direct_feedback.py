@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mfstore.baseline import train_end_to_end
+from mfstore.backprop import train_end_to_end
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.distributed import batch_scale

@@ -22,7 +22,9 @@ from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
+from mfstore.batches import WHOLE, Part
 from mfstore.errors import ConfigError
 
 T = TypeVar("T")
@@ -131,7 +133,6 @@ def data_parallel(module: torch.nn.Module, unused: bool = False) -> torch.nn.Mod
     parameters may get no gradient in a step (frozen layers of the simultaneous schedule)."""
     if current() is None:
         return module
-    from torch.nn.parallel import DistributedDataParallel
 
     device = next(module.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
@@ -151,8 +152,6 @@ def batch_scale(local: int, device: torch.device) -> float:
 
 def part() -> Any:
     """This process's share of every split (the whole split in a single process)."""
-    from mfstore.batches import WHOLE, Part
-
     cluster = current()
     return WHOLE if cluster is None else Part(cluster.rank, cluster.world)
 

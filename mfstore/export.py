@@ -13,7 +13,10 @@ import fsspec
 import numpy as np
 import onnx
 import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
+from mfstore import __version__
 from mfstore.config import DEFAULT_MAX_BATCH_SIZE
 from mfstore.errors import ConfigError, ConflictError, ExportError
 from mfstore.history import Ready
@@ -24,6 +27,8 @@ from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model, takes_tokens
 from mfstore.onnx_runtime import ort
 from mfstore.registry import DatasetRecord, ExportRecord, LayerVersion, NetworkVersion
 from mfstore.store import Store, sha256
+from mfstore.stream import StreamBatches
+from mfstore.stream_chain import dataset_stream
 from mfstore.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -58,8 +63,6 @@ def _input_metadata(dataset: DatasetRecord) -> dict[str, str]:
 
 def _metadata(network: NetworkVersion, versions: list[LayerVersion], mode: str,
               upto: int | None, dataset: DatasetRecord) -> dict[str, str]:
-    from mfstore import __version__
-
     return {
         "mfstore.network": network.name,
         "mfstore.network_version": str(network.version),
@@ -156,8 +159,6 @@ def triton_model_config(name: str, export: Export,
     """The Triton model configuration of an export (`onnxruntime_onnx`, batch axis implied).
     It holds only what every version of the model shares; the version's own facts (network
     version, blocks) are in the ONNX metadata."""
-    from tritonclient.grpc import model_config_pb2 as mc
-
     config = mc.ModelConfig(name=check_name(name, "model"), platform="onnxruntime_onnx",
                             max_batch_size=max_batch_size,
                             dynamic_batching=mc.ModelDynamicBatching())
@@ -188,8 +189,6 @@ def triton_files(repo: str, name: str, export: Export,
                  max_batch_size: int) -> list[tuple[str, bytes]]:
     """(path, bytes) of the export in a Triton repository, the version's model last so that a
     repository poller never sees a model before its configuration."""
-    from google.protobuf import text_format
-
     folder = f"{repo.rstrip('/')}/{name}"
     config = triton_model_config(name, export, max_batch_size)
     files = [(f"{folder}/config.pbtxt", text_format.MessageToString(config).encode())]
@@ -292,9 +291,6 @@ def onnx_accuracy(ws: Workspace, export: Export, split: str = "test") -> tuple[f
     """Accuracy of an exported model run by ONNX Runtime on a split of its dataset, fed raw
     examples (the stored normalised ones mapped back through the recorded statistics; token
     ids as int64)."""
-    from mfstore.stream import StreamBatches
-    from mfstore.stream_chain import dataset_stream
-
     mean, std = normalizer_arrays(export.dataset)
     session = ort.InferenceSession(export.data, providers=["CPUExecutionProvider"])
     source = StreamBatches(ws.store, dataset_stream(ws, export.dataset), split,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import torch
+
 from mfstore.batches import TensorBatches
-from mfstore.dataset import Dataset, DatasetOptions, load_dataset
+from mfstore.dataset import Dataset, DatasetOptions, Normalizer, Split, load_dataset
 from mfstore.errors import (
     DataFormatError,
     DataSourceError,
@@ -19,7 +21,8 @@ from mfstore.manifest import SPLITS, Manifest, manifest_path, stream_id, stream_
 from mfstore.names import NAME, check_name
 from mfstore.readers import canonical
 from mfstore.registry import DatasetRecord, StreamRecord
-from mfstore.stream import StreamWriter
+from mfstore.stream import StreamBatches, StreamWriter
+from mfstore.stream_chain import dataset_stream
 from mfstore.workspace import Workspace
 
 
@@ -78,11 +81,6 @@ def read_manifest_quietly(ws: Workspace, sid: str) -> bool:
 
 def load_registered(ws: Workspace, record: DatasetRecord) -> Dataset:
     """A registered dataset, read back from its stream(0) into memory (normalised already)."""
-    import torch
-
-    from mfstore.dataset import Normalizer, Split
-    from mfstore.stream import StreamBatches
-    from mfstore.stream_chain import dataset_stream
 
     manifest = dataset_stream(ws, record)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -32,8 +32,18 @@ from mfstore.spec import ACTIVATIONS as ACTIVATION_NAMES
 from mfstore.spec import KINDS as KIND_NAMES
 from mfstore.spec import LayerSpec
 
-if TYPE_CHECKING:
-    from mfstore.modules import MFLayer
+
+class LayerWeights(Protocol):
+    """What the math reads of a layer (an `LayerWeights` is one): its spec and parameters."""
+
+    @property
+    def spec(self) -> LayerSpec: ...
+
+    @property
+    def weight(self) -> torch.Tensor: ...
+
+    @property
+    def bias(self) -> torch.Tensor | None: ...
 
 
 class GraphBuilder(Protocol):
@@ -90,12 +100,12 @@ class Kind:
     fan_in: Callable[[LayerSpec], int]
     linear: Callable[[LayerSpec, torch.Tensor, torch.Tensor], torch.Tensor]  # (spec, a_in, W)
     finish: Callable[[LayerSpec, torch.Tensor, torch.Tensor | None], torch.Tensor]  # z, b -> a
-    onnx: Callable[[GraphBuilder, MFLayer, str, str], str]  # (graph, layer, input, prefix)
+    onnx: Callable[[GraphBuilder, LayerWeights, str, str], str]  # (graph, layer, input, prefix)
     bias_shape: Callable[[LayerSpec], tuple[int, ...]] = lambda s: (s.width,)
-    fused: Callable[[MFLayer, torch.Tensor], torch.Tensor] | None = None
+    fused: Callable[[LayerWeights, torch.Tensor], torch.Tensor] | None = None
     zero_bias: bool = False  # start the bias at zero (embed: keeps every unit alive)
 
-    def forward(self, layer: MFLayer, a_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, layer: LayerWeights, a_in: torch.Tensor) -> torch.Tensor:
         """The layer's activations: (B, *spec.out_shape)."""
         if self.fused is not None:
             return self.fused(layer, a_in)
@@ -118,7 +128,7 @@ def _dense_finish(spec: LayerSpec, z: torch.Tensor, bias: torch.Tensor | None) -
     return activation(spec.activation).torch(z if bias is None else z + bias)
 
 
-def _dense(layer: MFLayer, a_in: torch.Tensor) -> torch.Tensor:
+def _dense(layer: LayerWeights, a_in: torch.Tensor) -> torch.Tensor:
     z = F.linear(a_in.flatten(1), layer.weight, layer.bias)  # (B, n)
     return activation(layer.spec.activation).torch(z)
 
@@ -132,7 +142,7 @@ def _conv_finish(spec: LayerSpec, z: torch.Tensor, bias: torch.Tensor | None) ->
     return _pool(spec, activation(spec.activation).torch(z))
 
 
-def _conv(layer: MFLayer, a_in: torch.Tensor) -> torch.Tensor:
+def _conv(layer: LayerWeights, a_in: torch.Tensor) -> torch.Tensor:
     a = activation(layer.spec.activation).torch(
         F.conv2d(a_in, layer.weight, layer.bias, padding=1))  # (B, C, H, W)
     return _pool(layer.spec, a)
@@ -164,14 +174,14 @@ def _embed_linear(spec: LayerSpec, a_in: torch.Tensor, weight: torch.Tensor) -> 
     return F.embedding_bag(ids, weight, mode="mean", padding_idx=0)
 
 
-def _parameters(g: GraphBuilder, layer: MFLayer, prefix: str) -> list[str]:
+def _parameters(g: GraphBuilder, layer: LayerWeights, prefix: str) -> list[str]:
     weight = g.const(f"{prefix}/weight", layer.weight.detach().cpu().numpy())
     if layer.bias is None:
         return [weight]
     return [weight, g.const(f"{prefix}/bias", layer.bias.detach().cpu().numpy())]
 
 
-def _dense_onnx(g: GraphBuilder, layer: MFLayer, a: str, prefix: str) -> str:
+def _dense_onnx(g: GraphBuilder, layer: LayerWeights, a: str, prefix: str) -> str:
     spec = layer.spec
     flat = g.op("Flatten", [a], f"{prefix}/flatten", axis=1) if len(spec.in_shape) > 1 else a
     z = g.op("Gemm", [flat, *_parameters(g, layer, prefix)], f"{prefix}/gemm", transB=1)
@@ -185,7 +195,7 @@ def _onnx_pool(g: GraphBuilder, spec: LayerSpec, act: str, prefix: str) -> str:
     return g.op(pool, [act], f"{prefix}/pool", kernel_shape=[2, 2], strides=[2, 2])
 
 
-def _conv_onnx(g: GraphBuilder, layer: MFLayer, a: str, prefix: str) -> str:
+def _conv_onnx(g: GraphBuilder, layer: LayerWeights, a: str, prefix: str) -> str:
     spec = layer.spec
     z = g.op("Conv", [a, *_parameters(g, layer, prefix)], f"{prefix}/conv",
              kernel_shape=[3, 3], pads=[1, 1, 1, 1])
@@ -204,7 +214,7 @@ def _im2col_kernel(channels: int, k: int) -> np.ndarray:
     return kernel
 
 
-def _local_onnx(g: GraphBuilder, layer: MFLayer, a: str, prefix: str) -> str:
+def _local_onnx(g: GraphBuilder, layer: LayerWeights, a: str, prefix: str) -> str:
     spec = layer.spec
     assert spec.kernel is not None and spec.stride is not None
     channels, k, (h, w) = spec.in_shape[0], spec.kernel, _local_positions(spec)
@@ -229,7 +239,7 @@ def _local_onnx(g: GraphBuilder, layer: MFLayer, a: str, prefix: str) -> str:
     return _onnx_pool(g, spec, activation(spec.activation).onnx(g, z, prefix), prefix)
 
 
-def _embed_onnx(g: GraphBuilder, layer: MFLayer, ids: str, prefix: str) -> str:
+def _embed_onnx(g: GraphBuilder, layer: LayerWeights, ids: str, prefix: str) -> str:
     """ids (B, T) int64 -> act(mean of the embeddings of the ids > 0 + b): (B, D)."""
     zero = g.const(f"{prefix}/zero_id", np.array(0, np.int64))
     rows = g.op("Max", [ids, zero], f"{prefix}/ids")  # negative ids count as padding

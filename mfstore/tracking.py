@@ -21,10 +21,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError
 from mfstore.export import Export
@@ -61,7 +64,7 @@ def reaching(uri: str) -> Iterator[None]:
 def require_mlflow() -> Any:
     """The `mlflow` module, or a one-line error naming the extra that installs it."""
     try:
-        import mlflow
+        import mlflow  # the mlflow extra is optional: imported only with --mlflow
     except ImportError as err:
         raise ConfigError("MLflow logging needs the mlflow package: install mfstore[mlflow]"
                           ) from err
@@ -83,6 +86,7 @@ class Tracker:
 
     def __init__(self, uri: str | None, experiment: str | None = None) -> None:
         require_mlflow()
+        # the mlflow extra is optional: imported only with --mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri(uri)
@@ -119,6 +123,7 @@ class Tracker:
 
     def log(self, run_id: str, params: dict[str, Any], metrics: list[tuple[str, float, int]]
             ) -> None:
+        # the mlflow extra is optional: imported only with --mlflow
         from mlflow.entities import Metric, Param
 
         self.client.log_batch(run_id, params=[Param(k, _text(v)) for k, v in params.items()])
@@ -129,8 +134,6 @@ class Tracker:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
@@ -149,7 +152,7 @@ def flatten(prefix: str, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def layer_metrics(layer: LayerVersion, history: dict[str, Any]) -> list[tuple[str, float, int]]:
+def epoch_metrics(layer: LayerVersion, history: dict[str, Any]) -> list[tuple[str, float, int]]:
     """Per-epoch series (step = epoch), then the recorded metrics of the kept weights."""
     out = [(key, float(e[key]), int(e["epoch"])) for e in history.get("epochs", [])
            for key in PER_EPOCH if e.get(key) is not None]
@@ -188,7 +191,7 @@ def log_layer(tracker: Tracker, ws: Workspace, layer: LayerVersion) -> str:
     with tracker.run(layer.ref, layer_tags(ws, layer)) as run_id:
         tracker.log(run_id, {**flatten("spec", layer.spec.to_dict()),
                              **flatten("config", layer.config)},
-                    layer_metrics(layer, stored.history))
+                    epoch_metrics(layer, stored.history))
         with tempfile.TemporaryDirectory(prefix="mfstore-mlflow-") as folder:
             path = Path(folder) / f"{layer.name}-v{layer.version}.safetensors"
             path.write_bytes(stored.data)
@@ -240,8 +243,6 @@ def log_export(export: Export, uri: str | None, experiment: str | None = None) -
 
 
 def _log_model(tracker: Tracker, mlflow: Any, export: Export) -> str:
-    import onnx
-
     network = export.network
     tags = {"mfstore.network": network.ref, "mfstore.onnx_sha256": export.sha256,
             "mfstore.mode": export.mode, "mfstore.dataset": export.dataset.name,

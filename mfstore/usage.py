@@ -75,12 +75,3 @@ def used_by(registry: Registry, layer: LayerVersion) -> Usage:
     pair = (layer.name, layer.version)
     return Usage([n.ref for n in snap.networks if pair in n.layers],
                  [v.ref for v in snap.layers if layer.digest in v.signature.chain])
-
-
-def needed_digests(layers: Iterable[LayerVersion]) -> set[str]:
-    """Digests the live layers compute or were trained over."""
-    out: set[str] = set()
-    for v in layers:
-        out.add(v.digest)
-        out.update(v.signature.chain)
-    return out

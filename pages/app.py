@@ -42,8 +42,8 @@ from pages import facts
 from pages.checks import Checks
 from pages.pages import Links, Phrase, Renderer, accuracy_bars, graph_svg, in_words, svg
 from pages.statuses import Statuses
+from serving.bearer import check_token
 from serving.errors import status_of
-from serving.tokens import check_token
 
 log = logging.getLogger("mfstore.ui")
 COOKIE = "mfstore_ui_token"
@@ -150,7 +150,7 @@ class UI:
 
     def authorised(self, request: Request) -> bool:
         """Whether the request carries the token (header, cookie or ?token=), or none is
-        needed. Tokens are ASCII (`serving.tokens`), so bytes compare as the text does."""
+        needed. Tokens are ASCII (`serving.bearer`), so bytes compare as the text does."""
         if self.token is None:
             return True
         expected = self.token.encode()

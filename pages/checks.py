@@ -130,6 +130,8 @@ class Checks:
 def _measure(ws: Workspace, layers: list[LayerVersion], manifest: Manifest) -> Measured:
     # torch and the layers load on the first network page, not when the UI starts
     from mfstore.devices import resolve_device
+
+    # start-up: torch on the first network page, not when the UI starts
     from mfstore.network import evaluate_layers
 
     try:

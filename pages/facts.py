@@ -76,14 +76,14 @@ def listing(items: Sequence[R], filters: Filters, status: Callable[[R], str],
 
 
 @dataclass
-class LayerRow:
+class LayerListed:
     layer: LayerVersion
     status: str  # ok | damaged | deleted, as checked now
     aliases: list[str]
 
 
 @dataclass
-class NetworkRow:
+class NetworkListed:
     network: NetworkVersion
     status: str
     aliases: list[str]
@@ -91,7 +91,7 @@ class NetworkRow:
 
 
 @dataclass
-class StreamRow:
+class StreamListed:
     stream: StreamRecord
     chain: list[str]  # refs where known
     examples: bool  # the dataset's own imported examples
@@ -100,7 +100,7 @@ class StreamRow:
 @dataclass
 class DatasetPage:
     dataset: DatasetRecord
-    streams: list[StreamRow]
+    streams: list[StreamListed]
     layers: list[LayerVersion]
     networks: list[NetworkVersion]
 
@@ -149,15 +149,15 @@ class NetworkPage:
     versions: list[NetworkVersion]
 
 
-def layer_rows(now: Statuses, filters: Filters) -> Listing[LayerRow]:
+def layer_rows(now: Statuses, filters: Filters) -> Listing[LayerListed]:
     return listing([v for v in now.layers if filters.keep(v.ref, v.dataset)], filters,
-                   now.layer, lambda v, status: LayerRow(
+                   now.layer, lambda v, status: LayerListed(
                        v, status, now.aliases("layer", v.name, v.version)))
 
 
-def network_rows(now: Statuses, filters: Filters) -> Listing[NetworkRow]:
+def network_rows(now: Statuses, filters: Filters) -> Listing[NetworkListed]:
     return listing([n for n in now.networks if filters.keep(n.ref, n.dataset)], filters,
-                   now.network, lambda n, status: NetworkRow(
+                   now.network, lambda n, status: NetworkListed(
                        n, status, now.aliases("network", n.name, n.version), now.layers_of(n)))
 
 
@@ -174,7 +174,7 @@ def dataset_rows(now: Statuses, filters: Filters) -> list[DatasetRecord]:
 def dataset_page(now: Statuses, name: str) -> DatasetPage:
     dataset = now.ws.registry.dataset(name)
     producers = first_by_digest(now.layers)
-    streams = [StreamRow(s, [producers[d].ref if d in producers else d[:12] for d in s.chain],
+    streams = [StreamListed(s, [producers[d].ref if d in producers else d[:12] for d in s.chain],
                          s.id == dataset.stream_id)
                for s in now.ws.registry.streams()
                if s.dataset_fingerprint == dataset.fingerprint]

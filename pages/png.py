@@ -4,6 +4,7 @@ extra (`pip install 'mfstore[png]'`)."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from mfstore.errors import ConfigError
@@ -15,11 +16,11 @@ UNITS_PER_INCH = 100
 
 def _pyplot() -> Any:
     try:
-        import matplotlib
+        import matplotlib  # the png extra is optional: matplotlib only for --png
     except ImportError as err:
         raise ConfigError("writing charts as PNG needs matplotlib: install mfstore[png]") from err
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the png extra is optional: matplotlib only for --png
 
     return plt
 
@@ -33,7 +34,7 @@ def _points_per_unit() -> float:
 
 
 def _draw(ax: Any, item: object) -> None:
-    from matplotlib import patches
+    from matplotlib import patches  # the png extra is optional: matplotlib only for --png
 
     pt = _points_per_unit()
     if isinstance(item, Rect):
@@ -60,8 +61,6 @@ def _draw(ax: Any, item: object) -> None:
 
 def to_png(scene: Scene) -> bytes:
     """The scene as PNG bytes."""
-    import io
-
     plt = _pyplot()
     fig = plt.figure(figsize=(scene.width / UNITS_PER_INCH, scene.height / UNITS_PER_INCH),
                      dpi=DPI)

@@ -166,7 +166,7 @@ def _bind_grpc(service: Any, host: str, port: int) -> str:
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop where it is installed (uvicorn[standard] brings it), else asyncio."""
     try:
-        import uvloop
+        import uvloop  # optional: uvicorn's faster loop where it is installed
     except ImportError:
         asyncio.run(main)
         return

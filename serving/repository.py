@@ -113,8 +113,9 @@ class RegistryModel:
         return {network.version: "registry"}, network.version
 
     def files(self, version: int) -> VersionFiles:
+        # start-up: torch and onnx only for a model served from the registry
         from mfstore.export import build_export, triton_model_config
-        from mfstore.onnx_graph import GOODNESS
+        from mfstore.onnx_graph import GOODNESS  # (as above)
 
         export = build_export(self.ws, f"{self.name}@{version}")
         names = export.dataset.class_names

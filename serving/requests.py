@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from serving.errors import RequestError
 from serving.tensors import clip
 
-if TYPE_CHECKING:
-    from serving.models import ModelVersion
+
+class ModelVersion(Protocol):
+    """What reading a request needs of the model it is for (a `models.ModelVersion` is
+    one): its name, its batch limit (0: no batch axis) and its outputs by name."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def max_batch_size(self) -> int: ...
+
+    @property
+    def outputs(self) -> Any: ...
 
 
 @dataclass

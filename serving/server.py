@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from mfstore import __version__
 from mfstore.errors import ConfigError
+from serving.bearer import check_token
 from serving.errors import RequestError
 from serving.metrics import exposition
 from serving.models import ModelVersion
 from serving.repository import Repository
 from serving.statistics import VersionStats, merged
-from serving.tokens import check_token
 
 if TYPE_CHECKING:
     from serving.siblings import Siblings
@@ -45,8 +46,6 @@ class InferenceServer:
             (authorization or "").encode(), self.expected)
 
     def server_metadata(self) -> dict[str, object]:
-        from mfstore import __version__
-
         return {"name": "mfstore", "version": __version__, "extensions": EXTENSIONS}
 
     def model(self, name: str, version: str | None = None) -> ModelVersion:

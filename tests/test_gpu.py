@@ -117,7 +117,7 @@ def test_the_step_is_captured_and_replayed(digits):
 
 
 def test_graphed_backprop_matches_eager(digits, captures):
-    from mfstore.baseline import train_backprop
+    from mfstore.backprop import train_backprop
 
     states = []
     for graphs in (False, True):

@@ -4,8 +4,10 @@ line; and what only reads the registry imports no torch."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 
 def imported_after(statement: str) -> set[str]:
@@ -37,3 +39,21 @@ def test_reading_the_registry_and_starting_the_ui_import_no_torch_onnx_or_onnxru
     found = imported_after("import cli.main, mfstore.workspace, mfstore.integrity, "
                            "pages.app, pages.report")
     assert found.isdisjoint({"torch", "onnx", "onnxruntime"})
+
+
+def test_a_function_local_import_says_why_it_is_not_at_the_top():
+    """Only where a measured start-up (or an optional extra) needs it, and it says so: a
+    circle hidden by a function-local import is a design fault."""
+    root = Path(__file__).resolve().parents[1]
+    unexplained = []
+    for package in ("mfstore", "cli", "serving", "pages"):
+        for path in sorted((root / package).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    for sub in ast.walk(node):
+                        if isinstance(sub, ast.Import | ast.ImportFrom) and not (
+                                "#" in lines[sub.lineno - 1]
+                                or lines[sub.lineno - 2].strip().startswith("#")):
+                            unexplained.append(f"{path.relative_to(root)}:{sub.lineno}")
+    assert unexplained == []

@@ -15,7 +15,7 @@ def read_bundled(url: str) -> RawData:
             f"unknown bundled dataset {url!r}; choose one of "
             + ", ".join(f"sklearn:{n}" for n in BUNDLED)
         )
-    from sklearn import datasets
+    from sklearn import datasets  # start-up: scikit-learn (~1 s) only for sklearn: sources
 
     loaded = getattr(datasets, f"load_{name}")()
     x = loaded.images[:, None, :, :] if name == "digits" else loaded.data  # digits: (N, 1, 8, 8)

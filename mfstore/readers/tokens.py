@@ -12,6 +12,8 @@ streams as float32, which holds every id below 2**24 exactly (the largest vocabu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 
@@ -58,8 +60,6 @@ def table_tokens(table: pa.Table, url: str, label_column: str, features: list[st
 
 def as_tokens(raw: RawData, url: str) -> RawData:
     """Arrays read from an `.npz`, taken as token ids."""
-    from dataclasses import replace
-
     if raw.x_train.ndim != 2:
         raise DataFormatError(f"{url}: token ids must be shaped (examples, length), got "
                               f"{raw.x_train.shape}")

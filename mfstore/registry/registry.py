@@ -254,11 +254,6 @@ class Registry:
                 q = q.where(r.NetworkRow.name == name)
             return [network_record(x) for x in s.scalars(q)]
 
-    def set_network_status(self, name: str, version: int, status: str) -> None:
-        def attempt(s: Session) -> None:
-            resolve(s, "network", name, str(version), live_only=False).status = status
-        self._write(attempt)
-
     def delete_unneeded(self, networks: list[tuple[str, int]], layers: list[tuple[str, int]],
                         keep: KeepRule) -> dict[str, str]:
         """In one transaction under the lineage lock: mark `networks` deleted, then those of

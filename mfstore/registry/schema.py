@@ -62,8 +62,8 @@ def _refuse(state: str, found: str | None, shown: str, create: bool) -> None:
 
 
 def _upgrade(conn: Connection) -> None:
-    from alembic import command
-    from alembic.config import Config
+    from alembic import command  # start-up: Alembic only where a schema is made or upgraded
+    from alembic.config import Config  # start-up: Alembic only where a schema is made or upgraded
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
