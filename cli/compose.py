@@ -41,14 +41,32 @@ def compose(
         stdout.print(f"registered {_describe(network)}" + (" (forced)" if network.forced else ""))
 
 
-@options.layer_options
-@options.train_options
 def extend(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NET, NET@VERSION or NET@ALIAS.")],
+    kind: options.Kind,
+    width: options.Width,
+    act: options.Act = options.PLAN["activation"],
+    pool: options.Pool = options.PLAN["pool"],
+    bias: options.Bias = options.PLAN["bias"],
+    kernel: options.Kernel = options.PLAN["kernel"],
+    stride: options.Stride = options.PLAN["stride"],
+    vocab: options.Vocab = options.PLAN["vocab"],
+    epochs: options.Epochs = options.TRAIN.epochs,
+    batch_size: options.BatchSize = options.TRAIN.batch_size,
+    lr: options.Lr = options.TRAIN.lr,
+    weight_decay: options.WeightDecay = options.TRAIN.weight_decay,
+    optimizer: options.Optimizer = options.TRAIN.optimizer,
+    lr_schedule: options.LrSchedule = options.TRAIN.lr_schedule,
+    patience: options.Patience = options.NEVER,
+    monitor: options.Monitor = options.TRAIN.monitor,
+    seed: options.Seed = options.TRAIN.seed,
+    deterministic: options.Deterministic = options.TRAIN.deterministic,
+    device: options.Device = options.TRAIN.device,
+    cuda_graphs: options.CudaGraphs = options.TRAIN.cuda_graphs,
+    overlap: options.Overlap = options.TRAIN.overlap,
     as_json: options.Json = False,
     mlflow: MLflow = None,
-    **given: Any,
 ) -> None:
     """Train one new layer on the network's outputs and register the longer network; the
     earlier layers stay the very same blocks.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,13 +14,18 @@ app = typer.Typer(help="Import and inspect datasets.", no_args_is_help=True)
 
 
 @app.command("add")
-@options.dataset_options()
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name to register the dataset under.")],
     url: Annotated[str, typer.Argument(help="fsspec URL or sklearn:NAME.")],
+    val_fraction: options.ValFraction = options.IMPORT.val_fraction,
+    test_fraction: options.TestFraction = options.IMPORT.test_fraction,
+    split_seed: options.SplitSeed = options.IMPORT.seed,
+    label_column: options.LabelColumn = options.IMPORT.label_column,
+    format: options.Format = options.IMPORT.format,
+    vocab: options.DataVocab = options.IMPORT.vocab,
+    max_examples: options.MaxExamples = options.ALL,
     as_json: options.Json = False,
-    **given: Any,
 ) -> None:
     """Import a dataset once into stream(0) shards and register it.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,19 +22,37 @@ from cli.tracking import MLflow, reach, track_layers
 app = typer.Typer(help="Inspect, alias and delete layer versions.", no_args_is_help=True)
 
 
-@options.layer_options
-@options.train_options
 def train_layer(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Layer name; registers its next version.")],
     data: Annotated[str, typer.Option(help="A registered dataset's name.")],
+    kind: options.Kind,
+    width: options.Width,
+    act: options.Act = options.PLAN["activation"],
+    pool: options.Pool = options.PLAN["pool"],
+    bias: options.Bias = options.PLAN["bias"],
+    kernel: options.Kernel = options.PLAN["kernel"],
+    stride: options.Stride = options.PLAN["stride"],
+    vocab: options.Vocab = options.PLAN["vocab"],
     on: Annotated[list[str] | None, typer.Option(
         help="Upstream layer LAYER@VERSION, input side first; repeat for a chain.")] = None,
     force: Annotated[bool, typer.Option(
         help="Train on a chain whose lineage does not fit.")] = False,
+    epochs: options.Epochs = options.TRAIN.epochs,
+    batch_size: options.BatchSize = options.TRAIN.batch_size,
+    lr: options.Lr = options.TRAIN.lr,
+    weight_decay: options.WeightDecay = options.TRAIN.weight_decay,
+    optimizer: options.Optimizer = options.TRAIN.optimizer,
+    lr_schedule: options.LrSchedule = options.TRAIN.lr_schedule,
+    patience: options.Patience = options.NEVER,
+    monitor: options.Monitor = options.TRAIN.monitor,
+    seed: options.Seed = options.TRAIN.seed,
+    deterministic: options.Deterministic = options.TRAIN.deterministic,
+    device: options.Device = options.TRAIN.device,
+    cuda_graphs: options.CudaGraphs = options.TRAIN.cuda_graphs,
+    overlap: options.Overlap = options.TRAIN.overlap,
     as_json: options.Json = False,
     mlflow: MLflow = None,
-    **given: Any,
 ) -> None:
     """Train one layer on the stream its upstream layers produce and register a version.
 

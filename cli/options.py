@@ -1,20 +1,19 @@
-"""Options shared by commands. Training and import options are not restated here: they are
-derived from the fields of `TrainConfig` and `DatasetOptions` (name, type, default, help),
-so a default changes in one place.
+"""Options shared by commands, declared here once each and named in every command that takes
+them (a reader sees every parameter in the command's signature). The options of training,
+one layer and an import are the fields of `TrainConfig`, `LayerPlan` and `DatasetOptions`:
+their flag, help and environment variable are read from the field (`_option`), their defaults
+from the dataclass (`TRAIN`, `PLAN`, `IMPORT`), so a default changes in one place, and a test
+holds the commands to the fields (tests/test_cli.py).
 
-    @train_options
-    def train_layer(ctx, name, …, **options): config = train_config(ctx.params)
+    def train_layer(ctx, name, …, epochs: options.Epochs = options.TRAIN.epochs, …):
+        config = train_config(ctx.params)
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import MISSING, Field, fields
-from typing import Annotated, Any, TypeVar
+from dataclasses import Field, fields
+from typing import Annotated, Any
 
 import typer
 
@@ -23,11 +22,62 @@ from cli.flags import option_flag
 from mfstore.config import DatasetOptions, TrainConfig
 from mfstore.spec import LayerPlan
 
-F = TypeVar("F", bound=Callable[..., Any])
+TRAIN = TrainConfig()  # the defaults of the training options
+IMPORT = DatasetOptions()  # … of the import options
+PLAN: dict[str, Any] = {f.name: f.default for f in fields(LayerPlan)}  # … of one layer's
+
+
+def _field(cls: type, name: str) -> Field[Any]:
+    return next(f for f in fields(cls) if f.name == name)
+
+
+def _option(cls: type, name: str) -> Any:
+    """The `typer.Option` of field `name` of `cls`: its flag (`--x/--no-x` for a switch on
+    by default), help and environment variable."""
+    f = _field(cls, name)
+    flag = option_flag(f)
+    if f.default is True:
+        flag = f"{flag}/--no-{flag[2:]}"
+    return typer.Option(flag, help=f.metadata["help"], envvar=f.metadata.get("envvar"))
+
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Device = Annotated[str, typer.Option(help=next(
-    f.metadata["help"] for f in fields(TrainConfig) if f.name == "device"))]
+
+# Training (TrainConfig); patience 0 = never stop early (None in TrainConfig)
+Epochs = Annotated[int, _option(TrainConfig, "epochs")]
+BatchSize = Annotated[int, _option(TrainConfig, "batch_size")]
+Lr = Annotated[float, _option(TrainConfig, "lr")]
+WeightDecay = Annotated[float, _option(TrainConfig, "weight_decay")]
+Optimizer = Annotated[str, _option(TrainConfig, "optimizer")]
+LrSchedule = Annotated[str, _option(TrainConfig, "lr_schedule")]
+Patience = Annotated[int, _option(TrainConfig, "patience")]
+Monitor = Annotated[str, _option(TrainConfig, "monitor")]
+Seed = Annotated[int, _option(TrainConfig, "seed")]
+Deterministic = Annotated[bool, _option(TrainConfig, "deterministic")]
+Device = Annotated[str, _option(TrainConfig, "device")]
+CudaGraphs = Annotated[bool, _option(TrainConfig, "cuda_graphs")]
+Overlap = Annotated[bool, _option(TrainConfig, "overlap")]
+NEVER = 0  # --patience 0
+
+# One layer (LayerPlan)
+Kind = Annotated[str, _option(LayerPlan, "kind")]
+Width = Annotated[int, _option(LayerPlan, "width")]
+Act = Annotated[str, _option(LayerPlan, "activation")]
+Pool = Annotated[str | None, _option(LayerPlan, "pool")]
+Bias = Annotated[bool, _option(LayerPlan, "bias")]
+Kernel = Annotated[int | None, _option(LayerPlan, "kernel")]
+Stride = Annotated[int | None, _option(LayerPlan, "stride")]
+Vocab = Annotated[int | None, _option(LayerPlan, "vocab")]
+
+# Reading a source (DatasetOptions); max examples 0 = all (None in DatasetOptions)
+ValFraction = Annotated[float, _option(DatasetOptions, "val_fraction")]
+TestFraction = Annotated[float, _option(DatasetOptions, "test_fraction")]
+SplitSeed = Annotated[int, _option(DatasetOptions, "seed")]
+LabelColumn = Annotated[str, _option(DatasetOptions, "label_column")]
+Format = Annotated[str | None, _option(DatasetOptions, "format")]
+DataVocab = Annotated[int | None, _option(DatasetOptions, "vocab")]
+MaxExamples = Annotated[int, _option(DatasetOptions, "max_examples")]
+ALL = 0  # --max-examples 0
 
 
 def given_token(token: str | None, envvar: str) -> str | None:
@@ -36,67 +86,10 @@ def given_token(token: str | None, envvar: str) -> str | None:
     return "" if token is None and os.environ.get(envvar) == "" else token
 
 
-def _option_type(annotation: Any) -> Any:
-    """`int | None` -> int: the type an option parses (None means 'not given')."""
-    if isinstance(annotation, types.UnionType):
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
-
-
 def param_name(cls: type, name: str) -> str:
     """The command parameter a field becomes (its `flag` when renamed)."""
     meta = next(f.metadata for f in fields(cls) if f.name == name)
     return str(meta.get("flag", name)).replace("-", "_")
-
-
-def _parameters(cls: type, skip: set[str]) -> list[inspect.Parameter]:
-    hints = typing.get_type_hints(cls)
-    params = []
-    for f in fields(cls):
-        meta = f.metadata
-        if "help" not in meta or f.name in skip:
-            continue
-        default = meta.get("none_is", None) if f.default is None else f.default
-        if f.default is MISSING:
-            default = inspect.Parameter.empty  # a required option
-        kind = _option_type(hints[f.name])
-        if f.default is None and "none_is" in meta:
-            kind = type(meta["none_is"])
-        flag = option_flag(f)
-        if kind is bool and default is True:  # on unless turned off
-            flag = f"{flag}/--no-{flag[2:]}"
-        option = typer.Option(flag, help=meta["help"], envvar=meta.get("envvar"))
-        params.append(inspect.Parameter(param_name(cls, f.name), inspect.Parameter.KEYWORD_ONLY,
-                                        default=default, annotation=Annotated[kind, option]))
-    return params
-
-
-def _with(params: list[inspect.Parameter]) -> Callable[[F], F]:
-    """Add `params` to a command that takes them in `**options`."""
-    def decorate(fn: F) -> F:
-        signature = inspect.signature(fn, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
-        taken = {p.name for p in own}
-        new = [p for p in params if p.name not in taken]
-        fn.__signature__ = signature.replace(parameters=[*own, *new])  # type: ignore[attr-defined]
-        fn.__annotations__ = {**fn.__annotations__, **{p.name: p.annotation for p in new}}
-        return fn
-    return decorate
-
-
-def train_options(fn: F) -> F:
-    """The options of `TrainConfig` on a command that trains."""
-    return _with(_parameters(TrainConfig, set()))(fn)
-
-
-def layer_options(fn: F) -> F:
-    """The options of `LayerPlan` on a command that trains one layer."""
-    return _with(_parameters(LayerPlan, set()))(fn)
-
-
-def dataset_options(skip: set[str] | None = None) -> Callable[[F], F]:
-    """The options of `DatasetOptions` on a command that reads a data source."""
-    return _with(_parameters(DatasetOptions, skip or set()))
 
 
 def train_config(params: dict[str, Any]) -> TrainConfig:

@@ -32,8 +32,6 @@ Data = Annotated[str, typer.Option(
          "fly.")]
 
 
-@options.dataset_options(skip={"seed"})
-@options.train_options
 def train(
     ctx: typer.Context,
     data: Data,
@@ -59,7 +57,25 @@ def train(
              "schedule pipelined: activations travel forward, nothing travels back.")] = False,
     as_json: options.Json = False,
     mlflow: MLflow = None,
-    **given: Any,
+    epochs: options.Epochs = options.TRAIN.epochs,
+    batch_size: options.BatchSize = options.TRAIN.batch_size,
+    lr: options.Lr = options.TRAIN.lr,
+    weight_decay: options.WeightDecay = options.TRAIN.weight_decay,
+    optimizer: options.Optimizer = options.TRAIN.optimizer,
+    lr_schedule: options.LrSchedule = options.TRAIN.lr_schedule,
+    patience: options.Patience = options.NEVER,
+    monitor: options.Monitor = options.TRAIN.monitor,
+    seed: options.Seed = options.TRAIN.seed,
+    deterministic: options.Deterministic = options.TRAIN.deterministic,
+    device: options.Device = options.TRAIN.device,
+    cuda_graphs: options.CudaGraphs = options.TRAIN.cuda_graphs,
+    overlap: options.Overlap = options.TRAIN.overlap,
+    val_fraction: options.ValFraction = options.IMPORT.val_fraction,
+    test_fraction: options.TestFraction = options.IMPORT.test_fraction,
+    label_column: options.LabelColumn = options.IMPORT.label_column,
+    format: options.Format = options.IMPORT.format,
+    vocab: options.DataVocab = options.IMPORT.vocab,
+    max_examples: options.MaxExamples = options.ALL,
 ) -> None:
     """Train with Mono-Forward and report every layer, FF, BP and the baselines.
 

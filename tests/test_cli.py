@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import MISSING, fields
 
 import pytest
+from typer.main import get_command
 
+from cli.flags import option_flag
+from cli.main import app
+from mfstore.config import DatasetOptions, TrainConfig
+from mfstore.spec import LayerPlan
 from tests.cli_run import QUICK, cli, in_home, mfstore
 
 
@@ -213,3 +219,28 @@ def test_import_options_unlike_a_registered_datasets_are_refused_not_ignored(hom
     exported = cli("train", "--data", "digits", "--arch", "dense:8", "--baseline", "none",
                    *QUICK, env={"MFSTORE_HOME": str(home), "MFSTORE_MAX_EXAMPLES": "9"})
     assert exported.returncode == 0, exported.stderr
+
+
+@pytest.mark.parametrize(("command", "kinds"), [
+    ("train", ["train", "import"]), ("train-layer", ["train", "layer"]),
+    ("extend", ["train", "layer"]), ("data add", ["import"])])
+def test_commands_take_every_setting_of_their_dataclasses_with_its_default(command, kinds):
+    """The options are declared in each command; they stay the dataclasses' fields: every
+    field with a help is an option of the command, with the field's default (`none_is`
+    for a field whose None means 'not set', e.g. --patience 0)."""
+    group = get_command(app)
+    found = group
+    for word in command.split():
+        found = found.commands[word]  # type: ignore[attr-defined]
+    options = {opt: p for p in found.params for opt in p.opts}
+    classes = {"train": TrainConfig, "layer": LayerPlan, "import": DatasetOptions}
+    for kind in kinds:
+        for f in fields(classes[kind]):
+            if "help" not in f.metadata or (command == "train" and f.name == "seed"
+                                            and kind == "import"):
+                continue
+            param = options[option_flag(f)]
+            default = f.metadata.get("none_is") if f.default is None and "none_is" in \
+                f.metadata else (None if f.default is MISSING else f.default)
+            assert param.default == default or (param.required and f.default is MISSING), (
+                command, f.name, param.default, default)
