@@ -74,12 +74,13 @@ def extend(
     Example: mfstore extend digits-mlp@1 --kind dense --width 128
     """
     # start-up: torch only when this command runs
-    from mfstore.compose import extend as extend_network
+    from mfstore.compose import plan_extension
 
-    config = options.train_config(ctx.params)
+    job = plan_extension(workspace(ctx), ref, options.layer_plan(ctx.params),
+                         options.train_config(ctx.params))
+    reach(mlflow)
     with TrainingProgress(enabled=not as_json) as progress:
-        result = extend_network(workspace(ctx), ref, options.layer_plan(ctx.params),
-                                config, progress, ready=reach(mlflow))
+        result = job.run(progress)
     track_layers(ctx, mlflow, [result.layer])
     if as_json:
         print_json({"network": record_dict(result.network), "layer": record_dict(result.layer)})

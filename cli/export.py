@@ -37,10 +37,13 @@ def export(
 
     Example: mfstore export digits-mlp@1 --mode ff --out digits.onnx --triton-repo ./triton
     """
-    from mfstore.export import export_network  # start-up: torch, onnx only when this command runs
+    # start-up: torch, onnx only when this command runs
+    from mfstore.export import plan_network_export
 
-    result = export_network(workspace(ctx), ref, mode, upto, out, triton_repo, model_name,
-                            max_batch_size, ready=reach(mlflow))
+    job = plan_network_export(workspace(ctx), ref, mode, upto, out, triton_repo, model_name,
+                              max_batch_size)
+    reach(mlflow)
+    result = job.run()
     track_export(mlflow, result)
     if as_json:
         print_json({"network": result.network.ref, "mode": result.mode, "upto": result.upto,

@@ -59,14 +59,14 @@ def train_layer(
     Example: mfstore train-layer l2 --data digits --on l1@1 --kind dense --width 256
     """
     # start-up: torch only when this command runs
-    from mfstore.store_training import train_layer_on_chain
+    from mfstore.store_training import plan_layer
 
-    config = options.train_config(ctx.params)
     ws = workspace(ctx)
+    job = plan_layer(ws, name, data, on or [], options.layer_plan(ctx.params),
+                     options.train_config(ctx.params), force)
+    reach(mlflow)
     with TrainingProgress(enabled=not as_json) as progress:
-        version = train_layer_on_chain(ws, name, data, on or [], options.layer_plan(ctx.params),
-                                       config, callback=progress, force=force,
-                                       ready=reach(mlflow))
+        version = job.run(progress)
     track_layers(ctx, mlflow, [version])
     if as_json:
         print_json({**record_dict(version), "history": ws.read_block(version).history})

@@ -124,11 +124,12 @@ def repair(
     Example: mfstore repair --auto
     """
     # start-up: torch only when this command runs
-    from mfstore.repair import repair as repair_network
+    from mfstore.repair import plan_repair
 
+    job = plan_repair(workspace(ctx), ref, layer, auto, tolerance, device)
+    reach(mlflow)
     with TrainingProgress(enabled=not as_json) as progress:
-        result = repair_network(workspace(ctx), ref, layer, auto, tolerance, device, progress,
-                                ready=reach(mlflow))
+        result = job.run(progress)
     track_layers(ctx, mlflow, [r.new for r in result.repaired] + result.retrained_downstream)
     if as_json:
         print_json({"network": None if result.network is None else record_dict(result.network),

@@ -16,7 +16,6 @@ from mfstore.errors import ConfigError, MFStoreError
 
 if TYPE_CHECKING:
     from mfstore.export import Export
-    from mfstore.history import Ready
     from mfstore.registry import LayerVersion
 
 
@@ -28,30 +27,27 @@ MLflow = Annotated[str | None, typer.Option(
 """The given URI; '' for a bare `--mlflow` ($MLFLOW_TRACKING_URI); None without it."""
 
 
-def reach(uri: str | None) -> Ready | None:
-    """The `ready` a command that logs passes to its library call: once the command's own
-    arguments are checked (a bad one keeps its own error and exit code, and nothing is
-    logged) and before training, MLflow must be installed, told where to log, reachable, and
-    hold the experiment; else one line, and nothing is trained or registered."""
+def reach(uri: str | None) -> None:
+    """What a command that logs does once its own arguments are checked (a bad one keeps its
+    own error and exit code, and nothing is logged) and before it trains or exports: MLflow
+    must be installed, told where to log, reachable, and hold the experiment; else one line,
+    and nothing is trained or registered. Under torchrun rank 0 checks and every rank fails
+    with its error. Nothing without --mlflow."""
     if uri is None:
+        return
+    from mfstore.distributed import on_main  # start-up: torch only when this command runs
+    from mfstore.tracking import check_tracking  # start-up: torch, onnx only when needed
+
+    def check() -> MFStoreError | None:
+        try:
+            check_tracking(uri or None)
+        except MFStoreError as err:
+            return err
         return None
 
-    def ready() -> None:  # under torchrun: rank 0 checks, every rank fails with its error
-        from mfstore.distributed import on_main  # start-up: torch only when this command runs
-        from mfstore.tracking import check_tracking  # start-up: torch, onnx only when needed
-
-        def check() -> MFStoreError | None:
-            try:
-                check_tracking(uri or None)
-            except MFStoreError as err:
-                return err
-            return None
-
-        failed = on_main(check)
-        if failed is not None:
-            raise failed
-
-    return ready
+    failed = on_main(check)
+    if failed is not None:
+        raise failed
 
 
 def _shown(uri: str) -> str:

@@ -24,7 +24,6 @@ from mfstore.config import DEFAULT_BASELINE, DEFAULT_SCHEDULE, STORE_SCHEDULE, D
 from mfstore.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mfstore.history import Ready
     from mfstore.registry import DatasetRecord
 
 Data = Annotated[str, typer.Option(
@@ -95,13 +94,18 @@ def train(
         return
     from mfstore.importing import registered_dataset  # start-up: torch only when this command runs
     from mfstore.network import evaluate_network  # start-up: torch only when this command runs
-    from mfstore.store_training import train_network  # start-up: torch only when this command runs
+    from mfstore.store_training import plan_network  # start-up: torch only when this command runs
 
     ws = workspace(ctx)
     _refuse_import_options(ctx, registered_dataset(ws, data))
+    job = plan_network(ws, net, data, arch, config, schedule, mode, baseline, layer_parallel)
+    reach(mlflow)
+    if say_mf_alone:  # one line, after any error the arguments would give
+        stderr.print("layer-parallel: training MF alone (a baseline trains every layer in one "
+                     "process; train one with --baseline in a run without --layer-parallel)",
+                     highlight=False)
     with TrainingProgress(enabled=not as_json) as progress:
-        result = train_network(ws, net, data, arch, config, schedule, mode, progress, baseline,
-                               layer_parallel, ready=_ready(reach(mlflow), say_mf_alone))
+        result = job.run(progress)
     track_layers(ctx, mlflow, result.layers)
     _, accuracy = evaluate_network(ws, result.network.ref, device=config.device)
     baselines = [{"algorithm": b.algorithm, "test": b.test_accuracy} for b in result.baselines]
@@ -116,22 +120,6 @@ def train(
     for b in baselines:
         table.add_row(baseline_row(str(b["algorithm"])), f"{b['test']:.2%}")
     stdout.print(table)
-
-
-def _ready(reach: Ready | None, say_mf_alone: bool) -> Ready | None:
-    """What to do once the arguments are checked, before training: reach MLflow, and say
-    that a layer-parallel run trains MF alone when no baseline was asked for (one line,
-    after any error the arguments would give)."""
-    if not say_mf_alone:
-        return reach
-
-    def ready() -> None:
-        if reach is not None:
-            reach()
-        stderr.print("layer-parallel: training MF alone (a baseline trains every layer in "
-                     "one process; train one with --baseline in a run without "
-                     "--layer-parallel)", highlight=False)
-    return ready
 
 
 def _refuse_import_options(ctx: typer.Context, record: DatasetRecord) -> None:

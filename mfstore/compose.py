@@ -11,13 +11,13 @@ from mfstore.config import TrainConfig
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError, LineageError, SpecError
 from mfstore.fixes import option
-from mfstore.history import ProgressCallback, Ready
+from mfstore.history import ProgressCallback
 from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES
 from mfstore.names import check_name
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
 from mfstore.spec import LayerPlan
-from mfstore.store_training import resolve_layers, train_registered_layer
+from mfstore.store_training import LayerJob, resolve_layers, train_registered_layer
 from mfstore.verify import require_intact
 from mfstore.workspace import Workspace
 
@@ -57,11 +57,27 @@ class Extension:
     layer: LayerVersion
 
 
-def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
-           callback: ProgressCallback | None = None, ready: Ready | None = None) -> Extension:
-    """Train one new layer on the network's output stream; the new network version keeps
-    the very same blocks for every earlier layer (`ready()` once everything is checked,
-    before training)."""
+@dataclass(frozen=True)
+class ExtensionJob:
+    """A network's extension, every argument checked (see `store_training.LayerJob`)."""
+
+    network: NetworkVersion
+    layer: LayerJob
+
+    def run(self, callback: ProgressCallback | None = None) -> Extension:
+        """Train the new layer, then register the longer network."""
+        layer, ws = self.layer.run(callback), self.layer.ws
+        extended = ws.registry.add_network(
+            self.network.name, _refs([*self.layer.upstream, layer]), self.network.mode,
+            self.layer.dataset.name, forced=self.network.forced,
+            note=f"{self.network.ref} extended with {layer.ref}")
+        return Extension(extended, layer)
+
+
+def plan_extension(ws: Workspace, ref: str, plan: LayerPlan,
+                   config: TrainConfig) -> ExtensionJob:
+    """One new layer on the network's output stream, checked and ready to train; the new
+    network version keeps the very same blocks for every earlier layer."""
     network = ws.registry.resolve_network(ref)
     layers = ws.registry.network_layers(network)
     require_intact(ws, layers)
@@ -69,14 +85,14 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
     name = check_name(f"{network.name}.l{len(layers) + 1}", "layer")
     device = training_device(config.device)
-    if ready is not None:
-        ready()
-    layer = train_registered_layer(ws, name, dataset, layers, spec, config, device, callback,
-                                   note=f"extends {network.ref}")
-    extended = ws.registry.add_network(network.name, _refs([*layers, layer]), network.mode,
-                                       dataset.name, forced=network.forced,
-                                       note=f"{network.ref} extended with {layer.ref}")
-    return Extension(extended, layer)
+    return ExtensionJob(network, LayerJob(ws, name, dataset, layers, spec, config, device,
+                                          f"extends {network.ref}"))
+
+
+def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
+           callback: ProgressCallback | None = None) -> Extension:
+    """`plan_extension`, then run it."""
+    return plan_extension(ws, ref, plan, config).run(callback)
 
 
 def retrain(ws: Workspace, layer: LayerVersion, dataset: DatasetRecord,

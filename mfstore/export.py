@@ -19,7 +19,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 from mfstore import __version__
 from mfstore.config import DEFAULT_MAX_BATCH_SIZE
 from mfstore.errors import ConfigError, ConflictError, ExportError
-from mfstore.history import Ready
 from mfstore.modules import MODES, MFLayer, MFNet
 from mfstore.names import check_name, class_name_problem
 from mfstore.network import load_layers
@@ -118,10 +117,23 @@ def parity_error(data: bytes, layers: list[MFLayer], mode: str, mean: np.ndarray
     return error
 
 
-def build_export(ws: Workspace, ref: str, mode: str | None = None,
-                 upto: int | None = None, ready: Ready | None = None) -> Export:
-    """Build and check the ONNX model of a network; nothing is written (`ready()` once the
-    arguments are checked, before building)."""
+@dataclass(frozen=True)
+class ExportPlan:
+    """What to export, every argument checked: a network's first `upto` layers (all: None)
+    in prediction `mode`."""
+
+    ws: Workspace
+    network: NetworkVersion
+    versions: list[LayerVersion]
+    mode: str
+    upto: int | None
+
+    def build(self) -> Export:
+        return _build(self)
+
+
+def plan_export(ws: Workspace, ref: str, mode: str | None = None,
+                upto: int | None = None) -> ExportPlan:
     network = ws.registry.resolve_network(ref)
     mode = mode or network.mode
     if mode not in MODES:
@@ -130,9 +142,18 @@ def build_export(ws: Workspace, ref: str, mode: str | None = None,
     if upto is not None and not 1 <= upto <= len(versions):
         raise ConfigError(f"upto must lie in 1..{len(versions)} for {network.ref}, the "
                           "number of its layers to export")
-    versions = versions[:upto] if upto else versions
-    if ready is not None:
-        ready()
+    return ExportPlan(ws, network, versions[:upto] if upto else versions, mode, upto)
+
+
+def build_export(ws: Workspace, ref: str, mode: str | None = None,
+                 upto: int | None = None) -> Export:
+    """Build and check the ONNX model of a network; nothing is written."""
+    return plan_export(ws, ref, mode, upto).build()
+
+
+def _build(plan: ExportPlan) -> Export:
+    ws, network, versions, mode, upto = plan.ws, plan.network, plan.versions, plan.mode, \
+        plan.upto
     dataset = ws.registry.dataset(network.dataset)
     layers = load_layers(ws, versions)
     mean, std = normalizer_arrays(dataset)
@@ -251,22 +272,50 @@ def write_all(files: list[tuple[str, bytes, bool]]) -> None:
         raise
 
 
-def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int | None = None,
-                   out: str | None = None, triton_repo: str | None = None,
-                   model_name: str | None = None,
-                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                   ready: Ready | None = None) -> Export:
-    """Export to `out` and/or a Triton repository; record every export in the registry.
-    Nothing is written unless every check passes and every target is free (or already holds
-    the same bytes); `out` is replaced, a Triton repository's files never are. `ready()` once
-    the arguments are checked, before building."""
+@dataclass(frozen=True)
+class ExportJob:
+    """An export to a file and/or a Triton repository, every argument checked."""
+
+    plan: ExportPlan
+    out: str | None
+    triton_repo: str | None
+    model_name: str | None
+    max_batch_size: int
+
+    def run(self) -> Export:
+        return _write_export(self)
+
+
+def plan_network_export(ws: Workspace, ref: str, mode: str | None = None,
+                        upto: int | None = None, out: str | None = None,
+                        triton_repo: str | None = None, model_name: str | None = None,
+                        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> ExportJob:
+    """Export to `out` and/or a Triton repository, checked and ready to build and write."""
     if out is None and triton_repo is None:
         raise ConfigError("say where to export: an ONNX file, a Triton repository or both")
     if max_batch_size < 1:
         raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
     if model_name is not None:
         check_name(model_name, "model")
-    export = build_export(ws, ref, mode, upto, ready)
+    return ExportJob(plan_export(ws, ref, mode, upto), out, triton_repo, model_name,
+                     max_batch_size)
+
+
+def export_network(ws: Workspace, ref: str, mode: str | None = None, upto: int | None = None,
+                   out: str | None = None, triton_repo: str | None = None,
+                   model_name: str | None = None,
+                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> Export:
+    """Export to `out` and/or a Triton repository; record every export in the registry.
+    Nothing is written unless every check passes and every target is free (or already holds
+    the same bytes); `out` is replaced, a Triton repository's files never are."""
+    return plan_network_export(ws, ref, mode, upto, out, triton_repo, model_name,
+                               max_batch_size).run()
+
+
+def _write_export(job: ExportJob) -> Export:
+    ws, out, triton_repo = job.plan.ws, job.out, job.triton_repo
+    model_name, max_batch_size = job.model_name, job.max_batch_size
+    export = job.plan.build()
     files: list[tuple[str, bytes, bool]] = []
     if out is not None:
         files.append((out, export.data, True))

@@ -32,9 +32,6 @@ class EpochReport:
     stopped: bool  # this layer stops training after this epoch
 
 
-Ready = Callable[[], None]
-"""Called once a command's arguments are checked, before any work that takes time (training,
-verifying): where a caller checks what the work needs, e.g. that MLflow can be reached."""
 ProgressCallback = Callable[[EpochReport], None]
 
 

@@ -24,7 +24,7 @@ from mfstore.compose import retrain
 from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError
 from mfstore.fixes import Fix, RepairFix, option
-from mfstore.history import ProgressCallback, Ready
+from mfstore.history import ProgressCallback
 from mfstore.importing import reimport
 from mfstore.integrity import StreamCheck, VerifyReport, check_tolerance
 from mfstore.lineage import lineage_problems, other_weights, retrain_fix
@@ -107,12 +107,43 @@ def _targets(ws: Workspace, ref: str, position: int | None, auto: bool, count: i
     return [c.position for c in report.damaged if c.position is not None]
 
 
-def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
-           auto: bool = False, tolerance: float = 0.02, device: str | None = None,
-           callback: ProgressCallback | None = None, ready: Ready | None = None
-           ) -> RepairResult:
+@dataclass(frozen=True)
+class RepairJob:
+    """A repair, every argument checked (see `store_training.LayerJob`)."""
+
+    ws: Workspace
+    network: NetworkVersion | None  # None: the whole store
+    position: int | None
+    auto: bool
+    tolerance: float
+    device: str | None  # as given: None keeps each layer's recorded device
+    resolved: torch.device | None  # the device given, resolved (torchrun joined)
+
+    def run(self, callback: ProgressCallback | None = None) -> RepairResult:
+        ws, network, device, dev = self.ws, self.network, self.device, self.resolved
+        if network is None:
+            return repair_store(ws, self.tolerance, dev, callback)
+        report = None
+        result = RepairResult(None)
+        if self.auto:
+            report = verify(ws, network.ref, network.dataset, self.tolerance, device or "auto")
+            repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"), result)
+            if result.streams:  # accuracy can be checked now that the streams are whole again
+                report = verify(ws, network.ref, network.dataset, self.tolerance,
+                                device or "auto")
+        chain = ws.registry.network_layers(network)
+        targets = _targets(ws, network.ref, self.position, self.auto, len(chain), report)
+        if targets:
+            result.network = _repair_layers(ws, network, chain, targets, self.tolerance, dev,
+                                            callback, result)
+        return result
+
+
+def plan_repair(ws: Workspace, ref: str | None = None, position: int | None = None,
+                auto: bool = False, tolerance: float = 0.02,
+                device: str | None = None) -> RepairJob:
     """Mend the damaged layers and streams of `ref` (or, with `auto` and no `ref`, of the
-    whole store); `ready()` once the arguments are checked, before verifying or training."""
+    whole store): checked and ready to run."""
     if position is None and not auto:
         raise ConfigError("say what to repair: a layer of a network, or everything verify "
                           "finds damaged", option("layer"), option("auto"))
@@ -120,27 +151,18 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
         raise ConfigError(f"say which network's layer {position} to repair: NET, NET@VERSION "
                           "or NET@ALIAS")
     check_tolerance(tolerance)
-    dev = None if device is None else training_device(device)
+    resolved = None if device is None else training_device(device)
     network = None if ref is None else ws.registry.resolve_network(ref)
     if network is not None and position is not None:  # refused now rather than after verify
         _targets(ws, network.ref, position, auto, len(network.layers), None)
-    if ready is not None:
-        ready()
-    if network is None:
-        return repair_store(ws, tolerance, dev, callback)
-    report = None
-    result = RepairResult(None)
-    if auto:
-        report = verify(ws, ref, network.dataset, tolerance, device or "auto")
-        repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"), result)
-        if result.streams:  # accuracy can be checked now that the streams are whole again
-            report = verify(ws, ref, network.dataset, tolerance, device or "auto")
-    chain = ws.registry.network_layers(network)
-    targets = _targets(ws, network.ref, position, auto, len(chain), report)
-    if targets:
-        result.network = _repair_layers(ws, network, chain, targets, tolerance, dev,
-                                        callback, result)
-    return result
+    return RepairJob(ws, network, position, auto, tolerance, device, resolved)
+
+
+def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
+           auto: bool = False, tolerance: float = 0.02, device: str | None = None,
+           callback: ProgressCallback | None = None) -> RepairResult:
+    """`plan_repair`, then run it."""
+    return plan_repair(ws, ref, position, auto, tolerance, device).run(callback)
 
 
 def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVersion],

@@ -26,7 +26,7 @@ from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
 from mfstore.devices import training_device
 from mfstore.errors import ConfigError
 from mfstore.fixes import option
-from mfstore.history import ProgressCallback, Ready
+from mfstore.history import ProgressCallback
 from mfstore.importing import registered_dataset
 from mfstore.lineage import check_lineage, check_shapes
 from mfstore.modules import build_layers, check_mode
@@ -83,12 +83,31 @@ def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
                     training_run("sequential", device), repairs, note)
 
 
-def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
-                         plan: LayerPlan, config: TrainConfig,
-                         callback: ProgressCallback | None = None,
-                         force: bool = False, ready: Ready | None = None) -> LayerVersion:
-    """The train-layer command: the next version of `name`, on the outputs of the chain `on`
-    (`ready()` once everything is checked, before training)."""
+@dataclass(frozen=True)
+class LayerJob:
+    """One layer's training, every argument checked: what `train-layer` runs. A caller may
+    do what must happen before training (reach a tracking server, say) between planning and
+    running it."""
+
+    ws: Workspace
+    name: str
+    dataset: DatasetRecord
+    upstream: list[LayerVersion]
+    spec: LayerSpec
+    config: TrainConfig
+    device: torch.device
+    note: str
+
+    def run(self, callback: ProgressCallback | None = None) -> LayerVersion:
+        return train_registered_layer(self.ws, self.name, self.dataset, self.upstream,
+                                      self.spec, self.config, self.device, callback,
+                                      note=self.note)
+
+
+def plan_layer(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
+               plan: LayerPlan, config: TrainConfig, force: bool = False) -> LayerJob:
+    """The next version of `name`, on the outputs of the chain `on`, checked and ready to
+    train (`force`: over a chain whose lineage does not fit, recorded)."""
     check_name(name, "layer")
     device = training_device(config.device)
     dataset = registered_dataset(ws, dataset_name)
@@ -100,10 +119,16 @@ def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequen
     in_shape = upstream[-1].spec.out_shape if upstream else tuple(dataset.input_shape)
     spec = plan.resolve(in_shape, dataset.classes,
                         tokens=None if upstream else dataset.options.get("vocab"))
-    if ready is not None:
-        ready()
-    return train_registered_layer(ws, name, dataset, upstream, spec, config, device, callback,
-                                  note="forced onto a foreign chain" if force else "")
+    return LayerJob(ws, name, dataset, upstream, spec, config, device,
+                    "forced onto a foreign chain" if force else "")
+
+
+def train_layer_on_chain(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
+                         plan: LayerPlan, config: TrainConfig,
+                         callback: ProgressCallback | None = None,
+                         force: bool = False) -> LayerVersion:
+    """`plan_layer`, then run it: the next version of `name` on the outputs of `on`."""
+    return plan_layer(ws, name, dataset_name, on, plan, config, force).run(callback)
 
 
 @dataclass
@@ -118,15 +143,58 @@ class NetworkTraining:
         return self.baselines[0] if self.baselines else None
 
 
-def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
-                  config: TrainConfig, schedule: str = STORE_SCHEDULE, mode: str = "bp",
-                  callback: ProgressCallback | None = None,
-                  baseline: str | Sequence[str] = "none", layer_parallel: bool = False,
-                  ready: Ready | None = None) -> NetworkTraining:
-    """Train every layer through the store and register them as layers `NET.l1`, `NET.l2`, …
-    and the network `NET`; then the baselines `baseline` names (`"bp,fa"`, …), which are
-    not registered. `layer_parallel`: one process per layer (`pipeline.py`); `ready()` once
-    everything is checked, before training."""
+@dataclass(frozen=True)
+class NetworkJob:
+    """A network's training through the store, every argument checked: what `train NET`
+    runs (see `LayerJob`)."""
+
+    ws: Workspace
+    net: str
+    dataset: DatasetRecord
+    specs: list[LayerSpec]
+    config: TrainConfig
+    schedule: str
+    mode: str
+    baselines: tuple[str, ...]
+    layer_parallel: bool
+    device: torch.device
+
+    def run(self, callback: ProgressCallback | None = None) -> NetworkTraining:
+        """Train and register every layer, then the network, then train the baselines."""
+        ws, config, device = self.ws, self.config, self.device
+        inputs = StreamInputs.of_chain(ws, self.dataset, [], config, device,
+                                       WHOLE if self.layer_parallel else None)
+        versions: list[LayerVersion] = []
+        note = f"trained {self.schedule}" + (" layer-parallel" if self.layer_parallel else "")
+        run = training_run("layer-parallel" if self.layer_parallel else self.schedule, device)
+
+        def registered(trained: Trained) -> None:
+            versions.append(register(ws, f"{self.net}.l{trained.position + 1}", trained,
+                                     self.dataset, [v.digest for v in versions], config, run,
+                                     note=note))
+
+        if self.layer_parallel:
+            for trained in train_pipelined(self.specs, inputs, config, device, callback)[0]:
+                registered(trained)
+        else:
+            train_stack(build_layers(self.specs, config.seed), inputs, config, device,
+                        schedule=self.schedule, callback=callback, on_trained=registered)
+        network = distributed.on_main(lambda: ws.registry.add_network(
+            self.net, [(v.name, v.version) for v in versions], self.mode, self.dataset.name,
+            note=note))
+        baselines = train_baselines(
+            self.specs, StreamInputs.of_chain(ws, self.dataset, [], config, device), config,
+            device, self.baselines, callback) if self.baselines else []
+        return NetworkTraining(network, versions, baselines)
+
+
+def plan_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
+                 config: TrainConfig, schedule: str = STORE_SCHEDULE, mode: str = "bp",
+                 baseline: str | Sequence[str] = "none",
+                 layer_parallel: bool = False) -> NetworkJob:
+    """Layers `NET.l1`, `NET.l2`, … and the network `NET`, with the baselines `baseline`
+    names (`"bp,fa"`, …; not registered), checked and ready to train. `layer_parallel`: one
+    process per layer (`pipeline.py`)."""
     check_name(net, "network")
     check_schedule(schedule)
     check_mode(mode)
@@ -145,27 +213,15 @@ def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequen
                               "process); train it in a run of its own",
                               option("baseline", value="none"))
         check_pipeline(specs, schedule)
-    if ready is not None:
-        ready()
-    inputs = StreamInputs.of_chain(ws, dataset, [], config, device,
-                                   WHOLE if layer_parallel else None)
-    versions: list[LayerVersion] = []
-    note = f"trained {schedule}" + (" layer-parallel" if layer_parallel else "")
+    return NetworkJob(ws, net, dataset, specs, config, schedule, mode, names, layer_parallel,
+                      device)
 
-    run = training_run("layer-parallel" if layer_parallel else schedule, device)
 
-    def registered(trained: Trained) -> None:
-        versions.append(register(ws, f"{net}.l{trained.position + 1}", trained, dataset,
-                                 [v.digest for v in versions], config, run, note=note))
-
-    if layer_parallel:
-        for trained in train_pipelined(specs, inputs, config, device, callback)[0]:
-            registered(trained)
-    else:
-        train_stack(build_layers(specs, config.seed), inputs, config, device,
-                    schedule=schedule, callback=callback, on_trained=registered)
-    network = distributed.on_main(lambda: ws.registry.add_network(
-        net, [(v.name, v.version) for v in versions], mode, dataset.name, note=note))
-    baselines = train_baselines(specs, StreamInputs.of_chain(ws, dataset, [], config, device),
-                                config, device, names, callback) if names else []
-    return NetworkTraining(network, versions, baselines)
+def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],
+                  config: TrainConfig, schedule: str = STORE_SCHEDULE, mode: str = "bp",
+                  callback: ProgressCallback | None = None,
+                  baseline: str | Sequence[str] = "none",
+                  layer_parallel: bool = False) -> NetworkTraining:
+    """`plan_network`, then run it."""
+    return plan_network(ws, net, dataset_name, arch, config, schedule, mode, baseline,
+                        layer_parallel).run(callback)
