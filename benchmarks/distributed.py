@@ -69,7 +69,7 @@ def worker(args: argparse.Namespace) -> None:
     from mfstore.devices import resolve_device
     from mfstore.inputs import MemoryInputs
     from mfstore.modules import build_layers
-    from mfstore.pipeline import train_pipelined
+    from mfstore.pipeline import hand_off, train_this_rank
     from mfstore.spec import build_specs, parse_arch
     from mfstore.training import train_layer, train_simultaneous
 
@@ -99,19 +99,13 @@ def worker(args: argparse.Namespace) -> None:
         train_simultaneous(build_layers(specs, seed=0), train, None, config, device=device,
                            callback=stamp)
     else:  # pipe: rank 0 alone reads the data
-        from mfstore import pipeline
-
-        finish = pipeline._finish
-
-        def peak_then_finish(*a, **k):  # every rank's training peak, before the hand-off
-            training_peak[0] = peak_mb()
-            return finish(*a, **k)
-
-        pipeline._finish = peak_then_finish
         inputs = MemoryInputs(train, None, None, device)
         if rank != 0:
             inputs = MemoryInputs(TensorBatches(x[:0], y[:0], args.batch), None, None, device)
-        sent = train_pipelined(specs, inputs, config, device, stamp)[1]
+        mine = train_this_rank(specs, inputs, config, device, stamp)
+        training_peak[0] = peak_mb()  # every rank's training peak, before the hand-off
+        hand_off(mine, specs, inputs)
+        sent = mine.bytes_sent
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None

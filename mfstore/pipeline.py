@@ -200,11 +200,32 @@ def _stop_rule(states: list[_State], first_active: int, rank: int, stopper: Earl
     return first_active + 1
 
 
+@dataclass
+class RankTraining:
+    """What one rank holds once its layer has trained, before the hand-off."""
+
+    stage: Stage
+    history: LayerHistory
+    seconds: float
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.stage.link.bytes_sent
+
+
 def train_pipelined(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
                     device: torch.device, callback: ProgressCallback | None = None,
                     first_index: int = 0) -> tuple[list[Trained], int]:
     """Train `specs` with rank k training layer k; rank 0 reads `inputs`. Returns every
     trained layer (on every rank) and the bytes this rank sent."""
+    mine = train_this_rank(specs, inputs, config, device, callback, first_index)
+    return hand_off(mine, specs, inputs), mine.bytes_sent
+
+
+def train_this_rank(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
+                    device: torch.device, callback: ProgressCallback | None = None,
+                    first_index: int = 0) -> RankTraining:
+    """This rank's part of `train_pipelined`: its layer, trained (rank 0 reads `inputs`)."""
     cluster = check_pipeline(specs, "simultaneous")
     rank = cluster.rank
     (layer,) = build_layers([specs[rank]], config.seed, first_index=first_index + rank)
@@ -232,8 +253,7 @@ def train_pipelined(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Tra
             was_active = first_active
             first_active = _stop_rule(states, first_active, rank, stopper, stage, history)
             _report(states, was_active, first_active, epoch, config, rank, history, callback)
-    return (_finish(stage, specs, inputs, history, time.perf_counter() - start),
-            stage.link.bytes_sent)
+    return RankTraining(stage, history, time.perf_counter() - start)
 
 
 def _check_all(states: list[_State], first_active: int, epoch: int,
@@ -257,9 +277,11 @@ def _report(states: list[_State], was_active: int, first_active: int, epoch: int
             callback(report)
 
 
-def _finish(stage: Stage, specs: Sequence[LayerSpec], inputs: LayerInputs,
-            history: LayerHistory, seconds: float) -> list[Trained]:
-    """Close the history, measure each layer alone, and give every rank every layer."""
+def hand_off(mine: RankTraining, specs: Sequence[LayerSpec],
+             inputs: LayerInputs) -> list[Trained]:
+    """Close each rank's history, measure each layer alone, and give every rank every
+    layer (a hand-off that grows with depth)."""
+    stage, history, seconds = mine.stage, mine.history, mine.seconds
     history.seconds = seconds
     history.keep(history.best_epoch)  # None: still active at the end, last weights kept
     rank = stage.link.rank
@@ -270,10 +292,10 @@ def _finish(stage: Stage, specs: Sequence[LayerSpec], inputs: LayerInputs,
         if loss is not None and accuracy is not None:  # as `stack.layer_metrics`: none if absent
             metrics[f"{split}_accuracy"], metrics[f"{split}_loss"] = accuracy, loss
     stage.layer.eval()
-    mine = ({k: v.detach().cpu() for k, v in stage.layer.state_dict().items()},
-            history.to_dict(), metrics)
+    layer_state = ({k: v.detach().cpu() for k, v in stage.layer.state_dict().items()},
+                   history.to_dict(), metrics)
     trained = []
-    for k, (state, past, measured) in enumerate(distributed.gather(mine)):
+    for k, (state, past, measured) in enumerate(distributed.gather(layer_state)):
         layer = MFLayer(specs[k])
         layer.load_state_dict(state)
         trained.append(Trained(k, layer.eval(), LayerHistory(**past), measured))
