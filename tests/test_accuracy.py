@@ -8,6 +8,7 @@ from mfstore.config import TrainConfig
 from mfstore.experiment import run_experiment
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["sequential", "simultaneous"])
 def test_digits_mlp_2x256(digits, schedule):
     config = TrainConfig(epochs=30, batch_size=64, seed=0, device="cpu")

@@ -189,6 +189,7 @@ def test_demo_runs(cwd):
     assert (home / "triton" / "digits-mlp" / "config.pbtxt").exists()
 
 
+@pytest.mark.slow
 def test_reading_parquet_never_aborts_at_exit(tmp_path):
     """Arrow threads calling back into Python during shutdown aborted ~half of such runs."""
     import pyarrow as pa

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from mfstore.importing import import_dataset
 from mfstore.workspace import Workspace
 from tests.cli_run import MFSTORE, cli
@@ -26,6 +28,7 @@ def _partial_stream(store_dir, known: set[str]) -> bool:
                and any(d.iterdir()) for d in streams.iterdir())
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_the_output_stream(tmp_path):
     env = {**os.environ, "MFSTORE_SHARD_BYTES": "200000"}
     ws = Workspace.init(home=str(tmp_path))

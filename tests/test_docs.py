@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -39,6 +41,7 @@ def test_readme_python_blocks_run_and_train_what_they_say(capsys):
     assert [float(v.strip("[],")) for v in printed[:2]] == result.test.per_layer
 
 
+@pytest.mark.slow
 def test_examples_run_and_report_every_layer(capsys):
     import runpy
 

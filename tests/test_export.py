@@ -159,6 +159,7 @@ def test_export_needs_a_target_and_a_valid_upto(ws):
         export_network(ws, "mlp@1", upto=3, out="x.onnx")
 
 
+@pytest.mark.slow
 def test_export_through_the_cli(ws, tmp_path):
     from tests.cli_run import mfstore
 

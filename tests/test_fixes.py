@@ -134,6 +134,7 @@ RECIPES = [  # (dataset, the layer below or None, the layer, its options as sugg
 
 
 @pytest.mark.parametrize(("data", "below", "layer", "options"), RECIPES)
+@pytest.mark.slow
 def test_a_lost_layer_comes_back_bit_for_bit_from_the_suggested_command(
         home, token_file, data, below, layer, options):
     if data == "words":

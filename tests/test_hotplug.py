@@ -17,6 +17,7 @@ CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("trainer", [train_sequential, train_simultaneous])
+@pytest.mark.slow
 def test_layers_of_a_deeper_net_equal_the_shallower_net(digits, trainer):
     config = TrainConfig(epochs=8, batch_size=64, patience=2, seed=11, device="cpu")
     train, val = split_batches(digits.train, config, CPU), split_batches(digits.val, config, CPU)

@@ -181,6 +181,7 @@ def served_local(tmp_path_factory):
     return {"ws": ws, "home": home, "trained": trained, "export": export}
 
 
+@pytest.mark.slow
 def test_local_network_through_the_store_and_onnx(served_local):
     trained, export = served_local["trained"], served_local["export"]
     assert [v.spec.out_shape for v in trained.layers] == [(4, 6, 6), (4, 5, 5)]

@@ -258,6 +258,7 @@ def test_in_memory_training_has_nothing_to_log(tracking, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_under_torchrun_rank_0_alone_reaches_mlflow_and_logs(home, tracking, experiment,
                                                              unreachable):
     """Two processes train one layer: one run is logged, not one per rank; an unreachable

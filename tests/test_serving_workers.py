@@ -112,6 +112,7 @@ def test_unload_and_load_reach_every_process(setup):
         assert infer_on_new_connection(server.address, "digits-ff", raw[:1])[0] == 200
 
 
+@pytest.mark.slow
 def test_a_process_that_dies_is_replaced_and_the_others_answer_meanwhile(setup):
     server, raw = setup["server"], setup["raw"]
     assert post(f"{server.url}/v2/repository/models/digits-ff/unload") == 200

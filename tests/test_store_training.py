@@ -34,6 +34,7 @@ def _in_memory(digits, trainer, config=CONFIG):
 
 @pytest.mark.parametrize("schedule,trainer", [("sequential", train_sequential),
                                               ("simultaneous", train_simultaneous)])
+@pytest.mark.slow
 def test_store_training_matches_in_memory_bit_for_bit(tmp_path, digits, schedule, trainer):
     ws = Workspace.init(home=str(tmp_path))
     import_dataset(ws, "digits", "sklearn:digits")
@@ -47,6 +48,7 @@ def test_store_training_matches_in_memory_bit_for_bit(tmp_path, digits, schedule
     assert stored_accuracy == accuracy
 
 
+@pytest.mark.slow
 def test_streamed_from_shards_with_a_bounded_buffer_reaches_the_same_accuracy(tmp_path, digits):
     options = StreamOptions(shard_bytes=64 << 10, ram_budget=0, shuffle_buffer=256)
     ws = Workspace.init(home=str(tmp_path), stream_options=options)

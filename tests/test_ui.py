@@ -150,6 +150,7 @@ def texts(page, selector: str) -> list[str]:
     return [" ".join(t.split()) for t in page.locator(selector).all_text_contents()]
 
 
+@pytest.mark.slow
 def test_every_page_in_a_real_browser_and_nothing_written(store, browser, tmp_path):
     home, ws = store["home"], store["ws"]
     before = snapshot(home)
