@@ -139,15 +139,16 @@ def data_parallel(module: torch.nn.Module, unused: bool = False) -> torch.nn.Mod
     return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=unused)
 
 
-def batch_scale(local: int, device: torch.device) -> float:
+def batch_scale(local: int, device: torch.device) -> float | torch.Tensor:
     """What a summed loss is multiplied by so that the gradient is the mean over the whole
     batch: 1/B in one process; with P processes, whose gradients DDP averages, P/B, B being
-    summed over them (parts may differ by an example, and be empty at an epoch's end)."""
+    summed over them (parts may differ by an example, and be empty at an epoch's end). The
+    sum stays a tensor on `device`: no host synchronisation in the step."""
     cluster = current()
     if cluster is None:
         return 1.0 / max(local, 1)
-    total = int(all_reduce_sum(torch.tensor([local], device=device)).item())
-    return cluster.world / max(total, 1)
+    total = all_reduce_sum(torch.tensor([float(local)], device=device))  # (1,) on the device
+    return (cluster.world / total.clamp(min=1.0)).squeeze(0)
 
 
 def part() -> Any:
