@@ -90,8 +90,8 @@ class Lever:
                     layer.projection.mul_(self.projection_scale)
             return layers
 
-        def optimizers(layers, config, device, overlap, capturable):
-            groups = self.groups(layers, config)
+        def optimizers(trainee, config, device, capturable):
+            groups = self.groups(trainee.layers, config)
             opt = make_optimizer([p for g in groups for p in g["params"]], config, device,
                                  capturable)
             defaults = opt.param_groups[0]
@@ -101,7 +101,7 @@ class Lever:
             return [opt]
 
         with mock.patch.object(experiment, "build_layers", built), \
-                mock.patch.object(training, "_optimizers", optimizers):
+                mock.patch.object(training.MonoForward, "optimizers", optimizers):
             yield
 
 

@@ -8,16 +8,18 @@ from BP only in its training step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
+from mfstore.devices import make_optimizer, resolve_device
 from mfstore.distributed import batch_scale, data_parallel
-from mfstore.epochs import run_epochs
-from mfstore.evaluation import last_layer_validation
+from mfstore.epochs import Unit, run_epochs
+from mfstore.evaluation import Validation, last_layer_validation
+from mfstore.graphs import Step
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.modules import MFLayer, MFNet
 
@@ -48,6 +50,34 @@ ModelStep = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.optim.O
                      torch.Tensor]
 
 
+@dataclass
+class EndToEnd:
+    """An end-to-end algorithm as the epoch loop's trainee: one unit (the whole network),
+    `step` its training step, `validate` its validation loss and accuracy."""
+
+    algorithm: str
+    net: torch.nn.Module  # what early stopping snapshots and restores
+    params: list[torch.nn.Parameter]
+    train_step: Step  # (x, y, optimizer) -> the batch's summed loss, detached
+    validation: Validation
+    capturable: bool = True
+
+    @property
+    def units(self) -> list[Unit]:
+        return [Unit(self.net, None)]
+
+    def optimizers(self, config: TrainConfig, device: torch.device,
+                   capturable: bool) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(self.params, config, device, capturable)]
+
+    def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
+        return lambda x, y, opt: self.train_step(x, y, opt).reshape(1)
+
+    def validate(self) -> tuple[list[float | None], list[float | None]]:
+        loss, accuracy = self.validation()
+        return [loss], [accuracy]
+
+
 def train_end_to_end(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
                      config: TrainConfig, device: torch.device | None,
                      callback: ProgressCallback | None, algorithm: str,
@@ -58,10 +88,11 @@ def train_end_to_end(layers: Sequence[MFLayer], train: BatchSource, val: BatchSo
     device = device or resolve_device(config.device)
     net = MFNet(layers, mode="bp").to(device).train()
     model = data_parallel(model_of(net, device), unused=True)  # earlier projections: no part
-    return run_epochs(net, backprop_parameters(net),
-                      lambda x, y, opt: step(model, x, y, opt), train,
-                      last_layer_validation(net.mf_layers, val, device), config, device,
-                      algorithm=algorithm, index=None, callback=callback)
+    trainee = EndToEnd(algorithm, net, backprop_parameters(net),
+                       lambda x, y, opt: step(model, x, y, opt),
+                       last_layer_validation(net.mf_layers, val, device))
+    (history,) = run_epochs(trainee, train, config, device, keep_best=True, callback=callback)
+    return history
 
 
 def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,

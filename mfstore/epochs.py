@@ -1,20 +1,39 @@
-"""The epoch loop shared by one MF layer and the BP baseline: the same optimizer, schedule,
-data order, validation and early stopping, so the two differ only in their training step."""
+"""The epoch loop every training on one process (or data-parallel) runs: Mono-Forward one layer
+at a time or all layers at once (the paper's Algorithm 1), and every end-to-end baseline (BP,
+FA, DFA, FF). What is trained and how one step goes is the `Trainee`'s; the loop holds the
+optimizer schedule, the data order, validation, early stopping, the freeze rule and reports,
+so two algorithms differ only in their step.
+
+    each epoch, while a unit is still training:
+        every batch ─► the step of the active units (a CUDA graph on a GPU) ─► loss sums
+        loss sums, summed over the processes once (the epoch's one host sync) ─► train loss
+        validate every unit ─► early stopping ─► the first active unit frozen once it stops
+        (restored to its best epoch; the units after it start their patience afresh)
+
+A unit is a layer of MF (`units` of several layers train at once) or a whole end-to-end
+network. A unit may stop only once every unit before it has stopped, so a unit's fate never
+depends on the units after it (hot-plugging stays exact). At the end, `keep_best` restores
+each unit to its best epoch (a unit trained alone); otherwise the units still training keep
+their last weights (restoring one would invalidate the units trained on its outputs).
+The layer-parallel pipeline (`pipeline.py`) runs the same rule across processes.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
+from mfstore.devices import deterministic_mode, make_schedule
 from mfstore.distributed import all_reduce_sum
 from mfstore.feeding import on_device
-from mfstore.graphs import GraphedStep, Step
+from mfstore.graphs import GraphedStep, Step, graphs_apply
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -23,48 +42,149 @@ from mfstore.history import (
     check_finite,
 )
 
-# () -> validation (loss, accuracy), or (None, None) without a validation split
-Validation = Callable[[], tuple[float | None, float | None]]
+
+@dataclass(frozen=True)
+class Unit:
+    """What one history, one early stopping and one report follow."""
+
+    module: nn.Module  # what early stopping snapshots and restores
+    index: int | None  # the layer reports name (None: an end-to-end baseline)
 
 
-def run_epochs(module: nn.Module, params: list[nn.Parameter], step: Step, train: BatchSource,
-               validate: Validation, config: TrainConfig, device: torch.device, *,
-               algorithm: str, index: int | None,
-               callback: ProgressCallback | None = None,
-               capturable: bool = True) -> LayerHistory:
-    """Train `params` of `module` with `step` for up to `config.epochs` epochs, stop early on
-    what `config.monitor` watches, and keep the weights of the best validation epoch.
-    `capturable=False`: the step must run eagerly even on CUDA (it draws host random
-    numbers, which a CUDA graph would freeze)."""
-    history = LayerHistory()
-    stopper = EarlyStopping(config.patience, config.min_delta, config.monitor)
-    start = time.perf_counter()
-    fast = GraphedStep(step, device, config.cuda_graphs and capturable)  # eager on the CPU
+class Trainee(Protocol):
+    """What the loop trains, and how one step goes."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def units(self) -> Sequence[Unit]: ...
+
+    @property
+    def capturable(self) -> bool:
+        """Whether its step may be captured as a CUDA graph (not one that draws host random
+        numbers, which a graph would freeze)."""
+        ...
+
+    def optimizers(self, config: TrainConfig, device: torch.device,
+                   capturable: bool) -> list[torch.optim.Optimizer]:
+        """One optimizer over every unit, or one per unit (each on its CUDA stream)."""
+        ...
+
+    def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
+        """One eager step of the units from `first_active` on: the loss sums of the batch,
+        (active units,), detached, on the device."""
+        ...
+
+    def validate(self) -> tuple[list[float | None], list[float | None]]:
+        """Each unit's validation loss and accuracy (None without a validation split)."""
+        ...
+
+
+def freeze_first_if_done(modules: Sequence[nn.Module], stoppers: list[EarlyStopping],
+                         histories: list[LayerHistory], first_active: int) -> int:
+    """Freeze the first still-training unit once its patience runs out: restore its best
+    weights, and let the units after it start their patience afresh on its outputs."""
+    if first_active == len(stoppers) or not stoppers[first_active].should_stop:
+        return first_active
+    stoppers[first_active].restore(modules[first_active])
+    histories[first_active].best_epoch = stoppers[first_active].best_epoch
+    histories[first_active].stopped_early = True
+    for stopper in stoppers[first_active + 1:]:
+        stopper.reset()
+    return first_active + 1
+
+
+def _epoch(step: Step, count: int, first_active: int, train: BatchSource, epoch: int,
+           opt: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
+    """One pass over the data; the summed per-unit losses, kept on the device."""
+    sums = torch.zeros(count, device=device, dtype=torch.float64)
+    for x, y in on_device(train.batches(epoch), device):
+        sums[first_active:] += step(x, y, opt)
+    return sums
+
+
+class _Phases:
+    """The step of the active units, captured anew (on CUDA) when fewer units train."""
+
+    def __init__(self, trainee: Trainee, opts: list[torch.optim.Optimizer],
+                 device: torch.device, graphed: bool) -> None:
+        self.trainee, self.opts, self.device, self.graphed = trainee, opts, device, graphed
+        self.first_active = -1
+        self.fast: Step | None = None
+
+    def step(self, first_active: int) -> Step:
+        if first_active != self.first_active:
+            if self.first_active >= 0:  # frozen units keep no gradient in the old graph's pool
+                for opt in self.opts:
+                    opt.zero_grad(set_to_none=True)
+            self.fast = GraphedStep(self.trainee.step(first_active, self.opts), self.device,
+                                    self.graphed)
+            self.first_active = first_active
+        assert self.fast is not None
+        return self.fast
+
+
+def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, device: torch.device,
+               *, keep_best: bool, callback: ProgressCallback | None = None
+               ) -> list[LayerHistory]:
+    """Train `trainee` for up to `config.epochs` epochs (see the module's picture)."""
+    units = list(trainee.units)
+    modules = [u.module for u in units]
+    histories = [LayerHistory() for _ in units]
+    stoppers = [EarlyStopping(config.patience, config.min_delta, config.monitor) for _ in units]
+    first_active, start = 0, time.perf_counter()
+    n = int(all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # every process
+    graphed = graphs_apply(device, config.cuda_graphs and trainee.capturable)
     with deterministic_mode(config.deterministic):
-        opt = make_optimizer(params, config, device, capturable=fast.enabled)
-        schedule = make_schedule(opt, config)
+        opts = trainee.optimizers(config, device, graphed)
+        schedules = [s for s in (make_schedule(opt, config) for opt in opts) if s is not None]
+        phases = _Phases(trainee, opts, device, graphed)
         for epoch in range(config.epochs):
-            total = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, examples
-            for x, y in on_device(train.batches(epoch), device):
-                total[0] += fast(x, y, opt).sum()
-                total[1] += y.shape[0]
-            if schedule is not None:
-                schedule.step()
-            loss_sum, n = all_reduce_sum(total).tolist()  # the epoch's one host sync
-            train_loss = loss_sum / max(n, 1)
-            check_finite(algorithm, index, epoch + 1, train_loss, config.lr, module)
-            val_loss, val_acc = validate()
-            improved = stopper.update(epoch + 1, val_loss, module, val_acc)
-            report = EpochReport(algorithm, index, epoch + 1, config.epochs, train_loss,
-                                 val_loss, val_acc, improved, stopper.should_stop)
-            history.add(report)
-            if callback is not None:
-                callback(report)
-            if stopper.should_stop:
+            if first_active == len(units):
                 break
-    stopper.restore(module)
-    module.eval()
-    history.keep(stopper.best_epoch)
-    history.stopped_early = stopper.should_stop
-    history.seconds = time.perf_counter() - start
-    return history
+            sums = _epoch(phases.step(first_active), len(units), first_active, train, epoch,
+                          opts[0], device)
+            losses = (all_reduce_sum(sums) / max(n, 1)).tolist()  # the epoch's one host sync
+            for k in range(first_active, len(units)):
+                check_finite(trainee.algorithm, units[k].index, epoch + 1, losses[k],
+                             config.lr, modules[k])
+            for schedule in schedules:
+                schedule.step()
+            first_active = _after_epoch(trainee, units, stoppers, histories, first_active,
+                                        epoch, losses, config, callback)
+    return _finish(units, stoppers, histories, keep_best, time.perf_counter() - start)
+
+
+def _after_epoch(trainee: Trainee, units: list[Unit], stoppers: list[EarlyStopping],
+                 histories: list[LayerHistory], first_active: int, epoch: int,
+                 losses: list[float], config: TrainConfig,
+                 callback: ProgressCallback | None) -> int:
+    """Validate, apply early stopping and the freeze rule, report; the new first active."""
+    val_losses, val_accs = trainee.validate()
+    improved = [k >= first_active and stoppers[k].update(epoch + 1, val_losses[k],
+                                                         units[k].module, val_accs[k])
+                for k in range(len(units))]
+    was_active = first_active
+    first_active = freeze_first_if_done([u.module for u in units], stoppers, histories,
+                                        first_active)
+    for k in range(was_active, len(units)):
+        report = EpochReport(trainee.algorithm, units[k].index, epoch + 1, config.epochs,
+                             losses[k], val_losses[k], val_accs[k], improved[k],
+                             k < first_active)
+        histories[k].add(report)
+        if callback is not None:
+            callback(report)
+    return first_active
+
+
+def _finish(units: list[Unit], stoppers: list[EarlyStopping], histories: list[LayerHistory],
+            keep_best: bool, seconds: float) -> list[LayerHistory]:
+    for unit, stopper, history in zip(units, stoppers, histories, strict=True):
+        if keep_best:
+            stopper.restore(unit.module)
+            history.best_epoch, history.stopped_early = stopper.best_epoch, stopper.should_stop
+        history.seconds = seconds
+        history.keep(history.best_epoch)  # None: still active at the end, last weights kept
+        unit.module.eval()
+    return histories

@@ -85,8 +85,12 @@ def evaluate(layers: Sequence[MFLayer], source: BatchSource, device: torch.devic
     return Accuracy(m.accuracies, m.ff_accuracy, m.accuracies[-1], m.examples)
 
 
+# () -> validation (loss, accuracy), or (None, None) without a validation split
+Validation = Callable[[], tuple[float | None, float | None]]
+
+
 def last_layer_validation(layers: Sequence[MFLayer], val: BatchSource | None,
-                          device: torch.device) -> Callable[[], tuple[float | None, float | None]]:
+                          device: torch.device) -> Validation:
     """The validation of a network trained end to end: its last layer's goodness (the head)
     gives the loss and the accuracy."""
     def validate() -> tuple[float | None, float | None]:

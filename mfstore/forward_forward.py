@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfstore.backprop import EndToEnd
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import resolve_device
@@ -196,7 +197,8 @@ def train_forward_forward(layers: Sequence[MFLayer], train: BatchSource,
         loss, accuracy = scan(net.mf_layers, val, device)
         return loss, accuracy.ff
 
-    return run_epochs(net, params,
-                      lambda x, y, opt: ff_step(model, x, y, opt, negatives, classes), train,
-                      validate, config, device, algorithm="ff", index=None, callback=callback,
-                      capturable=False)  # negatives come from a host generator
+    trainee = EndToEnd("ff", net, params,
+                       lambda x, y, opt: ff_step(model, x, y, opt, negatives, classes), validate,
+                       capturable=False)  # negatives come from a host generator
+    (history,) = run_epochs(trainee, train, config, device, keep_best=True, callback=callback)
+    return history

@@ -35,6 +35,7 @@ from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, build_layers
 from mfstore.spec import LayerSpec
 from mfstore.stack import Trained
+from mfstore.training import goodness_loss
 
 BATCH, END = 0, 1  # message kinds
 QUEUE = 4  # batches a rank may send ahead of its neighbour
@@ -129,12 +130,12 @@ def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Clu
 def _train_epoch(stage: Stage, source: Iterator[Batch] | None, frozen: bool,
                  opt: torch.optim.Optimizer) -> float:
     """One pass; this rank's layer's loss sum over the epoch."""
-    total = torch.zeros((), dtype=torch.float32, device=stage.device)
+    total = torch.zeros((), dtype=torch.float64, device=stage.device)  # as `epochs.run_epochs`
     for x, y in stage.incoming(source):
         a, y = stage.forward(x, y, grad=not frozen)
         if frozen:
             continue
-        loss = F.cross_entropy(stage.layer.goodness(a), y, reduction="sum")
+        loss = goodness_loss(stage.layer, a, y, reduction="sum")
         opt.zero_grad(set_to_none=True)
         (loss * (1.0 / max(len(y), 1))).backward()
         opt.step()
@@ -181,7 +182,7 @@ def _epoch(stage: Stage, inputs: LayerInputs, epoch: int, frozen: bool,
            opt: torch.optim.Optimizer, n: int) -> tuple[float, bool]:
     source = inputs.train.batches(epoch) if stage.link.rank == 0 else None
     loss_sum = _train_epoch(stage, source, frozen, opt)
-    train_loss = float(torch.tensor(loss_sum, dtype=torch.float32) / n)
+    train_loss = loss_sum / max(n, 1)
     finite = frozen or (torch.isfinite(torch.tensor(train_loss)).item() and all(
         bool(torch.isfinite(p).all()) for p in stage.layer.parameters()))
     return train_loss, bool(finite)

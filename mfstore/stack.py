@@ -5,8 +5,9 @@ layer handed to `on_trained` (the store registers it there, before the next laye
     sequential:    inputs ─► layer 1 ─► on_trained ─► inputs.after(layer 1) ─► layer 2 ─► …
     simultaneous:  inputs ─► every layer per batch (Algorithm 1) ─► on_trained for each
 
-`run_experiment` (in memory), `store_training` (through the store, registered), the baselines
-and the benchmarks all train through `train_stack`.
+`run_experiment` (in memory) and `store_training` (through the store, registered) train MF
+through `train_stack`; it and the baselines (`baseline.py`) all run the one epoch loop of
+`epochs.py`.
 """
 
 from __future__ import annotations

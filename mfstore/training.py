@@ -7,7 +7,6 @@ detached, so no gradient crosses a layer boundary.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from typing import cast
 
@@ -18,27 +17,29 @@ from torch import nn
 from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import deterministic_mode, make_optimizer, make_schedule, resolve_device
-from mfstore.distributed import all_reduce_sum, batch_scale, data_parallel
-from mfstore.epochs import run_epochs
+from mfstore.devices import make_optimizer, resolve_device
+from mfstore.distributed import batch_scale, data_parallel
+from mfstore.epochs import Unit, run_epochs
 from mfstore.evaluation import validate_stack
-from mfstore.feeding import on_device
-from mfstore.graphs import GraphedStep, Step, graphs_apply
+from mfstore.graphs import Step
 from mfstore.history import (
-    EarlyStopping,
-    EpochReport,
     LayerHistory,
     ProgressCallback,
-    check_finite,
 )
 from mfstore.modules import MFLayer
+
+
+def goodness_loss(layer: MFLayer, a: torch.Tensor, y: torch.Tensor,
+                  reduction: str = "mean") -> torch.Tensor:
+    """A layer's local loss on its activations `a`: the cross-entropy of its goodness."""
+    return F.cross_entropy(layer.goodness(a), y, reduction=reduction)  # goodness (B, C)
 
 
 def local_loss(layer: MFLayer, a_in: torch.Tensor, y: torch.Tensor,
                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
     """(activations, loss) of one layer on a detached input: the whole of Mono-Forward."""
     a = layer(a_in.detach())  # (B, *out_shape)
-    return a, F.cross_entropy(layer.goodness(a), y, reduction=reduction)  # goodness (B, C)
+    return a, goodness_loss(layer, a, y, reduction)
 
 
 class LocalLosses(nn.Module):
@@ -65,10 +66,38 @@ class LocalLosses(nn.Module):
         return torch.stack(sums)
 
 
-def _report(callback: ProgressCallback | None, history: LayerHistory, report: EpochReport) -> None:
-    history.add(report)
-    if callback is not None:
-        callback(report)
+class MonoForward:
+    """Mono-Forward as the epoch loop's trainee: `layers` on their local losses, the units
+    from `first_active` on stepping (the earlier ones only carry the input forward)."""
+
+    algorithm, capturable = "mf", True
+
+    def __init__(self, layers: Sequence[MFLayer], val: BatchSource | None,
+                 config: TrainConfig, device: torch.device, first_index: int = 0) -> None:
+        for layer in layers:
+            layer.to(device).train()
+        self.layers, self.val, self.device = list(layers), val, device
+        self.local = LocalLosses(layers)
+        self.objective = data_parallel(self.local, unused=len(layers) > 1)
+        self.overlap = config.overlap and device.type == "cuda" and distributed.current() is None
+        self.units = [Unit(layer, first_index + k) for k, layer in enumerate(layers)]
+
+    def optimizers(self, config: TrainConfig, device: torch.device,
+                   capturable: bool) -> list[torch.optim.Optimizer]:
+        """One optimizer over every layer; with overlap, one per layer (each on its stream)."""
+        groups = [list(layer.parameters()) for layer in self.layers]
+        if not self.overlap:
+            groups = [[p for group in groups for p in group]]
+        return [make_optimizer(group, config, device, capturable) for group in groups]
+
+    def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
+        self.local.first_active = first_active
+        if self.overlap:
+            return overlapped_mf_step(self.local, opts)
+        return lambda x, y, opt: mf_step(self.objective, x, y, opt)
+
+    def validate(self) -> tuple[list[float | None], list[float | None]]:
+        return validate_stack(self.layers, self.val, self.device)
 
 
 def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, config: TrainConfig,
@@ -78,16 +107,9 @@ def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, con
     validation epoch. `train` may come from memory or from a stream on disk. Without
     `device`, the one `config.device` names."""
     device = device or resolve_device(config.device)
-    layer.to(device).train()
-    objective = data_parallel(LocalLosses([layer]))
-
-    def validate() -> tuple[float | None, float | None]:
-        (loss,), (accuracy,) = validate_stack([layer], val, device)
-        return loss, accuracy
-
-    return run_epochs(layer, list(layer.parameters()),
-                      lambda x, y, opt: mf_step(objective, x, y, opt)[0], train, validate,
-                      config, device, algorithm="mf", index=index, callback=callback)
+    (history,) = run_epochs(MonoForward([layer], val, config, device, index), train, config,
+                            device, keep_best=True, callback=callback)
+    return history
 
 
 def layer_output_batches(layer: MFLayer, source: BatchSource,
@@ -156,44 +178,6 @@ def overlapped_mf_step(local: LocalLosses, opts: Sequence[torch.optim.Optimizer]
     return step
 
 
-def _simultaneous_epoch(step: Step, count: int, first_active: int, train: BatchSource,
-                        epoch: int, opt: torch.optim.Optimizer,
-                        device: torch.device) -> torch.Tensor:
-    """One pass over the data; the summed per-layer losses, kept on the device."""
-    loss_sums = torch.zeros(count, device=device)
-    for x, y in on_device(train.batches(epoch), device):
-        loss_sums[first_active:] += step(x, y, opt)
-    return loss_sums
-
-
-def _optimizers(layers: Sequence[MFLayer], config: TrainConfig, device: torch.device,
-                overlap: bool, capturable: bool) -> list[torch.optim.Optimizer]:
-    """One optimizer over every layer; with `overlap`, one per layer (each on its stream)."""
-    groups = [list(layer.parameters()) for layer in layers]
-    if not overlap:
-        groups = [[p for group in groups for p in group]]
-    return [make_optimizer(group, config, device, capturable) for group in groups]
-
-
-def _improves(stopper: EarlyStopping, epoch: int, val_loss: float | None,
-              val_accuracy: float | None, layer: MFLayer) -> bool:
-    return stopper.update(epoch + 1, val_loss, layer, val_accuracy)
-
-
-def _freeze_first_if_done(layers: Sequence[MFLayer], stoppers: list[EarlyStopping],
-                          histories: list[LayerHistory], first_active: int) -> int:
-    """Freeze the first still-training layer once its patience runs out: restore its best
-    weights, and let the layers after it start their patience afresh on its outputs."""
-    if not stoppers[first_active].should_stop:
-        return first_active
-    stoppers[first_active].restore(layers[first_active])
-    histories[first_active].best_epoch = stoppers[first_active].best_epoch
-    histories[first_active].stopped_early = True
-    for stopper in stoppers[first_active + 1:]:
-        stopper.reset()
-    return first_active + 1
-
-
 def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
                        config: TrainConfig, *, device: torch.device | None = None,
                        callback: ProgressCallback | None = None) -> list[LayerHistory]:
@@ -205,52 +189,5 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     them would invalidate the layers trained on top). A layer's fate therefore never depends on
     the layers after it, which keeps hot-plugging exact."""
     device = device or resolve_device(config.device)
-    for layer in layers:
-        layer.to(device).train()
-    histories = [LayerHistory() for _ in layers]
-    stoppers = [EarlyStopping(config.patience, config.min_delta, config.monitor)
-                for _ in layers]
-    first_active, start = 0, time.perf_counter()
-    n = int(all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # all processes
-    local = LocalLosses(layers)
-    objective = data_parallel(local, unused=True)
-    graphed = graphs_apply(device, config.cuda_graphs)
-    overlap = config.overlap and device.type == "cuda" and distributed.current() is None
-    with deterministic_mode(config.deterministic):
-        opts = _optimizers(layers, config, device, overlap, capturable=graphed)
-        schedules = [make_schedule(opt, config) for opt in opts]
-        eager = (overlapped_mf_step(local, opts) if overlap
-                 else lambda x, y, opt: mf_step(objective, x, y, opt))
-        fast, phase = GraphedStep(eager, device, graphed), 0
-        for epoch in range(config.epochs):
-            if first_active == len(layers):
-                break
-            if first_active != phase:  # fewer layers train now: a new graph
-                for opt in opts:  # frozen layers keep no gradient in the old graph's pool
-                    opt.zero_grad(set_to_none=True)
-                fast, phase = GraphedStep(eager, device, graphed), first_active
-            local.first_active = first_active
-            sums = _simultaneous_epoch(fast, len(layers), first_active, train, epoch, opts[0],
-                                       device)
-            train_losses = (all_reduce_sum(sums) / n).tolist()
-            for k in range(first_active, len(layers)):
-                check_finite("mf", k, epoch + 1, train_losses[k], config.lr, layers[k])
-            for schedule in schedules:
-                if schedule is not None:
-                    schedule.step()
-            val_losses, val_accs = validate_stack(layers, val, device)
-            was_active = first_active
-            improved = [k >= first_active and _improves(stoppers[k], epoch, val_losses[k],
-                                                         val_accs[k], layers[k])
-                        for k in range(len(layers))]
-            first_active = _freeze_first_if_done(layers, stoppers, histories, first_active)
-            for k in range(was_active, len(layers)):
-                _report(callback, histories[k], EpochReport(
-                    "mf", k, epoch + 1, config.epochs, train_losses[k], val_losses[k],
-                    val_accs[k], improved[k], k < first_active))
-    seconds = time.perf_counter() - start
-    for k, history in enumerate(histories):
-        history.seconds = seconds
-        history.keep(history.best_epoch)  # None: still active at the end, last weights kept
-        layers[k].eval()
-    return histories
+    return run_epochs(MonoForward(layers, val, config, device), train, config, device,
+                      keep_best=False, callback=callback)
