@@ -251,7 +251,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--arch", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.epochs < 2:
+        p.error("--epochs must be at least 2: the first epoch warms up and is not timed")
+    return args
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The epoch loop every training on one process (or data-parallel) runs: Mono-Forward one layer
-at a time or all layers at once (the paper's Algorithm 1), and every end-to-end baseline (BP,
-FA, DFA, FF). What is trained and how one step goes is the `Trainee`'s; the loop holds the
-optimizer schedule, the data order, validation, early stopping, the freeze rule and reports,
-so two algorithms differ only in their step.
+"""The one epoch loop every training runs: Mono-Forward one layer at a time, all layers at once
+(the paper's Algorithm 1) or one layer per process (layer-parallel), and every end-to-end
+baseline (BP, FA, DFA, FF), in one process or data-parallel. What is trained and how one step
+goes is the `Trainee`'s; the loop holds the optimizer schedule, the data order, validation,
+early stopping, the freeze rule and reports, so two algorithms differ only in their step.
 
     each epoch, while a unit is still training:
         every batch ─► the step of the active units (a CUDA graph on a GPU) ─► loss sums
@@ -15,7 +15,8 @@ network. A unit may stop only once every unit before it has stopped, so a unit's
 depends on the units after it (hot-plugging stays exact). At the end, `keep_best` restores
 each unit to its best epoch (a unit trained alone); otherwise the units still training keep
 their last weights (restoring one would invalidate the units trained on its outputs).
-The layer-parallel pipeline (`pipeline.py`) runs the same rule across processes.
+Layer-parallel training (`pipeline.py`) runs this loop too, on every process: each holds one
+unit's module, receives its batches from the process below, and follows every unit's values.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from mfstore.history import (
 class Unit:
     """What one history, one early stopping and one report follow."""
 
-    module: nn.Module  # what early stopping snapshots and restores
+    module: nn.Module | None  # what early stopping snapshots and restores (None: held by
+    # another process, in layer-parallel training: only its values are followed)
     index: int | None  # the layer reports name (None: an end-to-end baseline)
 
 
@@ -81,7 +83,7 @@ class Trainee(Protocol):
         ...
 
 
-def freeze_first_if_done(modules: Sequence[nn.Module], stoppers: list[EarlyStopping],
+def freeze_first_if_done(modules: Sequence[nn.Module | None], stoppers: list[EarlyStopping],
                          histories: list[LayerHistory], first_active: int) -> int:
     """Freeze the first still-training unit once its patience runs out: restore its best
     weights, and let the units after it start their patience afresh on its outputs."""
@@ -102,6 +104,18 @@ def _epoch(step: Step, count: int, first_active: int, train: BatchSource, epoch:
     for x, y in on_device(train.batches(epoch), device):
         sums[first_active:] += step(x, y, opt)
     return sums
+
+
+def _mark_diverged(sums: torch.Tensor, modules: Sequence[nn.Module | None],
+                   first_active: int) -> None:
+    """A NaN loss for every active unit this process holds whose weights are not all finite,
+    on the device (no host sync), so the epoch's sum over the processes tells every process."""
+    for k in range(first_active, len(modules)):
+        module = modules[k]
+        params = [] if module is None else list(module.parameters())
+        if params:
+            finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+            sums[k] += torch.where(finite, 0.0, float("nan"))
 
 
 class _Phases:
@@ -145,10 +159,10 @@ def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, device
                 break
             sums = _epoch(phases.step(first_active), len(units), first_active, train, epoch,
                           opts[0], device)
+            _mark_diverged(sums, modules, first_active)
             losses = (all_reduce_sum(sums) / max(n, 1)).tolist()  # the epoch's one host sync
             for k in range(first_active, len(units)):
-                check_finite(trainee.algorithm, units[k].index, epoch + 1, losses[k],
-                             config.lr, modules[k])
+                check_finite(trainee.algorithm, units[k].index, epoch + 1, losses[k], config.lr)
             for schedule in schedules:
                 schedule.step()
             first_active = _after_epoch(trainee, units, stoppers, histories, first_active,
@@ -186,5 +200,6 @@ def _finish(units: list[Unit], stoppers: list[EarlyStopping], histories: list[La
             history.best_epoch, history.stopped_early = stopper.best_epoch, stopper.should_stop
         history.seconds = seconds
         history.keep(history.best_epoch)  # None: still active at the end, last weights kept
-        unit.module.eval()
+        if unit.module is not None:
+            unit.module.eval()
     return histories

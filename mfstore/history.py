@@ -35,12 +35,10 @@ class EpochReport:
 ProgressCallback = Callable[[EpochReport], None]
 
 
-def check_finite(algorithm: str, layer: int | None, epoch: int, loss: float, lr: float,
-                 module: nn.Module | None = None) -> None:
-    """Refuse a diverged run: a non-finite training loss, or non-finite weights."""
-    bad = not math.isfinite(loss) or (module is not None and not all(
-        bool(torch.isfinite(p).all()) for p in module.parameters()))
-    if bad:
+def check_finite(algorithm: str, layer: int | None, epoch: int, loss: float, lr: float) -> None:
+    """Refuse a diverged run: a non-finite training loss (`epochs.run_epochs` makes the loss
+    of a unit whose weights went non-finite NaN, so that every process sees it)."""
+    if not math.isfinite(loss):
         who = (f"the {BASELINE_NAMES.get(algorithm, algorithm)} baseline" if layer is None
                else f"layer {layer + 1}")
         raise DivergenceError(
@@ -97,16 +95,19 @@ class EarlyStopping:
         self.bad_epochs = 0
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def update(self, epoch: int, val_loss: float | None, module: nn.Module,
+    def update(self, epoch: int, val_loss: float | None, module: nn.Module | None,
                val_accuracy: float | None = None) -> bool:
         """Record one epoch; True when it is the best so far. Without a validation split
-        (nothing watched) nothing is recorded."""
+        (nothing watched) nothing is recorded. `module` None: the weights are another
+        process's (layer-parallel), only the values are followed."""
         value = watched(self.monitor, val_loss, val_accuracy)
         if value is None:
             return False
         if value < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch, self.bad_epochs = value, epoch, 0
-            self._best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            if module is not None:
+                self._best_state = {k: v.detach().clone()
+                                    for k, v in module.state_dict().items()}
             return True
         self.bad_epochs += 1
         return False
@@ -115,6 +116,6 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience
 
-    def restore(self, module: nn.Module) -> None:
-        if self._best_state is not None:
+    def restore(self, module: nn.Module | None) -> None:
+        if module is not None and self._best_state is not None:
             module.load_state_dict(self._best_state)

@@ -7,14 +7,14 @@ Mono-Forward allows. No gradient crosses a layer boundary, so nothing travels ba
 
 Each rank holds its layer, its optimizer and a bounded queue of activations in flight; the
 math is the single-process schedule's (`training.train_simultaneous`), only overlapped, so the
-trained layers are the same bit for bit (on CPU). Once an epoch, a small collective (every
-rank's losses, accuracy and stopping state) applies the same early-stopping rule on every rank:
-a layer stops only once the layers below it have.
+trained layers are the same bit for bit (on CPU). Every rank runs the one epoch loop
+(`epochs.run_epochs`) with this rank's layer as the one unit it holds: once an epoch, a small
+collective (every layer's losses and validation figures) lets every rank apply the same
+early-stopping rule to the same numbers: a layer stops only once the layers below it have.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import deterministic_mode, make_optimizer, make_schedule
+from mfstore.devices import make_optimizer
+from mfstore.epochs import Unit, run_epochs
 from mfstore.errors import ConfigError
 from mfstore.fixes import LaunchFix
-from mfstore.history import EarlyStopping, EpochReport, LayerHistory, ProgressCallback, check_finite
+from mfstore.graphs import Step
+from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, build_layers
 from mfstore.spec import LayerSpec
@@ -127,78 +129,84 @@ def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Clu
     return cluster
 
 
-def _train_epoch(stage: Stage, source: Iterator[Batch] | None, frozen: bool,
-                 opt: torch.optim.Optimizer) -> float:
-    """One pass; this rank's layer's loss sum over the epoch."""
-    total = torch.zeros((), dtype=torch.float64, device=stage.device)  # as `epochs.run_epochs`
-    for x, y in stage.incoming(source):
-        a, y = stage.forward(x, y, grad=not frozen)
-        if frozen:
-            continue
-        loss = goodness_loss(stage.layer, a, y, reduction="sum")
-        opt.zero_grad(set_to_none=True)
-        (loss * (1.0 / max(len(y), 1))).backward()
-        opt.step()
-        total += loss.detach()
-    stage.link.end()
-    return float(total)
+class Relay:
+    """This rank's batches: rank 0 reads the data, rank k > 0 receives rank k-1's
+    activations; once a pass is over, the next rank is told so. Its length is the examples
+    this rank reads (0 past rank 0), so their sum over the ranks is the split's."""
+
+    def __init__(self, stage: Stage, source: BatchSource | None) -> None:
+        self.stage, self.source = stage, source if stage.link.rank == 0 else None
+
+    def __len__(self) -> int:
+        return 0 if self.source is None else len(self.source)
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        yield from self.stage.incoming(self.source.batches(epoch) if self.source else None)
+        self.stage.link.end()
+
+    def ordered(self) -> Iterator[Batch]:
+        yield from self.stage.incoming(self.source.ordered() if self.source else None)
+        self.stage.link.end()
 
 
 @torch.no_grad()
-def _measure(stage: Stage, source: BatchSource | None) -> tuple[float | None, float | None, int]:
-    """(mean loss, accuracy, examples) of this rank's layer on a split read by rank 0;
-    (None, None, 0) for a split that is absent or empty, as in one process."""
+def _measure(stage: Stage, source: BatchSource | None) -> tuple[float | None, float | None]:
+    """(mean loss, accuracy) of this rank's layer on a split read by rank 0; (None, None)
+    for a split that is absent or empty, as in one process."""
     loss_sum = torch.zeros((), dtype=torch.float64, device=stage.device)
     correct, n = torch.zeros((), dtype=torch.int64, device=stage.device), 0
-    for x, y in stage.incoming(source.ordered() if source is not None else None):
+    for x, y in Relay(stage, source).ordered():
         a, y = stage.forward(x, y, grad=False)
         g = stage.layer.goodness(a)  # (B, classes)
         loss_sum += F.cross_entropy(g, y, reduction="sum").double()
         correct += (g.argmax(1) == y).sum()
         n += len(y)
-    stage.link.end()
     if n == 0:
-        return None, None, 0
-    return float(loss_sum) / n, float(correct.double() / n), n
+        return None, None
+    return float(loss_sum) / n, float(correct.double() / n)
 
 
-@dataclass
-class _State:
-    """What every rank knows of every layer after an epoch (one small collective)."""
+class LayerParallel:
+    """Mono-Forward, one layer per rank, as the epoch loop's trainee: every rank follows
+    every layer (a unit), holding the module of its own alone. A step forwards this rank's
+    layer, sends the activations on at once, then (unless the layer is frozen) steps on the
+    layer's own loss; the loop's sum of the loss sums over the ranks gives every rank every
+    layer's loss, and `validate` gathers every layer's validation figures, so each rank
+    applies the same stopping rule to the same numbers."""
 
-    train_loss: float
-    val_loss: float | None
-    val_accuracy: float | None
-    improved: bool
-    should_stop: bool
-    finite: bool
+    algorithm, capturable = "mf", False  # a step sends to another process
 
+    def __init__(self, stage: Stage, layers: int, val: BatchSource | None,
+                 first_index: int = 0) -> None:
+        self.stage, self.val, self.rank = stage, val, stage.link.rank
+        self.units = [Unit(stage.layer if k == self.rank else None, first_index + k)
+                      for k in range(layers)]
 
-def _exchange(state: _State) -> list[_State]:
-    return distributed.gather(state)
+    def optimizers(self, config: TrainConfig, device: torch.device,
+                   capturable: bool) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(list(self.stage.layer.parameters()), config, device)]
 
+    def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
+        frozen, width = self.rank < first_active, len(self.units) - first_active
+        stage = self.stage
 
-def _epoch(stage: Stage, inputs: LayerInputs, epoch: int, frozen: bool,
-           opt: torch.optim.Optimizer, n: int) -> tuple[float, bool]:
-    source = inputs.train.batches(epoch) if stage.link.rank == 0 else None
-    loss_sum = _train_epoch(stage, source, frozen, opt)
-    train_loss = loss_sum / max(n, 1)
-    finite = frozen or (torch.isfinite(torch.tensor(train_loss)).item() and all(
-        bool(torch.isfinite(p).all()) for p in stage.layer.parameters()))
-    return train_loss, bool(finite)
+        def step(x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> torch.Tensor:
+            a, y = stage.forward(x, y, grad=not frozen)
+            sums = torch.zeros(width, device=stage.device)  # (active layers,): this rank's
+            if frozen:
+                return sums
+            loss = goodness_loss(stage.layer, a, y, reduction="sum")
+            opt.zero_grad(set_to_none=True)
+            (loss * (1.0 / max(len(y), 1))).backward()  # the batch is whole on every rank
+            opt.step()
+            sums[self.rank - first_active] = loss.detach()
+            return sums
 
+        return step
 
-def _stop_rule(states: list[_State], first_active: int, rank: int, stopper: EarlyStopping,
-               stage: Stage, history: LayerHistory) -> int:
-    """The single-process rule, applied by every rank to the gathered states."""
-    if not states[first_active].should_stop:
-        return first_active
-    if rank == first_active:
-        stopper.restore(stage.layer)
-        history.best_epoch, history.stopped_early = stopper.best_epoch, True
-    elif rank > first_active:
-        stopper.reset()
-    return first_active + 1
+    def validate(self) -> tuple[list[float | None], list[float | None]]:
+        figures = distributed.gather(_measure(self.stage, self.val))
+        return [loss for loss, _ in figures], [accuracy for _, accuracy in figures]
 
 
 @dataclass
@@ -207,7 +215,6 @@ class RankTraining:
 
     stage: Stage
     history: LayerHistory
-    seconds: float
 
     @property
     def bytes_sent(self) -> int:
@@ -226,73 +233,30 @@ def train_pipelined(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Tra
 def train_this_rank(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
                     device: torch.device, callback: ProgressCallback | None = None,
                     first_index: int = 0) -> RankTraining:
-    """This rank's part of `train_pipelined`: its layer, trained (rank 0 reads `inputs`)."""
+    """This rank's part of `train_pipelined`: its layer, trained on the one epoch loop
+    (rank 0 reads `inputs` and alone reports progress)."""
     cluster = check_pipeline(specs, "simultaneous")
     rank = cluster.rank
     (layer,) = build_layers([specs[rank]], config.seed, first_index=first_index + rank)
     stage = Stage(layer.to(device).train(), Link(rank, cluster.world), device, config)
-    history = LayerHistory()
-    stopper = EarlyStopping(config.patience, config.min_delta, config.monitor)
-    n = distributed.broadcast(len(inputs.train) if rank == 0 else 0)
-    first_active, start = 0, time.perf_counter()
-    with deterministic_mode(config.deterministic):
-        opt = make_optimizer(list(layer.parameters()), config, device)
-        schedule = make_schedule(opt, config)
-        for epoch in range(config.epochs):
-            if first_active == len(specs):
-                break
-            train_loss, finite = _epoch(stage, inputs, epoch, rank < first_active, opt, n)
-            _check_all(_exchange(_State(train_loss, None, None, False, False, finite)),
-                       first_active, epoch, config)
-            if schedule is not None:
-                schedule.step()
-            val_loss, val_acc, _ = _measure(stage, inputs.val if rank == 0 else None)
-            improved = (rank >= first_active
-                        and stopper.update(epoch + 1, val_loss, layer, val_acc))
-            states = _exchange(_State(train_loss, val_loss, val_acc, improved,
-                                      stopper.should_stop, finite))
-            was_active = first_active
-            first_active = _stop_rule(states, first_active, rank, stopper, stage, history)
-            _report(states, was_active, first_active, epoch, config, rank, history, callback)
-    return RankTraining(stage, history, time.perf_counter() - start)
-
-
-def _check_all(states: list[_State], first_active: int, epoch: int,
-               config: TrainConfig) -> None:
-    """Every rank raises the same divergence error, naming the first layer that diverged."""
-    for k in range(first_active, len(states)):
-        if not states[k].finite:
-            check_finite("mf", k, epoch + 1, float("nan"), config.lr)
-
-
-def _report(states: list[_State], was_active: int, first_active: int, epoch: int,
-            config: TrainConfig, rank: int, history: LayerHistory,
-            callback: ProgressCallback | None) -> None:
-    for k in range(was_active, len(states)):
-        s = states[k]
-        report = EpochReport("mf", k, epoch + 1, config.epochs, s.train_loss, s.val_loss,
-                             s.val_accuracy, s.improved, k < first_active)
-        if k == rank:
-            history.add(report)
-        if callback is not None and rank == 0:
-            callback(report)
+    trainee = LayerParallel(stage, len(specs), inputs.val if rank == 0 else None, first_index)
+    histories = run_epochs(trainee, Relay(stage, inputs.train), config, device,
+                           keep_best=False, callback=callback if rank == 0 else None)
+    return RankTraining(stage, histories[rank])
 
 
 def hand_off(mine: RankTraining, specs: Sequence[LayerSpec],
              inputs: LayerInputs) -> list[Trained]:
     """Close each rank's history, measure each layer alone, and give every rank every
     layer (a hand-off that grows with depth)."""
-    stage, history, seconds = mine.stage, mine.history, mine.seconds
-    history.seconds = seconds
-    history.keep(history.best_epoch)  # None: still active at the end, last weights kept
+    stage, history = mine.stage, mine.history
     rank = stage.link.rank
     metrics: dict[str, float] = {}
     for split in ("val", "test"):
         source = getattr(inputs, split) if rank == 0 else None
-        loss, accuracy, _ = _measure(stage, source)
+        loss, accuracy = _measure(stage, source)
         if loss is not None and accuracy is not None:  # as `stack.layer_metrics`: none if absent
             metrics[f"{split}_accuracy"], metrics[f"{split}_loss"] = accuracy, loss
-    stage.layer.eval()
     layer_state = ({k: v.detach().cpu() for k, v in stage.layer.state_dict().items()},
                    history.to_dict(), metrics)
     trained = []

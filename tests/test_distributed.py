@@ -141,6 +141,20 @@ def test_pipelines_that_cannot_run_are_refused_before_training(digits_home, args
     assert Workspace.open(home=str(digits_home)).registry.layers("refused.l1") == []
 
 
+@pytest.mark.slow
+def test_a_diverging_pipeline_stops_every_rank_with_the_same_error(digits_home):
+    """The ranks run the one epoch loop on the same summed losses: a layer that diverges on
+    one rank stops every rank (none waits forever for a peer), nothing is registered."""
+    out = torchrun("--home", str(digits_home), "train", "boom", "--data", "digits", "--arch",
+                   "dense:16,dense:16", "--schedule", "simultaneous", "--baseline", "none",
+                   "--layer-parallel", "--lr", "1e30", *QUICK, nproc=2, timeout=120)
+    assert out.returncode != 0
+    line = ("error: training diverged: layer 1 (mf) reached a non-finite loss or weight at "
+            "epoch 1 with learning rate 1e+30; nothing was registered")
+    assert out.stderr.count(line) == 2, out.stderr[-2000:]  # rank 0's and rank 1's
+    assert Workspace.open(home=str(digits_home)).registry.layers("boom.l1") == []
+
+
 def test_a_pipeline_without_torchrun_and_a_batch_that_does_not_split_are_refused(home):
     out = cli("--home", str(home), "train", "x", "--data", "digits", "--arch", "dense:8",
               "--schedule", "simultaneous", "--layer-parallel", "--baseline", "none", *QUICK)
