@@ -43,6 +43,7 @@ from mfstore.devices import make_optimizer, resolve_device
 from mfstore.evaluation import evaluate
 from mfstore.experiment import run_experiment
 from mfstore.inputs import MemoryInputs
+from mfstore.run_context import RunContext
 
 RESULTS = Path("benchmarks/results/defaults.jsonl")
 ARCH = "dense:1000,dense:1000"
@@ -90,10 +91,10 @@ class Lever:
                     layer.projection.mul_(self.projection_scale)
             return layers
 
-        def optimizers(trainee, config, device, capturable):
+        def optimizers(trainee, config, capturable):
             groups = self.groups(trainee.layers, config)
-            opt = make_optimizer([p for g in groups for p in g["params"]], config, device,
-                                 capturable)
+            opt = make_optimizer([p for g in groups for p in g["params"]], config,
+                                 trainee.ctx.device, capturable)
             defaults = opt.param_groups[0]
             opt.param_groups.clear()
             for group in groups:
@@ -149,7 +150,7 @@ def run(name: str, seed: int, baseline: str, data, split_seed: int = 0) -> dict:
         result = run_experiment(data, ARCH, config, schedule, baseline)
     seconds = time.perf_counter() - start
     device = resolve_device("cpu")
-    train = MemoryInputs.of_dataset(data, config, device).train
+    train = MemoryInputs.of_dataset(data, config, RunContext.alone(device)).train
     fit = evaluate(result.layers, train, device)
     record = {"candidate": name, "seed": seed, "split_seed": split_seed, "schedule": schedule,
               "config": config.to_dict(), "machine": machine(),

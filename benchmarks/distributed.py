@@ -66,21 +66,20 @@ def worker(args: argparse.Namespace) -> None:
     from mfstore import distributed
     from mfstore.batches import WHOLE, TensorBatches
     from mfstore.config import TrainConfig
-    from mfstore.devices import resolve_device
     from mfstore.inputs import MemoryInputs
     from mfstore.modules import build_layers
     from mfstore.pipeline import hand_off, train_this_rank
+    from mfstore.run_context import RunContext
     from mfstore.spec import build_specs, parse_arch
     from mfstore.training import train_layer, train_simultaneous
 
-    device = distributed.rank_device(resolve_device(args.device))
-    cluster = distributed.join(device)
-    rank = cluster.rank if cluster else 0
+    ctx = RunContext.enter(args.device)  # joins the group torchrun describes
+    device, rank = ctx.device, ctx.cluster.rank if ctx.cluster else 0
     x, y = torch.load(args.data, mmap=True).values()  # no copy: RSS stays what the run adds
     specs = build_specs(parse_arch(args.arch), tuple(x.shape[1:]), 10)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch, seed=0, patience=None,
                          device=args.device)
-    part = WHOLE if args.role == "pipe" else distributed.part()  # the pipeline: rank 0 reads
+    part = WHOLE if args.role == "pipe" else ctx.part  # the pipeline: rank 0 reads
     train = TensorBatches.of_split(x, y, args.batch, 0, 4096, part).to(device)
     stamps: list[float] = []
     training_peak = [0.0]
@@ -102,7 +101,7 @@ def worker(args: argparse.Namespace) -> None:
         inputs = MemoryInputs(train, None, None, device)
         if rank != 0:
             inputs = MemoryInputs(TensorBatches(x[:0], y[:0], args.batch), None, None, device)
-        mine = train_this_rank(specs, inputs, config, device, stamp)
+        mine = train_this_rank(specs, inputs, config, ctx, stamp)
         training_peak[0] = peak_mb()  # every rank's training peak, before the hand-off
         hand_off(mine, specs, inputs)
         sent = mine.bytes_sent
@@ -112,7 +111,7 @@ def worker(args: argparse.Namespace) -> None:
     mine = {"rank": rank, "added_mb": peak_mb() - before,
             "training_mb": training_peak[0] - before, "gpu_peak_mb": gpu_peak,
             "sent": sent, "stamps": stamps}
-    everyone = distributed.gather(mine)
+    everyone = ctx.gather(mine)
     if rank == 0:
         Path(args.out).write_text(json.dumps(everyone))
     distributed.leave()

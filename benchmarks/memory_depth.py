@@ -29,6 +29,7 @@ from common import FASHION_MNIST, machine, print_table
 
 from mfstore.config import StreamOptions, TrainConfig
 from mfstore.devices import resolve_device
+from mfstore.run_context import RunContext
 from mfstore.workspace import Workspace
 
 STREAMING = StreamOptions(shard_bytes=16 << 20, ram_budget=0, shuffle_buffer=8192)
@@ -57,7 +58,7 @@ def worker(algo: str, depth: int, home: str, batch: int, device_name: str) -> No
     else:
         dataset = ws.registry.dataset("data")
         ws.stream_options = StreamOptions(ram_budget=1 << 40)  # BP holds the data in memory
-        inputs = StreamInputs.of_chain(ws, dataset, [], config, device)
+        inputs = StreamInputs.of_chain(ws, dataset, [], config, RunContext.alone(device))
         specs = build_specs(parse_arch(arch), dataset.input_shape, dataset.classes)
         train_backprop(build_layers(specs, 0), inputs.train, None, config, device=device)
     print(json.dumps({"peak_mb": peak_mb(device), "seconds": time.perf_counter() - start}))
@@ -79,7 +80,7 @@ def one_layer_times(home: str, batch: int, device_name: str) -> tuple[float, flo
     for name, ram in (("memory", 1 << 40), ("streamed", 0), ("memory", 1 << 40),
                       ("streamed", 0)):
         ws.stream_options = StreamOptions(16 << 20, ram, 8192)
-        train = StreamInputs.of_chain(ws, dataset, [], config, device).train
+        train = StreamInputs.of_chain(ws, dataset, [], config, RunContext.alone(device)).train
         if ram:
             list(train.ordered())  # load before timing: we compare training, not loading
         start = time.perf_counter()

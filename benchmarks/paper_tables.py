@@ -51,6 +51,7 @@ from mfstore.evaluation import evaluate
 from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.readers import RawData, read_source
+from mfstore.run_context import RunContext
 from mfstore.spec import build_specs, parse_arch
 from mfstore.training import train_simultaneous
 
@@ -163,12 +164,13 @@ def run_baseline(arch: str, name: str, data: Dataset, config: TrainConfig,
                                                                     data.test))
     specs = build_specs(parse_arch(arch), data.input_shape, data.classes, data.options.vocab)
     layers, curves, algorithm = build_layers(specs, config.seed), Curves(), algorithms()[name]
+    ctx = RunContext.alone(device)
 
     def monitor(report) -> None:
-        v, t = (algorithm.evaluate(layers, s, device) for s in (val, test))
+        v, t = (algorithm.evaluate(layers, s, ctx) for s in (val, test))
         curves.add(row_name(name), getattr(v, algorithm.mode), getattr(t, algorithm.mode))
 
-    algorithm.train(layers, train, val, config, device=device, callback=monitor)
+    algorithm.train(layers, train, val, config, ctx, monitor)
     return curves
 
 

@@ -78,7 +78,7 @@ def extend(
 
     job = plan_extension(workspace(ctx), ref, options.layer_plan(ctx.params),
                          options.train_config(ctx.params))
-    reach(mlflow)
+    reach(mlflow, job.layer.ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = job.run(progress)
     track_layers(ctx, mlflow, [result.layer])

@@ -64,7 +64,7 @@ def train_layer(
     ws = workspace(ctx)
     job = plan_layer(ws, name, data, on or [], options.layer_plan(ctx.params),
                      options.train_config(ctx.params), force)
-    reach(mlflow)
+    reach(mlflow, job.ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         version = job.run(progress)
     track_layers(ctx, mlflow, [version])

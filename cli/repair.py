@@ -127,7 +127,7 @@ def repair(
     from mfstore.repair import plan_repair
 
     job = plan_repair(workspace(ctx), ref, layer, auto, tolerance, device)
-    reach(mlflow)
+    reach(mlflow, job.ctx)
     with TrainingProgress(enabled=not as_json) as progress:
         result = job.run(progress)
     track_layers(ctx, mlflow, [r.new for r in result.repaired] + result.retrained_downstream)

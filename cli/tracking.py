@@ -4,6 +4,7 @@ registering (runs logged by `mfstore.tracking`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +18,7 @@ from mfstore.errors import ConfigError, MFStoreError
 if TYPE_CHECKING:
     from mfstore.export import Export
     from mfstore.registry import LayerVersion
+    from mfstore.run_context import RunContext
 
 
 MLflow = Annotated[str | None, typer.Option(
@@ -27,15 +29,14 @@ MLflow = Annotated[str | None, typer.Option(
 """The given URI; '' for a bare `--mlflow` ($MLFLOW_TRACKING_URI); None without it."""
 
 
-def reach(uri: str | None) -> None:
+def reach(uri: str | None, run: RunContext | None = None) -> None:
     """What a command that logs does once its own arguments are checked (a bad one keeps its
     own error and exit code, and nothing is logged) and before it trains or exports: MLflow
     must be installed, told where to log, reachable, and hold the experiment; else one line,
-    and nothing is trained or registered. Under torchrun rank 0 checks and every rank fails
-    with its error. Nothing without --mlflow."""
+    and nothing is trained or registered. In a run of several processes (`run`, the job's
+    context) rank 0 checks and every rank fails with its error. Nothing without --mlflow."""
     if uri is None:
         return
-    from mfstore.distributed import on_main  # start-up: torch only when this command runs
     from mfstore.tracking import check_tracking  # start-up: torch, onnx only when needed
 
     def check() -> MFStoreError | None:
@@ -45,7 +46,7 @@ def reach(uri: str | None) -> None:
             return err
         return None
 
-    failed = on_main(check)
+    failed = check() if run is None else run.on_main(check)
     if failed is not None:
         raise failed
 
@@ -84,11 +85,9 @@ def track_layers(ctx: typer.Context, uri: str | None, layers: Sequence[LayerVers
     rank 0 alone, as it alone registers them)."""
     if uri is None or not layers:
         return
-    from mfstore.distributed import is_main  # start-up: torch only when this command runs
-    from mfstore.tracking import log_layers  # start-up: torch, onnx only when this command runs
-
-    if not is_main():
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, as cli/main.py reports
         return
+    from mfstore.tracking import log_layers  # start-up: torch, onnx only when this command runs
 
     runs = log_layers(workspace(ctx), layers, uri or None)
     stderr.print(f"logged {len(runs)} MLflow run{'s' if len(runs) != 1 else ''} to "

@@ -99,7 +99,7 @@ def train(
     ws = workspace(ctx)
     _refuse_import_options(ctx, registered_dataset(ws, data))
     job = plan_network(ws, net, data, arch, config, schedule, mode, baseline, layer_parallel)
-    reach(mlflow)
+    reach(mlflow, job.ctx)
     if say_mf_alone:  # one line, after any error the arguments would give
         stderr.print("layer-parallel: training MF alone (a baseline trains every layer in one "
                      "process; train one with --baseline in a run without --layer-parallel)",

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import make_optimizer, resolve_device
-from mfstore.distributed import batch_scale, data_parallel
+from mfstore.devices import make_optimizer
 from mfstore.epochs import Unit, run_epochs
 from mfstore.evaluation import Validation, last_layer_validation
 from mfstore.graphs import Step
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.modules import MFLayer, MFNet
+from mfstore.run_context import RunContext
 
 
 def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
@@ -34,20 +34,21 @@ def backprop_parameters(net: MFNet) -> list[torch.nn.Parameter]:
 
 
 def bp_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-            opt: torch.optim.Optimizer) -> torch.Tensor:
+            opt: torch.optim.Optimizer, scale: float | torch.Tensor) -> torch.Tensor:
     """One backprop step through the whole net (an `MFNet`, or that wrapped for data-parallel
-    training); in a single process no host sync (capturable as a CUDA graph). Returns the
-    summed loss over the batch."""
+    training); in a single process no host sync (capturable as a CUDA graph). `scale`: the
+    run's `batch_scale` of this batch. Returns the summed loss over the batch."""
     loss = F.cross_entropy(net(x), y, reduction="sum")
     opt.zero_grad(set_to_none=True)
-    (loss * batch_scale(int(y.shape[0]), x.device)).backward()
+    (loss * scale).backward()
     opt.step()
     return loss.detach()
 
 
-# (module, x, y, optimizer) -> the batch's summed loss: one step of an end-to-end algorithm
-ModelStep = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.optim.Optimizer],
-                     torch.Tensor]
+# (module, x, y, optimizer, the batch's loss scale) -> the batch's summed loss: one step of an
+# end-to-end algorithm
+ModelStep = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.optim.Optimizer,
+                      float | torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -56,6 +57,7 @@ class EndToEnd:
     `step` its training step, `validate` its validation loss and accuracy."""
 
     algorithm: str
+    ctx: RunContext
     net: torch.nn.Module  # what early stopping snapshots and restores
     params: list[torch.nn.Parameter]
     train_step: Step  # (x, y, optimizer) -> the batch's summed loss, detached
@@ -66,9 +68,8 @@ class EndToEnd:
     def units(self) -> list[Unit]:
         return [Unit(self.net, None)]
 
-    def optimizers(self, config: TrainConfig, device: torch.device,
-                   capturable: bool) -> list[torch.optim.Optimizer]:
-        return [make_optimizer(self.params, config, device, capturable)]
+    def optimizers(self, config: TrainConfig, capturable: bool) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(self.params, config, self.ctx.device, capturable)]
 
     def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
         return lambda x, y, opt: self.train_step(x, y, opt).reshape(1)
@@ -79,25 +80,35 @@ class EndToEnd:
 
 
 def train_end_to_end(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                     config: TrainConfig, device: torch.device | None,
+                     config: TrainConfig, ctx: RunContext,
                      callback: ProgressCallback | None, algorithm: str,
                      model_of: Callable[[MFNet, torch.device], torch.nn.Module],
                      step: ModelStep) -> LayerHistory:
     """Train `layers` as one network, the last projection as its head (BP, FA, DFA): `step`
-    on the module `model_of(net, device)` builds, validated on the last layer."""
-    device = device or resolve_device(config.device)
-    net = MFNet(layers, mode="bp").to(device).train()
-    model = data_parallel(model_of(net, device), unused=True)  # earlier projections: no part
-    trainee = EndToEnd(algorithm, net, backprop_parameters(net),
-                       lambda x, y, opt: step(model, x, y, opt),
-                       last_layer_validation(net.mf_layers, val, device))
-    (history,) = run_epochs(trainee, train, config, device, keep_best=True, callback=callback)
+    on the module `model_of(net, device)` builds, validated on the last layer, on the
+    device and processes of `ctx`."""
+    net = MFNet(layers, mode="bp").to(ctx.device).train()
+    # unused: the earlier projections play no part in the step
+    model, scale = ctx.data_parallel(model_of(net, ctx.device), unused=True), ctx.batch_scale
+    trainee = EndToEnd(algorithm, ctx, net, backprop_parameters(net),
+                       lambda x, y, opt: step(model, x, y, opt, scale(int(y.shape[0]))),
+                       last_layer_validation(net.mf_layers, val, ctx))
+    (history,) = run_epochs(trainee, train, config, ctx, keep_best=True, callback=callback)
     return history
 
 
-def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                   config: TrainConfig, *, device: torch.device | None = None,
-                   callback: ProgressCallback | None = None) -> LayerHistory:
-    """Train `layers` as one network with backprop from the last layer's goodness."""
-    return train_end_to_end(layers, train, val, config, device, callback, "bp",
+def fit_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                 config: TrainConfig, ctx: RunContext,
+                 callback: ProgressCallback | None = None) -> LayerHistory:
+    """`train_backprop` inside a run, on its context."""
+    return train_end_to_end(layers, train, val, config, ctx, callback, "bp",
                             lambda net, _: net, bp_step)
+
+
+def train_backprop(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                   config: TrainConfig, *, device: str | torch.device | None = None,
+                   callback: ProgressCallback | None = None) -> LayerHistory:
+    """Train `layers` as one network with backprop from the last layer's goodness, on
+    `device` (default: `config.device`; an API call enters here)."""
+    return fit_backprop(layers, train, val, config, RunContext.enter(device or config.device),
+                        callback)

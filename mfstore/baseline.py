@@ -16,19 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
-
-from mfstore.backprop import train_backprop
+from mfstore.backprop import fit_backprop
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.direct_feedback import train_direct_feedback
+from mfstore.direct_feedback import fit_direct_feedback
 from mfstore.errors import ConfigError
-from mfstore.evaluation import Accuracy, evaluate
-from mfstore.feedback_alignment import train_feedback_alignment
-from mfstore.forward_forward import evaluate_forward_forward, train_forward_forward
+from mfstore.evaluation import Accuracy, accuracy_over
+from mfstore.feedback_alignment import fit_feedback_alignment
+from mfstore.forward_forward import evaluate_forward_forward, fit_forward_forward
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, build_layers
+from mfstore.run_context import RunContext
 from mfstore.spec import LayerSpec
 
 BASELINES = ("bp", "fa", "dfa", "ff")
@@ -48,8 +47,10 @@ def parse_baselines(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-Trainer = Callable[..., LayerHistory]  # (layers, train, val, config, *, device, callback)
-Evaluator = Callable[[Sequence[MFLayer], BatchSource, torch.device], Accuracy]
+# (layers, train, val, config, the run's context, callback) -> history
+Trainer = Callable[[Sequence[MFLayer], BatchSource, BatchSource | None, TrainConfig, RunContext,
+                    ProgressCallback | None], LayerHistory]
+Evaluator = Callable[[Sequence[MFLayer], BatchSource, RunContext], Accuracy]
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,11 @@ class Algorithm:
 
 
 def algorithms() -> dict[str, Algorithm]:
-    return {"bp": Algorithm("backprop", train_backprop, evaluate, "bp"),
-            "fa": Algorithm("feedback alignment", train_feedback_alignment, evaluate, "bp"),
-            "dfa": Algorithm("direct feedback alignment", train_direct_feedback, evaluate, "bp"),
-            "ff": Algorithm("Forward-Forward", train_forward_forward, evaluate_forward_forward,
+    return {"bp": Algorithm("backprop", fit_backprop, accuracy_over, "bp"),
+            "fa": Algorithm("feedback alignment", fit_feedback_alignment, accuracy_over, "bp"),
+            "dfa": Algorithm("direct feedback alignment", fit_direct_feedback, accuracy_over,
+                             "bp"),
+            "ff": Algorithm("Forward-Forward", fit_forward_forward, evaluate_forward_forward,
                             "ff")}
 
 
@@ -91,7 +93,7 @@ class BaselineResult:
 
 
 def train_baseline(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
-                   device: torch.device, callback: ProgressCallback | None = None,
+                   ctx: RunContext, callback: ProgressCallback | None = None,
                    algorithm: str = "bp") -> BaselineResult:
     """`algorithm` on the very layers MF starts from (same initial weights), on the same
     inputs, data order, optimizer and seed; evaluated on the inputs' test and validation
@@ -101,14 +103,13 @@ def train_baseline(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Trai
     (name,) = parse_baselines([algorithm])
     chosen = algorithms()[name]
     layers = build_layers(specs, config.seed)
-    history = chosen.train(layers, inputs.train, inputs.val, config, device=device,
-                           callback=callback)
-    return BaselineResult(name, layers, history, chosen.evaluate(layers, inputs.test, device),
-                          chosen.evaluate(layers, inputs.val, device))
+    history = chosen.train(layers, inputs.train, inputs.val, config, ctx, callback)
+    return BaselineResult(name, layers, history, chosen.evaluate(layers, inputs.test, ctx),
+                          chosen.evaluate(layers, inputs.val, ctx))
 
 
 def train_baselines(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
-                    device: torch.device, names: Sequence[str],
+                    ctx: RunContext, names: Sequence[str],
                     callback: ProgressCallback | None = None) -> list[BaselineResult]:
     """Each of `names` in turn, on the same inputs."""
-    return [train_baseline(specs, inputs, config, device, callback, name) for name in names]
+    return [train_baseline(specs, inputs, config, ctx, callback, name) for name in names]

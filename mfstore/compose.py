@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
-
 from mfstore.config import TrainConfig
-from mfstore.devices import training_device
 from mfstore.errors import ConfigError, LineageError, SpecError
 from mfstore.fixes import option
 from mfstore.history import ProgressCallback
@@ -16,6 +13,7 @@ from mfstore.lineage import Mismatch, check_shapes, lineage_problems, refuse
 from mfstore.modules import MODES
 from mfstore.names import check_name
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
+from mfstore.run_context import RunContext
 from mfstore.spec import LayerPlan
 from mfstore.store_training import LayerJob, resolve_layers, train_registered_layer
 from mfstore.verify import require_intact
@@ -84,8 +82,8 @@ def plan_extension(ws: Workspace, ref: str, plan: LayerPlan,
     dataset = ws.registry.dataset(network.dataset)
     spec = plan.resolve(layers[-1].spec.out_shape, dataset.classes)
     name = check_name(f"{network.name}.l{len(layers) + 1}", "layer")
-    device = training_device(config.device)
-    return ExtensionJob(network, LayerJob(ws, name, dataset, layers, spec, config, device,
+    ctx = RunContext.enter(config.device)
+    return ExtensionJob(network, LayerJob(ws, name, dataset, layers, spec, config, ctx,
                                           f"extends {network.ref}"))
 
 
@@ -98,14 +96,14 @@ def extend(ws: Workspace, ref: str, plan: LayerPlan, config: TrainConfig,
 def retrain(ws: Workspace, layer: LayerVersion, dataset: DatasetRecord,
             upstream: Sequence[LayerVersion], callback: ProgressCallback | None = None,
             repairs: int | None = None, note: str = "",
-            device: torch.device | None = None) -> LayerVersion:
+            ctx: RunContext | None = None) -> LayerVersion:
     """A new version of `layer` trained on `upstream` with its recorded spec, config and seed
-    (on `device` instead of the recorded one, when given)."""
+    (in the run `ctx` instead of on the recorded device, when given)."""
     recorded = TrainConfig.from_dict(layer.config)
-    config = recorded if device is None else TrainConfig.from_dict(
-        {**layer.config, "device": device.type})
+    config = recorded if ctx is None else TrainConfig.from_dict(
+        {**layer.config, "device": ctx.device.type})
     return train_registered_layer(ws, layer.name, dataset, upstream, layer.spec, config,
-                                  device or training_device(recorded.device), callback,
+                                  ctx or RunContext.enter(recorded.device), callback,
                                   repairs=repairs, note=note)
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import torch
 
-from mfstore import distributed
 from mfstore.config import TrainConfig, check_device
 from mfstore.errors import DeviceError
 from mfstore.fixes import option
@@ -72,11 +71,3 @@ def make_schedule(optimizer: torch.optim.Optimizer,
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return None
-
-
-def training_device(name: str) -> torch.device:
-    """The device a training command computes on, resolved once where it enters: under
-    torchrun the process joins its group first and, on CUDA, takes its local rank's GPU."""
-    device = resolve_device(name)
-    distributed.join(device)
-    return distributed.rank_device(device)

@@ -24,10 +24,10 @@ from torch import nn
 from mfstore.backprop import train_end_to_end
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.distributed import batch_scale
 from mfstore.feedback_alignment import feedback_generator, random_matrix
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.modules import MFLayer
+from mfstore.run_context import RunContext
 
 
 def direct_feedback_matrices(layers: Sequence[MFLayer], seed: int,
@@ -66,22 +66,31 @@ class DirectFeedback(nn.Module):
 
 
 def dfa_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             opt: torch.optim.Optimizer) -> torch.Tensor:
+             opt: torch.optim.Optimizer, scale: float | torch.Tensor) -> torch.Tensor:
     """One direct-feedback-alignment step of `model` (a `DirectFeedback`, or that wrapped for
     data-parallel training); no host sync in one process. Returns the summed cross-entropy."""
     loss, signal = model(x, y)
     opt.zero_grad(set_to_none=True)
-    ((loss + signal) * batch_scale(int(y.shape[0]), x.device)).backward()
+    ((loss + signal) * scale).backward()
     opt.step()
     return loss.detach()
 
 
-def train_direct_feedback(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
-                          config: TrainConfig, *, device: torch.device | None = None,
-                          callback: ProgressCallback | None = None) -> LayerHistory:
-    """Train `layers` (the last projection as the head) with direct feedback alignment; its
-    feedback matrices come from `config.seed`."""
+def fit_direct_feedback(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                        config: TrainConfig, ctx: RunContext,
+                        callback: ProgressCallback | None = None) -> LayerHistory:
+    """`train_direct_feedback` inside a run, on its context."""
     return train_end_to_end(
-        layers, train, val, config, device, callback, "dfa",
+        layers, train, val, config, ctx, callback, "dfa",
         lambda net, dev: DirectFeedback(net.mf_layers, direct_feedback_matrices(
             net.mf_layers, config.seed, dev)), dfa_step)
+
+
+def train_direct_feedback(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                          config: TrainConfig, *, device: str | torch.device | None = None,
+                          callback: ProgressCallback | None = None) -> LayerHistory:
+    """Train `layers` (the last projection as the head) with direct feedback alignment; its
+    feedback matrices come from `config.seed`. On `device` (default: `config.device`; an
+    API call enters here)."""
+    return fit_direct_feedback(layers, train, val, config,
+                               RunContext.enter(device or config.device), callback)

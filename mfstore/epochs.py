@@ -32,9 +32,8 @@ from torch import nn
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_schedule
-from mfstore.distributed import all_reduce_sum
 from mfstore.feeding import on_device
-from mfstore.graphs import GraphedStep, Step, graphs_apply
+from mfstore.graphs import GraphedStep, Step
 from mfstore.history import (
     EarlyStopping,
     EpochReport,
@@ -42,6 +41,7 @@ from mfstore.history import (
     ProgressCallback,
     check_finite,
 )
+from mfstore.run_context import RunContext
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,7 @@ class Trainee(Protocol):
         numbers, which a graph would freeze)."""
         ...
 
-    def optimizers(self, config: TrainConfig, device: torch.device,
-                   capturable: bool) -> list[torch.optim.Optimizer]:
+    def optimizers(self, config: TrainConfig, capturable: bool) -> list[torch.optim.Optimizer]:
         """One optimizer over every unit, or one per unit (each on its CUDA stream)."""
         ...
 
@@ -139,19 +138,21 @@ class _Phases:
         return self.fast
 
 
-def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, device: torch.device,
+def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, ctx: RunContext,
                *, keep_best: bool, callback: ProgressCallback | None = None
                ) -> list[LayerHistory]:
-    """Train `trainee` for up to `config.epochs` epochs (see the module's picture)."""
+    """Train `trainee` for up to `config.epochs` epochs (see the module's picture) on the
+    device and processes of `ctx`."""
     units = list(trainee.units)
     modules = [u.module for u in units]
     histories = [LayerHistory() for _ in units]
     stoppers = [EarlyStopping(config.patience, config.min_delta, config.monitor) for _ in units]
     first_active, start = 0, time.perf_counter()
-    n = int(all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # every process
-    graphed = graphs_apply(device, config.cuda_graphs and trainee.capturable)
+    device = ctx.device
+    n = int(ctx.all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # all of it
+    graphed = config.cuda_graphs and trainee.capturable and ctx.graphs_allowed
     with deterministic_mode(config.deterministic):
-        opts = trainee.optimizers(config, device, graphed)
+        opts = trainee.optimizers(config, graphed)
         schedules = [s for s in (make_schedule(opt, config) for opt in opts) if s is not None]
         phases = _Phases(trainee, opts, device, graphed)
         for epoch in range(config.epochs):
@@ -160,7 +161,7 @@ def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, device
             sums = _epoch(phases.step(first_active), len(units), first_active, train, epoch,
                           opts[0], device)
             _mark_diverged(sums, modules, first_active)
-            losses = (all_reduce_sum(sums) / max(n, 1)).tolist()  # the epoch's one host sync
+            losses = (ctx.all_reduce_sum(sums) / max(n, 1)).tolist()  # the epoch's one host sync
             for k in range(first_active, len(units)):
                 check_finite(trainee.algorithm, units[k].index, epoch + 1, losses[k], config.lr)
             for schedule in schedules:

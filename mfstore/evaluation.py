@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from mfstore.batches import BatchSource
-from mfstore.distributed import all_reduce_sum
 from mfstore.modules import MFLayer
+from mfstore.run_context import RunContext
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,10 @@ class StackMetrics:
 
 @torch.no_grad()
 def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
-                  device: torch.device) -> StackMetrics:
-    """One pass through every layer; sums stay on the device until the end (one sync)."""
-    count = len(layers)
+                  ctx: RunContext) -> StackMetrics:
+    """One pass through every layer; sums stay on the device until the end (one sync), then
+    are summed over the processes of `ctx` (each read its share of `source`)."""
+    count, device = len(layers), ctx.device
     loss_sum = torch.zeros(count, device=device, dtype=torch.float64)
     correct = torch.zeros(count + 1, device=device, dtype=torch.int64)  # layers..., ff
     n = 0
@@ -54,7 +55,7 @@ def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
             total = total + g
         correct[count] += (total.argmax(1) == y).sum()
         n += int(y.shape[0])
-    totals = all_reduce_sum(torch.cat([loss_sum, correct.double(),
+    totals = ctx.all_reduce_sum(torch.cat([loss_sum, correct.double(),
                                        torch.tensor([n], device=device, dtype=torch.float64)]))
     n = int(totals[-1].item())  # examples over every process
     losses = (totals[:count] / max(n, 1)).tolist()
@@ -63,23 +64,31 @@ def stack_metrics(layers: Sequence[MFLayer], source: BatchSource,
 
 
 def validate_stack(layers: Sequence[MFLayer], val: BatchSource | None,
-                   device: torch.device) -> tuple[list[float | None], list[float | None]]:
+                   ctx: RunContext) -> tuple[list[float | None], list[float | None]]:
     """Each layer's validation loss and accuracy (None without a validation split), leaving
     the layers in training mode."""
     if val is None:
         return [None] * len(layers), [None] * len(layers)
-    m = stack_metrics(layers, val, device)
+    m = stack_metrics(layers, val, ctx)
     for layer in layers:
         layer.train()
     return list(m.losses), list(m.accuracies)
 
 
-def evaluate(layers: Sequence[MFLayer], source: BatchSource, device: torch.device) -> Accuracy:
-    """Accuracy in layer-k, FF and BP mode, from one pass."""
+def evaluate(layers: Sequence[MFLayer], source: BatchSource,
+             device: str | torch.device = "cpu") -> Accuracy:
+    """Accuracy in layer-k, FF and BP mode, from one pass over `source` on `device`, in
+    this process."""
+    return accuracy_over(layers, source, RunContext.alone(device))
+
+
+def accuracy_over(layers: Sequence[MFLayer], source: BatchSource, ctx: RunContext) -> Accuracy:
+    """`evaluate` over the processes of `ctx`, each holding its share of `source` (the
+    whole of it in one process)."""
     was_training = [layer.training for layer in layers]
     for layer in layers:
         layer.eval()
-    m = stack_metrics(layers, source, device)
+    m = stack_metrics(layers, source, ctx)
     for layer, mode in zip(layers, was_training, strict=True):
         layer.train(mode)
     return Accuracy(m.accuracies, m.ff_accuracy, m.accuracies[-1], m.examples)
@@ -90,10 +99,10 @@ Validation = Callable[[], tuple[float | None, float | None]]
 
 
 def last_layer_validation(layers: Sequence[MFLayer], val: BatchSource | None,
-                          device: torch.device) -> Validation:
+                          ctx: RunContext) -> Validation:
     """The validation of a network trained end to end: its last layer's goodness (the head)
     gives the loss and the accuracy."""
     def validate() -> tuple[float | None, float | None]:
-        losses, accuracies = validate_stack(layers, val, device)
+        losses, accuracies = validate_stack(layers, val, ctx)
         return losses[-1], accuracies[-1]
     return validate

@@ -11,11 +11,11 @@ import torch
 from mfstore.baseline import BaselineResult, parse_baselines, train_baselines
 from mfstore.config import DEFAULT_BASELINE, DEFAULT_SCHEDULE, TrainConfig
 from mfstore.dataset import Dataset
-from mfstore.devices import training_device
-from mfstore.evaluation import Accuracy, evaluate
+from mfstore.evaluation import Accuracy, accuracy_over
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import MemoryInputs
 from mfstore.modules import MFLayer, build_layers
+from mfstore.run_context import RunContext
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
 from mfstore.stack import check_schedule, train_stack
 
@@ -57,21 +57,22 @@ def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: Tr
                    schedule: str = DEFAULT_SCHEDULE,
                    baseline: str | Sequence[str] = DEFAULT_BASELINE,
                    callback: ProgressCallback | None = None,
-                   device: torch.device | None = None) -> ExperimentResult:
+                   device: str | torch.device | None = None) -> ExperimentResult:
     """Train `arch` on `dataset` with Mono-Forward and the baselines `baseline` names
     (`"bp"`, `"bp,fa,dfa,ff"`, any subset, or `"none"`), in memory; nothing is
-    registered."""
+    registered. On `device` (default: `config.device`; a command or API call enters here:
+    under torchrun each process trains on its share, data parallel)."""
     check_schedule(schedule)
     names = parse_baselines(baseline)
-    device = device or training_device(config.device)
+    ctx = RunContext.enter(device or config.device)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes, dataset.options.vocab)
-    inputs = MemoryInputs.of_dataset(dataset, config, device)
+    inputs = MemoryInputs.of_dataset(dataset, config, ctx)
     layers = build_layers(specs, config.seed)
-    trained = train_stack(layers, inputs, config, device, schedule=schedule, callback=callback)
+    trained = train_stack(layers, inputs, config, ctx, schedule=schedule, callback=callback)
     assert inputs.test is not None and inputs.val is not None
     result = ExperimentResult(specs, schedule, config, layers, [t.history for t in trained],
-                              evaluate(layers, inputs.test, device),
-                              evaluate(layers, inputs.val, device), [])
-    result.baselines = train_baselines(specs, inputs, config, device, names, callback)
+                              accuracy_over(layers, inputs.test, ctx),
+                              accuracy_over(layers, inputs.val, ctx), [])
+    result.baselines = train_baselines(specs, inputs, config, ctx, names, callback)
     return result

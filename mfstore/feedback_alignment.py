@@ -27,9 +27,9 @@ from mfstore import layer_math
 from mfstore.backprop import train_end_to_end
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.distributed import batch_scale
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.modules import MFLayer
+from mfstore.run_context import RunContext
 
 
 def feedback_generator(seed: int, index: int, salt: int) -> torch.Generator:
@@ -99,23 +99,32 @@ class FeedbackAlignment(nn.Module):
 
 
 def fa_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            opt: torch.optim.Optimizer) -> torch.Tensor:
+            opt: torch.optim.Optimizer, scale: float | torch.Tensor) -> torch.Tensor:
     """One feedback-alignment step of `model` (a `FeedbackAlignment`, or that wrapped for
     data-parallel training); no host sync in one process. Returns the batch's summed loss."""
     loss = F.cross_entropy(model(x), y, reduction="sum")
     opt.zero_grad(set_to_none=True)
-    (loss * batch_scale(int(y.shape[0]), x.device)).backward()
+    (loss * scale).backward()
     opt.step()
     return loss.detach()
 
 
-def train_feedback_alignment(layers: Sequence[MFLayer], train: BatchSource,
-                             val: BatchSource | None, config: TrainConfig, *,
-                             device: torch.device | None = None,
-                             callback: ProgressCallback | None = None) -> LayerHistory:
-    """Train `layers` as one network (the last projection as its head) with feedback
-    alignment; its feedback matrices come from `config.seed`."""
+def fit_feedback_alignment(layers: Sequence[MFLayer], train: BatchSource,
+                           val: BatchSource | None, config: TrainConfig, ctx: RunContext,
+                           callback: ProgressCallback | None = None) -> LayerHistory:
+    """`train_feedback_alignment` inside a run, on its context."""
     return train_end_to_end(
-        layers, train, val, config, device, callback, "fa",
+        layers, train, val, config, ctx, callback, "fa",
         lambda net, dev: FeedbackAlignment(net.mf_layers, feedback_matrices(
             net.mf_layers, config.seed, dev)), fa_step)
+
+
+def train_feedback_alignment(layers: Sequence[MFLayer], train: BatchSource,
+                             val: BatchSource | None, config: TrainConfig, *,
+                             device: str | torch.device | None = None,
+                             callback: ProgressCallback | None = None) -> LayerHistory:
+    """Train `layers` as one network (the last projection as its head) with feedback
+    alignment; its feedback matrices come from `config.seed`. On `device` (default:
+    `config.device`; an API call enters here)."""
+    return fit_feedback_alignment(layers, train, val, config,
+                                  RunContext.enter(device or config.device), callback)

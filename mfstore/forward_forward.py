@@ -33,13 +33,12 @@ from torch import nn
 from mfstore.backprop import EndToEnd
 from mfstore.batches import BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import resolve_device
-from mfstore.distributed import all_reduce_sum, batch_scale, data_parallel
 from mfstore.epochs import run_epochs
 from mfstore.errors import ConfigError
 from mfstore.evaluation import Accuracy
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.modules import MFLayer, MFNet
+from mfstore.run_context import RunContext
 
 THRESHOLD_PER_UNIT = 1.0
 Negatives = Callable[[torch.Tensor], torch.Tensor]  # labels (B,) -> wrong labels (B,)
@@ -109,12 +108,13 @@ class ForwardForward(nn.Module):
 
 
 def ff_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
-            negatives: Negatives, classes: int) -> torch.Tensor:
+            scale: float | torch.Tensor, negatives: Negatives, classes: int) -> torch.Tensor:
     """One Forward-Forward step of every layer of `model` (a `ForwardForward`, or that
-    wrapped for data-parallel training); returns the layer losses summed over the batch."""
+    wrapped for data-parallel training); `scale`: the run's `batch_scale` of this batch.
+    Returns the layer losses summed over the batch."""
     losses = model(embed_label(x, y, classes), embed_label(x, negatives(y), classes))
     opt.zero_grad(set_to_none=True)
-    (losses.sum() * batch_scale(int(y.shape[0]), x.device)).backward()
+    (losses.sum() * scale).backward()
     opt.step()
     return losses.sum().detach()
 
@@ -141,10 +141,11 @@ def label_goodness(layers: Sequence[MFLayer], x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def scan(layers: Sequence[MFLayer], source: BatchSource,
-         device: torch.device) -> tuple[float, Accuracy]:
+         ctx: RunContext) -> tuple[float, Accuracy]:
     """The mean FF loss (the true label positive, every wrong label negative) and the
-    accuracy of each layer's goodness, of their sum (the FF prediction) and of the last."""
-    count = len(layers)
+    accuracy of each layer's goodness, of their sum (the FF prediction) and of the last,
+    over every process's share of `source`."""
+    count, device = len(layers), ctx.device
     correct = torch.zeros(count + 1, dtype=torch.int64, device=device)  # layers..., sum
     loss_sum, n = torch.zeros((), dtype=torch.float64, device=device), 0
     thresholds = torch.tensor([threshold(layer) for layer in layers], device=device)
@@ -159,7 +160,7 @@ def scan(layers: Sequence[MFLayer], source: BatchSource,
         correct[:count] += (g.argmax(2) == y).sum(1)
         correct[count] += (g.sum(0).argmax(1) == y).sum()
         n += int(y.shape[0])
-    totals = all_reduce_sum(torch.cat([correct.double(), loss_sum.view(1),
+    totals = ctx.all_reduce_sum(torch.cat([correct.double(), loss_sum.view(1),
                                        torch.tensor([n], dtype=torch.float64, device=device)]))
     n = int(totals[-1].item())  # examples over every process
     acc = (totals[:count + 1] / max(n, 1)).tolist()
@@ -167,12 +168,12 @@ def scan(layers: Sequence[MFLayer], source: BatchSource,
 
 
 def evaluate_forward_forward(layers: Sequence[MFLayer], source: BatchSource,
-                             device: torch.device) -> Accuracy:
+                             ctx: RunContext) -> Accuracy:
     """`ff`: the FF prediction (Σ goodness); `per_layer`: each layer's goodness alone."""
     was = [layer.training for layer in layers]
     for layer in layers:
         layer.eval()
-    _, accuracy = scan(layers, source, device)
+    _, accuracy = scan(layers, source, ctx)
     for layer, mode in zip(layers, was, strict=True):
         layer.train(mode)
     return accuracy
@@ -180,25 +181,35 @@ def evaluate_forward_forward(layers: Sequence[MFLayer], source: BatchSource,
 
 def train_forward_forward(layers: Sequence[MFLayer], train: BatchSource,
                           val: BatchSource | None, config: TrainConfig, *,
-                          device: torch.device | None = None,
+                          device: str | torch.device | None = None,
                           callback: ProgressCallback | None = None) -> LayerHistory:
-    """Train `layers` with Forward-Forward; validation loss and accuracy are FF's own."""
+    """Train `layers` with Forward-Forward; validation loss and accuracy are FF's own. On
+    `device` (default: `config.device`; an API call enters here)."""
+    return fit_forward_forward(layers, train, val, config,
+                               RunContext.enter(device or config.device), callback)
+
+
+def fit_forward_forward(layers: Sequence[MFLayer], train: BatchSource, val: BatchSource | None,
+                        config: TrainConfig, ctx: RunContext,
+                        callback: ProgressCallback | None = None) -> LayerHistory:
+    """`train_forward_forward` inside a run, on its context."""
     check_inputs(layers)
-    device = device or resolve_device(config.device)
-    net = MFNet(layers, mode="bp").to(device).train()
+    net = MFNet(layers, mode="bp").to(ctx.device).train()
     params = [p for layer in net.mf_layers for p in (layer.weight, layer.bias) if p is not None]
     classes = layers[0].spec.classes
     negatives = random_negatives(config.seed, classes)
-    model = data_parallel(ForwardForward(net.mf_layers), unused=True)  # projections: no part
+    model = ctx.data_parallel(ForwardForward(net.mf_layers), unused=True)  # projections: no part
 
     def validate() -> tuple[float | None, float | None]:
         if val is None:
             return None, None
-        loss, accuracy = scan(net.mf_layers, val, device)
+        loss, accuracy = scan(net.mf_layers, val, ctx)
         return loss, accuracy.ff
 
-    trainee = EndToEnd("ff", net, params,
-                       lambda x, y, opt: ff_step(model, x, y, opt, negatives, classes), validate,
-                       capturable=False)  # negatives come from a host generator
-    (history,) = run_epochs(trainee, train, config, device, keep_best=True, callback=callback)
+    scale = ctx.batch_scale
+    trainee = EndToEnd("ff", ctx, net, params,
+                       lambda x, y, opt: ff_step(model, x, y, opt, scale(int(y.shape[0])),
+                                                 negatives, classes),
+                       validate, capturable=False)  # negatives come from a host generator
+    (history,) = run_epochs(trainee, train, config, ctx, keep_best=True, callback=callback)
     return history

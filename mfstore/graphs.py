@@ -26,8 +26,6 @@ from collections.abc import Callable
 
 import torch
 
-from mfstore import distributed
-
 WARMUP = 3  # eager full-batch steps before the capture
 # A capturable optimizer stepped eagerly (the warm-up, a short batch) is intended here.
 warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True",
@@ -36,16 +34,14 @@ warnings.filterwarnings("ignore", message="This instance was constructed with ca
 Step = Callable[[torch.Tensor, torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 
 
-def graphs_apply(device: torch.device, enabled: bool) -> bool:
-    """Whether steps on `device` are captured: on CUDA, in a single process, unless off."""
-    return enabled and device.type == "cuda" and distributed.current() is None
-
-
 class GraphedStep:
     """`step` captured as a CUDA graph on static batch buffers (see the module's text)."""
 
     def __init__(self, step: Step, device: torch.device, enabled: bool = True) -> None:
-        self.step, self.device, self.enabled = step, device, graphs_apply(device, enabled)
+        """`enabled`: capture on CUDA (the caller says whether its run allows it:
+        `RunContext.graphs_allowed`); elsewhere the step runs eagerly."""
+        self.step, self.device = step, device
+        self.enabled = enabled and device.type == "cuda"
         self.shape: tuple[torch.Size, torch.Size] | None = None  # of a full batch
         self.warm = 0
         self.graph: torch.cuda.CUDAGraph | None = None

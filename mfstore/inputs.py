@@ -12,11 +12,11 @@ from typing import Protocol
 
 import torch
 
-from mfstore import distributed
 from mfstore.batches import WHOLE, BatchSource, Part, TensorBatches
 from mfstore.config import TrainConfig
 from mfstore.dataset import Dataset, Split
 from mfstore.modules import MFLayer
+from mfstore.run_context import RunContext
 from mfstore.training import layer_outputs
 
 
@@ -53,9 +53,9 @@ class MemoryInputs:
     device: torch.device
 
     @classmethod
-    def of_dataset(cls, dataset: Dataset, config: TrainConfig,
-                   device: torch.device) -> MemoryInputs:
-        part = distributed.part()
+    def of_dataset(cls, dataset: Dataset, config: TrainConfig, ctx: RunContext) -> MemoryInputs:
+        """This process's share of every split of `dataset`, on the device of `ctx`."""
+        device, part = ctx.device, ctx.part
         return cls(split_batches(dataset.train, config, device, part),
                    split_batches(dataset.val, config, device, part),
                    split_batches(dataset.test, config, device, part), device)

@@ -24,10 +24,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
 from mfstore.devices import make_optimizer
+from mfstore.distributed import Cluster
 from mfstore.epochs import Unit, run_epochs
 from mfstore.errors import ConfigError
 from mfstore.fixes import LaunchFix
@@ -35,6 +35,7 @@ from mfstore.graphs import Step
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs
 from mfstore.modules import MFLayer, build_layers
+from mfstore.run_context import RunContext
 from mfstore.spec import LayerSpec
 from mfstore.stack import Trained
 from mfstore.training import goodness_loss
@@ -114,9 +115,10 @@ class Stage:
         return a, y
 
 
-def check_pipeline(specs: Sequence[LayerSpec], schedule: str) -> distributed.Cluster:
-    """Refuse what cannot run as a pipeline, before anything trains."""
-    cluster = distributed.current()
+def check_pipeline(specs: Sequence[LayerSpec], schedule: str, ctx: RunContext) -> Cluster:
+    """Refuse what cannot run as a pipeline on the processes of `ctx`, before anything
+    trains."""
+    cluster = ctx.cluster
     if schedule != "simultaneous":
         raise ConfigError("layer-parallel training is the simultaneous schedule; a layer of "
                           "the sequential schedule waits for the one below it to finish")
@@ -176,15 +178,14 @@ class LayerParallel:
 
     algorithm, capturable = "mf", False  # a step sends to another process
 
-    def __init__(self, stage: Stage, layers: int, val: BatchSource | None,
+    def __init__(self, stage: Stage, layers: int, val: BatchSource | None, ctx: RunContext,
                  first_index: int = 0) -> None:
-        self.stage, self.val, self.rank = stage, val, stage.link.rank
+        self.stage, self.val, self.ctx, self.rank = stage, val, ctx, stage.link.rank
         self.units = [Unit(stage.layer if k == self.rank else None, first_index + k)
                       for k in range(layers)]
 
-    def optimizers(self, config: TrainConfig, device: torch.device,
-                   capturable: bool) -> list[torch.optim.Optimizer]:
-        return [make_optimizer(list(self.stage.layer.parameters()), config, device)]
+    def optimizers(self, config: TrainConfig, capturable: bool) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(list(self.stage.layer.parameters()), config, self.ctx.device)]
 
     def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
         frozen, width = self.rank < first_active, len(self.units) - first_active
@@ -205,7 +206,7 @@ class LayerParallel:
         return step
 
     def validate(self) -> tuple[list[float | None], list[float | None]]:
-        figures = distributed.gather(_measure(self.stage, self.val))
+        figures = self.ctx.gather(_measure(self.stage, self.val))
         return [loss for loss, _ in figures], [accuracy for _, accuracy in figures]
 
 
@@ -215,6 +216,7 @@ class RankTraining:
 
     stage: Stage
     history: LayerHistory
+    ctx: RunContext
 
     @property
     def bytes_sent(self) -> int:
@@ -222,27 +224,28 @@ class RankTraining:
 
 
 def train_pipelined(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
-                    device: torch.device, callback: ProgressCallback | None = None,
+                    ctx: RunContext, callback: ProgressCallback | None = None,
                     first_index: int = 0) -> tuple[list[Trained], int]:
-    """Train `specs` with rank k training layer k; rank 0 reads `inputs`. Returns every
-    trained layer (on every rank) and the bytes this rank sent."""
-    mine = train_this_rank(specs, inputs, config, device, callback, first_index)
+    """Train `specs` with rank k of `ctx` training layer k; rank 0 reads `inputs`. Returns
+    every trained layer (on every rank) and the bytes this rank sent."""
+    mine = train_this_rank(specs, inputs, config, ctx, callback, first_index)
     return hand_off(mine, specs, inputs), mine.bytes_sent
 
 
 def train_this_rank(specs: Sequence[LayerSpec], inputs: LayerInputs, config: TrainConfig,
-                    device: torch.device, callback: ProgressCallback | None = None,
+                    ctx: RunContext, callback: ProgressCallback | None = None,
                     first_index: int = 0) -> RankTraining:
     """This rank's part of `train_pipelined`: its layer, trained on the one epoch loop
     (rank 0 reads `inputs` and alone reports progress)."""
-    cluster = check_pipeline(specs, "simultaneous")
+    cluster = check_pipeline(specs, "simultaneous", ctx)
     rank = cluster.rank
     (layer,) = build_layers([specs[rank]], config.seed, first_index=first_index + rank)
-    stage = Stage(layer.to(device).train(), Link(rank, cluster.world), device, config)
-    trainee = LayerParallel(stage, len(specs), inputs.val if rank == 0 else None, first_index)
-    histories = run_epochs(trainee, Relay(stage, inputs.train), config, device,
+    stage = Stage(layer.to(ctx.device).train(), Link(rank, cluster.world), ctx.device, config)
+    trainee = LayerParallel(stage, len(specs), inputs.val if rank == 0 else None, ctx,
+                            first_index)
+    histories = run_epochs(trainee, Relay(stage, inputs.train), config, ctx,
                            keep_best=False, callback=callback if rank == 0 else None)
-    return RankTraining(stage, histories[rank])
+    return RankTraining(stage, histories[rank], ctx)
 
 
 def hand_off(mine: RankTraining, specs: Sequence[LayerSpec],
@@ -260,7 +263,7 @@ def hand_off(mine: RankTraining, specs: Sequence[LayerSpec],
     layer_state = ({k: v.detach().cpu() for k, v in stage.layer.state_dict().items()},
                    history.to_dict(), metrics)
     trained = []
-    for k, (state, past, measured) in enumerate(distributed.gather(layer_state)):
+    for k, (state, past, measured) in enumerate(mine.ctx.gather(layer_state)):
         layer = MFLayer(specs[k])
         layer.load_state_dict(state)
         trained.append(Trained(k, layer.eval(), LayerHistory(**past), measured))

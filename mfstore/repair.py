@@ -17,11 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from mfstore.block import load_block
 from mfstore.compose import retrain
-from mfstore.devices import resolve_device, training_device
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError, SpecError
 from mfstore.fixes import Fix, RepairFix, option
 from mfstore.history import ProgressCallback
@@ -29,6 +26,7 @@ from mfstore.importing import reimport
 from mfstore.integrity import StreamCheck, VerifyReport, check_tolerance
 from mfstore.lineage import lineage_problems, other_weights, retrain_fix
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
+from mfstore.run_context import RunContext
 from mfstore.stream_chain import chain_stream
 from mfstore.usage import Snapshot, first_by_digest
 from mfstore.verify import layer_accuracy, verify
@@ -70,7 +68,7 @@ def intact_by_digest(ws: Workspace) -> dict[str, LayerVersion]:
     return out
 
 
-def repair_streams(ws: Workspace, damaged: list[StreamCheck], device: torch.device,
+def repair_streams(ws: Workspace, damaged: list[StreamCheck], ctx: RunContext,
                    result: RepairResult) -> None:
     """Re-import damaged dataset streams; drop damaged derived streams and write them again
     where their upstream layers are intact. What cannot be mended goes in `result.left`."""
@@ -93,7 +91,7 @@ def repair_streams(ws: Workspace, damaged: list[StreamCheck], device: torch.devi
         record = records.get(check.id)
         owners = [d for d in datasets if record and d.fingerprint == record.dataset_fingerprint]
         if record and owners and all(d in by_digest for d in record.chain):
-            chain_stream(ws, owners[0], [by_digest[d] for d in record.chain], device)
+            chain_stream(ws, owners[0], [by_digest[d] for d in record.chain], ctx)
 
 
 def _targets(ws: Workspace, ref: str, position: int | None, auto: bool, count: int,
@@ -117,24 +115,24 @@ class RepairJob:
     auto: bool
     tolerance: float
     device: str | None  # as given: None keeps each layer's recorded device
-    resolved: torch.device | None  # the device given, resolved (torchrun joined)
+    ctx: RunContext | None  # the run on the device given (torchrun joined); None: as recorded
 
     def run(self, callback: ProgressCallback | None = None) -> RepairResult:
-        ws, network, device, dev = self.ws, self.network, self.device, self.resolved
+        ws, network, device, ctx = self.ws, self.network, self.device, self.ctx
         if network is None:
-            return repair_store(ws, self.tolerance, dev, callback)
+            return repair_store(ws, self.tolerance, ctx, callback)
         report = None
         result = RepairResult(None)
         if self.auto:
             report = verify(ws, network.ref, network.dataset, self.tolerance, device or "auto")
-            repair_streams(ws, report.damaged_streams, dev or resolve_device("auto"), result)
+            repair_streams(ws, report.damaged_streams, ctx or RunContext.alone("auto"), result)
             if result.streams:  # accuracy can be checked now that the streams are whole again
                 report = verify(ws, network.ref, network.dataset, self.tolerance,
                                 device or "auto")
         chain = ws.registry.network_layers(network)
         targets = _targets(ws, network.ref, self.position, self.auto, len(chain), report)
         if targets:
-            result.network = _repair_layers(ws, network, chain, targets, self.tolerance, dev,
+            result.network = _repair_layers(ws, network, chain, targets, self.tolerance, ctx,
                                             callback, result)
         return result
 
@@ -151,11 +149,11 @@ def plan_repair(ws: Workspace, ref: str | None = None, position: int | None = No
         raise ConfigError(f"say which network's layer {position} to repair: NET, NET@VERSION "
                           "or NET@ALIAS")
     check_tolerance(tolerance)
-    resolved = None if device is None else training_device(device)
+    ctx = None if device is None else RunContext.enter(device)
     network = None if ref is None else ws.registry.resolve_network(ref)
     if network is not None and position is not None:  # refused now rather than after verify
         _targets(ws, network.ref, position, auto, len(network.layers), None)
-    return RepairJob(ws, network, position, auto, tolerance, device, resolved)
+    return RepairJob(ws, network, position, auto, tolerance, device, ctx)
 
 
 def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
@@ -166,18 +164,18 @@ def repair(ws: Workspace, ref: str | None = None, position: int | None = None,
 
 
 def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVersion],
-                   targets: list[int], tolerance: float, device: torch.device | None,
+                   targets: list[int], tolerance: float, ctx: RunContext | None,
                    callback: ProgressCallback | None, result: RepairResult) -> NetworkVersion:
     dataset = ws.registry.dataset(network.dataset)
     for k in sorted(targets):
         old = chain[k - 1]
         new = retrain(ws, old, dataset, chain[:k - 1], callback, repairs=old.version,
-                      note=f"repairs {old.ref}", device=device)
+                      note=f"repairs {old.ref}", ctx=ctx)
         ws.registry.set_layer_status(old.name, old.version, "damaged")
         chain[k - 1] = new
         result.repaired.append(Repaired(old, new))
         if not result.repaired[-1].identical:
-            _recheck_downstream(ws, chain, k, set(targets), dataset, tolerance, device, callback,
+            _recheck_downstream(ws, chain, k, set(targets), dataset, tolerance, ctx, callback,
                                 result)
     remaining = lineage_problems(ws.registry, dataset, chain)
     note = f"{network.ref} repaired: " + ", ".join(
@@ -188,13 +186,14 @@ def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVers
                                    note=note)
 
 
-def repair_store(ws: Workspace, tolerance: float = 0.02, device: torch.device | None = None,
+def repair_store(ws: Workspace, tolerance: float = 0.02, ctx: RunContext | None = None,
                  callback: ProgressCallback | None = None) -> RepairResult:
     """Every damaged stream and layer version of the store (layers retrained on the chain
-    their lineage records, input side first)."""
-    report = verify(ws, None, None, tolerance, device.type if device else "auto")
+    their lineage records, input side first; in the run `ctx` when given, else each on its
+    recorded device)."""
+    report = verify(ws, None, None, tolerance, ctx.device.type if ctx else "auto")
     result = RepairResult(None)
-    repair_streams(ws, report.damaged_streams, device or resolve_device("auto"), result)
+    repair_streams(ws, report.damaged_streams, ctx or RunContext.alone("auto"), result)
     by_digest = intact_by_digest(ws)
     for check in sorted(report.damaged, key=lambda c: len(c.layer.signature.chain)):  # inputs first
         old = check.layer
@@ -204,7 +203,7 @@ def repair_store(ws: Workspace, tolerance: float = 0.02, device: torch.device | 
             continue
         dataset = ws.registry.dataset(old.dataset)
         new = retrain(ws, old, dataset, [u for u in upstream if u is not None], callback,
-                      repairs=old.version, note=f"repairs {old.ref}", device=device)
+                      repairs=old.version, note=f"repairs {old.ref}", ctx=ctx)
         result.repaired.append(Repaired(old, new))
         by_digest.setdefault(new.digest, new)
     return result
@@ -238,21 +237,21 @@ def lost_upstream(ws: Workspace, layer: LayerVersion,
 
 
 def _recheck_downstream(ws: Workspace, chain: list[LayerVersion], k: int, targets: set[int],
-                        dataset: DatasetRecord, tolerance: float, device: torch.device | None,
+                        dataset: DatasetRecord, tolerance: float, ctx: RunContext | None,
                         callback: ProgressCallback | None, result: RepairResult) -> None:
     """After a repair that changed layer k's tensors: keep each later layer whose accuracy on
     the new chain holds, retrain those whose accuracy fell."""
-    dev = device or resolve_device("auto")
+    measure = ctx or RunContext.alone("auto")
     for j in range(k, len(chain)):
         if j + 1 in targets:
             continue
         layer = chain[j]
-        accuracy = layer_accuracy(ws, load_block(ws, layer), dataset, chain[:j], dev)
+        accuracy = layer_accuracy(ws, load_block(ws, layer), dataset, chain[:j], measure)
         recorded = layer.metrics.get("test_accuracy", 0.0)
         if recorded - accuracy > tolerance:
             chain[j] = retrain(ws, layer, dataset, chain[:j], callback,
                                note=f"retrained: its input changed when {chain[k - 1].ref} "
-                                    "was repaired", device=device)
+                                    "was repaired", ctx=ctx)
             result.retrained_downstream.append(chain[j])
         else:
             result.kept_downstream.append(layer.ref)

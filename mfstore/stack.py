@@ -17,16 +17,16 @@ from dataclasses import dataclass
 
 import torch
 
-from mfstore import distributed
 from mfstore.batches import TensorBatches
 from mfstore.config import SCHEDULES, TrainConfig
-from mfstore.devices import resolve_device
+from mfstore.epochs import run_epochs
 from mfstore.errors import ConfigError
 from mfstore.evaluation import stack_metrics
 from mfstore.history import LayerHistory, ProgressCallback
 from mfstore.inputs import LayerInputs, MemoryInputs
 from mfstore.modules import MFLayer
-from mfstore.training import train_layer, train_simultaneous
+from mfstore.run_context import RunContext
+from mfstore.training import MonoForward
 
 
 @dataclass
@@ -49,14 +49,14 @@ def check_schedule(schedule: str) -> str:
 
 
 def layer_metrics(layers: Sequence[MFLayer], inputs: LayerInputs,
-                  device: torch.device) -> list[dict[str, float]]:
+                  ctx: RunContext) -> list[dict[str, float]]:
     """Each layer's own validation and test loss and accuracy (layer-k mode), one pass per
     split over the whole stack."""
     out: list[dict[str, float]] = [{} for _ in layers]
     for split, source in (("val", inputs.val), ("test", inputs.test)):
         if source is None or len(source) == 0:
             continue
-        m = stack_metrics(layers, source, device)
+        m = stack_metrics(layers, source, ctx)
         for k in range(len(layers)):
             out[k][f"{split}_accuracy"] = m.accuracies[k]
             out[k][f"{split}_loss"] = m.losses[k]
@@ -64,16 +64,17 @@ def layer_metrics(layers: Sequence[MFLayer], inputs: LayerInputs,
 
 
 def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainConfig,
-                device: torch.device, *, schedule: str, first_index: int = 0,
+                ctx: RunContext, *, schedule: str, first_index: int = 0,
                 callback: ProgressCallback | None = None,
                 on_trained: OnTrained | None = None) -> list[Trained]:
-    """Train `layers` (layer k sits at `first_index + k` of its network) on `inputs`."""
+    """Train `layers` (layer k sits at `first_index + k` of its network) on `inputs`, on
+    the device and processes of `ctx`."""
     check_schedule(schedule)
-    distributed.check_batch(config.batch_size)
+    ctx.check_batch(config.batch_size)
     if schedule == "simultaneous":
-        histories = train_simultaneous(layers, inputs.train, inputs.val, config, device=device,
-                                       callback=callback)
-        metrics = layer_metrics(layers, inputs, device)
+        histories = run_epochs(MonoForward(layers, inputs.val, config, ctx, first_index),
+                               inputs.train, config, ctx, keep_best=False, callback=callback)
+        metrics = layer_metrics(layers, inputs, ctx)
         done = [Trained(k, layer, histories[k], metrics[k]) for k, layer in enumerate(layers)]
         for trained in done:
             if on_trained is not None:
@@ -81,9 +82,9 @@ def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainCon
         return done
     done = []
     for k, layer in enumerate(layers):
-        history = train_layer(layer, inputs.train, inputs.val, config, device=device,
-                              index=first_index + k, callback=callback)
-        done.append(Trained(k, layer, history, layer_metrics([layer], inputs, device)[0]))
+        (history,) = run_epochs(MonoForward([layer], inputs.val, config, ctx, first_index + k),
+                                inputs.train, config, ctx, keep_best=True, callback=callback)
+        done.append(Trained(k, layer, history, layer_metrics([layer], inputs, ctx)[0]))
         if on_trained is not None:
             on_trained(done[-1])
         if k + 1 < len(layers):
@@ -92,11 +93,11 @@ def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainCon
 
 
 def train_sequential(layers: Sequence[MFLayer], train: TensorBatches, val: TensorBatches | None,
-                     config: TrainConfig, *, device: torch.device | None = None,
+                     config: TrainConfig, *, device: str | torch.device | None = None,
                      callback: ProgressCallback | None = None) -> list[LayerHistory]:
     """Train layer 1 to the end, freeze it, feed its outputs (in memory) to layer 2, and so
-    on."""
-    device = device or resolve_device(config.device)
-    inputs = MemoryInputs(train, val, None, device)
-    return [t.history for t in train_stack(layers, inputs, config, device, schedule="sequential",
+    on; on `device` (default: `config.device`; an API call enters here)."""
+    ctx = RunContext.enter(device or config.device)
+    inputs = MemoryInputs(train, val, None, ctx.device)
+    return [t.history for t in train_stack(layers, inputs, config, ctx, schedule="sequential",
                                           callback=callback)]

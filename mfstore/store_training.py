@@ -15,15 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
-from mfstore import distributed
 from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_baselines
 from mfstore.batches import WHOLE
 from mfstore.block import LayerBlock, store_block
 from mfstore.block_header import InputSignature
 from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
-from mfstore.devices import training_device
 from mfstore.errors import ConfigError
 from mfstore.fixes import option
 from mfstore.history import ProgressCallback
@@ -33,6 +29,7 @@ from mfstore.modules import build_layers, check_mode
 from mfstore.names import check_name
 from mfstore.pipeline import check_pipeline, train_pipelined
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion, parse_ref
+from mfstore.run_context import RunContext
 from mfstore.spec import LayerPlan, LayerSpec, build_specs, parse_arch
 from mfstore.stack import Trained, check_schedule, train_stack
 from mfstore.stream_chain import StreamInputs
@@ -44,13 +41,12 @@ def resolve_layers(ws: Workspace, refs: Sequence[str]) -> list[LayerVersion]:
     return [ws.registry.layer(*parse_ref(ref)) for ref in refs]
 
 
-def training_run(schedule: str, device: torch.device) -> TrainingRun:
-    """How this process trains: `schedule` (or layer-parallel), its processes, its device."""
-    cluster = distributed.current()
-    return TrainingRun(schedule, 1 if cluster is None else cluster.world, device.type)
+def training_run(schedule: str, ctx: RunContext) -> TrainingRun:
+    """How this run trains: `schedule` (or layer-parallel), its processes, its device."""
+    return TrainingRun(schedule, ctx.processes, ctx.device.type)
 
 
-def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
+def register(ws: Workspace, ctx: RunContext, name: str, trained: Trained, dataset: DatasetRecord,
              chain: Sequence[str], config: TrainConfig, run: TrainingRun,
              repairs: int | None = None, note: str = "") -> LayerVersion:
     """Store the block durably, then register the next version of `name`. With several
@@ -65,22 +61,22 @@ def register(ws: Workspace, name: str, trained: Trained, dataset: DatasetRecord,
         return ws.registry.add_layer(name, sha, block.digest, layer.spec, signature,
                                      dataset.name, config.to_dict(), trained.metrics,
                                      repairs=repairs, note=note, run=run)
-    return distributed.on_main(write)
+    return ctx.on_main(write)
 
 
 def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
                            upstream: Sequence[LayerVersion], spec: LayerSpec,
-                           config: TrainConfig, device: torch.device,
+                           config: TrainConfig, ctx: RunContext,
                            callback: ProgressCallback | None = None,
                            repairs: int | None = None, note: str = "") -> LayerVersion:
     """Train `spec` on the stream of `upstream` and register it as the next version of
-    `name`."""
-    inputs = StreamInputs.of_chain(ws, dataset, upstream, config, device)
+    `name`, on the device and processes of `ctx`."""
+    inputs = StreamInputs.of_chain(ws, dataset, upstream, config, ctx)
     (layer,) = build_layers([spec], config.seed, first_index=len(upstream))
-    (trained,) = train_stack([layer], inputs, config, device, schedule="sequential",
+    (trained,) = train_stack([layer], inputs, config, ctx, schedule="sequential",
                              first_index=len(upstream), callback=callback)
-    return register(ws, name, trained, dataset, [u.digest for u in upstream], config,
-                    training_run("sequential", device), repairs, note)
+    return register(ws, ctx, name, trained, dataset, [u.digest for u in upstream], config,
+                    training_run("sequential", ctx), repairs, note)
 
 
 @dataclass(frozen=True)
@@ -95,12 +91,12 @@ class LayerJob:
     upstream: list[LayerVersion]
     spec: LayerSpec
     config: TrainConfig
-    device: torch.device
+    ctx: RunContext
     note: str
 
     def run(self, callback: ProgressCallback | None = None) -> LayerVersion:
         return train_registered_layer(self.ws, self.name, self.dataset, self.upstream,
-                                      self.spec, self.config, self.device, callback,
+                                      self.spec, self.config, self.ctx, callback,
                                       note=self.note)
 
 
@@ -109,7 +105,7 @@ def plan_layer(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
     """The next version of `name`, on the outputs of the chain `on`, checked and ready to
     train (`force`: over a chain whose lineage does not fit, recorded)."""
     check_name(name, "layer")
-    device = training_device(config.device)
+    ctx = RunContext.enter(config.device)
     dataset = registered_dataset(ws, dataset_name)
     upstream = resolve_layers(ws, on)
     check_shapes(dataset, upstream)
@@ -119,7 +115,7 @@ def plan_layer(ws: Workspace, name: str, dataset_name: str, on: Sequence[str],
     in_shape = upstream[-1].spec.out_shape if upstream else tuple(dataset.input_shape)
     spec = plan.resolve(in_shape, dataset.classes,
                         tokens=None if upstream else dataset.options.get("vocab"))
-    return LayerJob(ws, name, dataset, upstream, spec, config, device,
+    return LayerJob(ws, name, dataset, upstream, spec, config, ctx,
                     "forced onto a foreign chain" if force else "")
 
 
@@ -157,34 +153,34 @@ class NetworkJob:
     mode: str
     baselines: tuple[str, ...]
     layer_parallel: bool
-    device: torch.device
+    ctx: RunContext
 
     def run(self, callback: ProgressCallback | None = None) -> NetworkTraining:
         """Train and register every layer, then the network, then train the baselines."""
-        ws, config, device = self.ws, self.config, self.device
-        inputs = StreamInputs.of_chain(ws, self.dataset, [], config, device,
+        ws, config, ctx = self.ws, self.config, self.ctx
+        inputs = StreamInputs.of_chain(ws, self.dataset, [], config, ctx,
                                        WHOLE if self.layer_parallel else None)
         versions: list[LayerVersion] = []
         note = f"trained {self.schedule}" + (" layer-parallel" if self.layer_parallel else "")
-        run = training_run("layer-parallel" if self.layer_parallel else self.schedule, device)
+        run = training_run("layer-parallel" if self.layer_parallel else self.schedule, ctx)
 
         def registered(trained: Trained) -> None:
-            versions.append(register(ws, f"{self.net}.l{trained.position + 1}", trained,
+            versions.append(register(ws, ctx, f"{self.net}.l{trained.position + 1}", trained,
                                      self.dataset, [v.digest for v in versions], config, run,
                                      note=note))
 
         if self.layer_parallel:
-            for trained in train_pipelined(self.specs, inputs, config, device, callback)[0]:
+            for trained in train_pipelined(self.specs, inputs, config, ctx, callback)[0]:
                 registered(trained)
         else:
-            train_stack(build_layers(self.specs, config.seed), inputs, config, device,
+            train_stack(build_layers(self.specs, config.seed), inputs, config, ctx,
                         schedule=self.schedule, callback=callback, on_trained=registered)
-        network = distributed.on_main(lambda: ws.registry.add_network(
+        network = ctx.on_main(lambda: ws.registry.add_network(
             self.net, [(v.name, v.version) for v in versions], self.mode, self.dataset.name,
             note=note))
         baselines = train_baselines(
-            self.specs, StreamInputs.of_chain(ws, self.dataset, [], config, device), config,
-            device, self.baselines, callback) if self.baselines else []
+            self.specs, StreamInputs.of_chain(ws, self.dataset, [], config, ctx), config,
+            ctx, self.baselines, callback) if self.baselines else []
         return NetworkTraining(network, versions, baselines)
 
 
@@ -199,7 +195,7 @@ def plan_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequenc
     check_schedule(schedule)
     check_mode(mode)
     names = parse_baselines(baseline)
-    device = training_device(config.device)
+    ctx = RunContext.enter(config.device)
     dataset = registered_dataset(ws, dataset_name)
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes,
@@ -212,9 +208,9 @@ def plan_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequenc
                               "run layer-parallel (a baseline trains every layer in each "
                               "process); train it in a run of its own",
                               option("baseline", value="none"))
-        check_pipeline(specs, schedule)
+        check_pipeline(specs, schedule, ctx)
     return NetworkJob(ws, net, dataset, specs, config, schedule, mode, names, layer_parallel,
-                      device)
+                      ctx)
 
 
 def train_network(ws: Workspace, net: str, dataset_name: str, arch: str | Sequence[LayerPlan],

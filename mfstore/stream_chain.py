@@ -14,9 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-import torch
-
-from mfstore import distributed
 from mfstore.batches import Part
 from mfstore.block import layer_tensors, load_block, weights_digest
 from mfstore.config import TrainConfig
@@ -25,6 +22,7 @@ from mfstore.fixes import ImportFix, RepairFix
 from mfstore.manifest import SPLITS, Manifest, merge_splits, read_manifest, stream_id
 from mfstore.modules import MFLayer
 from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
+from mfstore.run_context import RunContext
 from mfstore.stream import StreamBatches, StreamWriter, release_freed_memory
 from mfstore.training import layer_output_batches
 from mfstore.workspace import Workspace
@@ -42,56 +40,55 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
 
 
 def write_outputs(ws: Workspace, layer: MFLayer, source: Manifest, sid: str, dataset_fp: str,
-                  chain: Sequence[str], device: torch.device, replace: bool = False) -> Manifest:
+                  chain: Sequence[str], ctx: RunContext, replace: bool = False) -> Manifest:
     """Every split of `source` through `layer`, written as stream `sid` (bounded memory).
     Several processes write at once, each its share into shards of its own; rank 0 writes
     the manifest naming them all, in order, once every share is written."""
-    part = distributed.part()
+    part = ctx.part
     writer = StreamWriter(ws.store, sid, dataset_fp, chain, ws.stream_options.shard_bytes)
     for split in SPLITS:
         reader = StreamBatches(ws.store, source, split, options=ws.stream_options, part=part)
-        writer.write_split(split, layer_output_batches(layer, reader, device))
+        writer.write_split(split, layer_output_batches(layer, reader, ctx.device))
     if part.world == 1:
         return writer.finish(replace)
-    shares = distributed.gather(writer.manifest.splits)  # every rank's, in rank order
+    shares = ctx.gather(writer.manifest.splits)  # every rank's, in rank order
 
     def finish() -> Manifest:
         writer.manifest.splits = {split: merge_splits([s[split] for s in shares])
                                   for split in SPLITS}
         return writer.finish(replace)
-    return distributed.on_main(finish)
+    return ctx.on_main(finish)
 
 
 def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest: str,
-                module: MFLayer | None, device: torch.device, rewrite: bool = False,
+                module: MFLayer | None, ctx: RunContext, rewrite: bool = False,
                 version: LayerVersion | None = None) -> Manifest:
     """The stream the layer with weights `digest` makes of `source`: read if it exists (unless
     `rewrite`), else computed with `module` (or the block of `version`), written and
     recorded."""
     chain = [*source.chain, digest]
     sid = stream_id(dataset.fingerprint, chain)
-    found = None if rewrite else distributed.on_main(lambda: read_manifest(ws.store, sid))
+    found = None if rewrite else ctx.on_main(lambda: read_manifest(ws.store, sid))
     if found is None:
         if module is None:
             assert version is not None
             module = load_block(ws, version).to_layer()
-        found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain, device,
+        found = write_outputs(ws, module, source, sid, dataset.fingerprint, chain, ctx,
                               replace=rewrite)
-    elif not distributed.is_main() or ws.registry.stream(sid) is not None:
+    elif not ctx.main or ws.registry.stream(sid) is not None:
         return found
-    if distributed.is_main():
+    if ctx.main:
         ws.registry.add_stream(StreamRecord(sid, dataset.fingerprint, tuple(chain),
                                             found.total_bytes))  # recorded once
     return found
 
 
 def chain_stream(ws: Workspace, dataset: DatasetRecord, upstream: Sequence[LayerVersion],
-                 device: torch.device) -> Manifest:
+                 ctx: RunContext) -> Manifest:
     """The stream of `dataset` through `upstream`; missing prefixes are computed and kept."""
     manifest = dataset_stream(ws, dataset)
     for layer in upstream:
-        manifest = next_stream(ws, dataset, manifest, layer.digest, None, device,
-                               version=layer)
+        manifest = next_stream(ws, dataset, manifest, layer.digest, None, ctx, version=layer)
     return manifest
 
 
@@ -104,16 +101,16 @@ class StreamInputs:
     dataset: DatasetRecord
     manifest: Manifest
     config: TrainConfig
-    device: torch.device
-    part: Part | None = None  # this process's share (default: as the process group says)
+    ctx: RunContext
+    part: Part | None = None  # this process's share (default: `ctx.part`)
     splits: dict[str, StreamBatches] = field(init=False)
 
     def __post_init__(self) -> None:
-        options = self.ws.stream_options
-        if self.device.type == "cuda":
+        options, device = self.ws.stream_options, self.ctx.device
+        if device.type == "cuda":
             options = replace(options, pin_memory=True)
-        part = self.part or distributed.part()
-        held_on = self.device if self.device.type == "cuda" else None  # a GPU: held there
+        part = self.part or self.ctx.part
+        held_on = device if device.type == "cuda" else None  # a GPU: held there
         self.splits = {split: StreamBatches(self.ws.store, self.manifest, split,
                                             self.config.batch_size, self.config.seed, options,
                                             self.config.eval_batch_size, part, held_on)
@@ -122,9 +119,8 @@ class StreamInputs:
     @classmethod
     def of_chain(cls, ws: Workspace, dataset: DatasetRecord,
                  upstream: Sequence[LayerVersion], config: TrainConfig,
-                 device: torch.device, part: Part | None = None) -> StreamInputs:
-        return cls(ws, dataset, chain_stream(ws, dataset, upstream, device), config, device,
-                   part)
+                 ctx: RunContext, part: Part | None = None) -> StreamInputs:
+        return cls(ws, dataset, chain_stream(ws, dataset, upstream, ctx), config, ctx, part)
 
     @property
     def train(self) -> StreamBatches:
@@ -142,7 +138,6 @@ class StreamInputs:
         digest = weights_digest(layer.spec, layer_tensors(layer))
         for split in self.splits.values():  # what this layer held goes before the next is made
             split.release()
-        manifest = next_stream(self.ws, self.dataset, self.manifest, digest, layer, self.device)
+        manifest = next_stream(self.ws, self.dataset, self.manifest, digest, layer, self.ctx)
         release_freed_memory()
-        return StreamInputs(self.ws, self.dataset, manifest, self.config, self.device,
-                            self.part)
+        return StreamInputs(self.ws, self.dataset, manifest, self.config, self.ctx, self.part)

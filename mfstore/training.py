@@ -14,11 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mfstore import distributed
 from mfstore.batches import Batch, BatchSource
 from mfstore.config import TrainConfig
-from mfstore.devices import make_optimizer, resolve_device
-from mfstore.distributed import batch_scale, data_parallel
+from mfstore.devices import make_optimizer
 from mfstore.epochs import Unit, run_epochs
 from mfstore.evaluation import validate_stack
 from mfstore.graphs import Step
@@ -27,6 +25,7 @@ from mfstore.history import (
     ProgressCallback,
 )
 from mfstore.modules import MFLayer
+from mfstore.run_context import RunContext
 
 
 def goodness_loss(layer: MFLayer, a: torch.Tensor, y: torch.Tensor,
@@ -73,31 +72,31 @@ class MonoForward:
     algorithm, capturable = "mf", True
 
     def __init__(self, layers: Sequence[MFLayer], val: BatchSource | None,
-                 config: TrainConfig, device: torch.device, first_index: int = 0) -> None:
+                 config: TrainConfig, ctx: RunContext, first_index: int = 0) -> None:
         for layer in layers:
-            layer.to(device).train()
-        self.layers, self.val, self.device = list(layers), val, device
+            layer.to(ctx.device).train()
+        self.layers, self.val, self.ctx = list(layers), val, ctx
         self.local = LocalLosses(layers)
-        self.objective = data_parallel(self.local, unused=len(layers) > 1)
-        self.overlap = config.overlap and device.type == "cuda" and distributed.current() is None
+        self.objective = ctx.data_parallel(self.local, unused=len(layers) > 1)
+        self.overlap = config.overlap and ctx.device.type == "cuda" and ctx.cluster is None
         self.units = [Unit(layer, first_index + k) for k, layer in enumerate(layers)]
 
-    def optimizers(self, config: TrainConfig, device: torch.device,
-                   capturable: bool) -> list[torch.optim.Optimizer]:
+    def optimizers(self, config: TrainConfig, capturable: bool) -> list[torch.optim.Optimizer]:
         """One optimizer over every layer; with overlap, one per layer (each on its stream)."""
         groups = [list(layer.parameters()) for layer in self.layers]
         if not self.overlap:
             groups = [[p for group in groups for p in group]]
-        return [make_optimizer(group, config, device, capturable) for group in groups]
+        return [make_optimizer(group, config, self.ctx.device, capturable) for group in groups]
 
     def step(self, first_active: int, opts: list[torch.optim.Optimizer]) -> Step:
         self.local.first_active = first_active
         if self.overlap:
             return overlapped_mf_step(self.local, opts)
-        return lambda x, y, opt: mf_step(self.objective, x, y, opt)
+        scale = self.ctx.batch_scale
+        return lambda x, y, opt: mf_step(self.objective, x, y, opt, scale(int(y.shape[0])))
 
     def validate(self) -> tuple[list[float | None], list[float | None]]:
-        return validate_stack(self.layers, self.val, self.device)
+        return validate_stack(self.layers, self.val, self.ctx)
 
 
 def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, config: TrainConfig,
@@ -105,10 +104,11 @@ def train_layer(layer: MFLayer, train: BatchSource, val: BatchSource | None, con
                 callback: ProgressCallback | None = None) -> LayerHistory:
     """Train one layer on `(x, y)` batches of its input; keep the weights of its best
     validation epoch. `train` may come from memory or from a stream on disk. Without
-    `device`, the one `config.device` names."""
-    device = device or resolve_device(config.device)
-    (history,) = run_epochs(MonoForward([layer], val, config, device, index), train, config,
-                            device, keep_best=True, callback=callback)
+    `device`, the one `config.device` names (an API call enters here: under torchrun the
+    process joins its group)."""
+    ctx = RunContext.enter(device or config.device)
+    (history,) = run_epochs(MonoForward([layer], val, config, ctx, index), train, config, ctx,
+                            keep_best=True, callback=callback)
     return history
 
 
@@ -131,15 +131,16 @@ def layer_outputs(layer: MFLayer, source: BatchSource,
 
 
 def mf_step(objective: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            opt: torch.optim.Optimizer) -> torch.Tensor:
+            opt: torch.optim.Optimizer, scale: float | torch.Tensor) -> torch.Tensor:
     """One batch of Algorithm 1: through every layer, the active ones each stepping on its
     own loss (`LocalLosses`, or that wrapped for data-parallel training). The losses are
     summed so one backward call serves every layer; gradients stay layer-local because every
     input is detached. In a single process there is no host sync, so the step can be captured
-    as a CUDA graph. Returns the loss sums over the batch (active layers,)."""
+    as a CUDA graph. `scale`: the run's `batch_scale` of this batch. Returns the loss sums
+    over the batch (active layers,)."""
     sums = objective(x, y)  # (active layers,)
     opt.zero_grad(set_to_none=True)
-    (sums.sum() * batch_scale(int(y.shape[0]), x.device)).backward()
+    (sums.sum() * scale).backward()
     opt.step()
     return sums.detach()
 
@@ -148,12 +149,13 @@ def overlapped_mf_step(local: LocalLosses, opts: Sequence[torch.optim.Optimizer]
     """`mf_step` with one CUDA stream per layer: layer k's loss, backward and update run on
     stream k while layer k+1's forward already runs on stream k+1 (no backward locking; only
     MF allows it). Each layer has its own optimizer; Adam's update is per parameter, so the
-    numbers are those of `mf_step` with one optimizer over every layer. CUDA only."""
+    numbers are those of `mf_step` with one optimizer over every layer. CUDA, one process
+    only (the loss of a batch of B is scaled by 1/B)."""
     device = next(local.parameters()).device
     streams = [torch.cuda.Stream(device) for _ in local.layers]
 
     def step(x: torch.Tensor, y: torch.Tensor, _: torch.optim.Optimizer) -> torch.Tensor:
-        compute, scale = torch.cuda.current_stream(device), batch_scale(int(y.shape[0]), device)
+        compute, scale = torch.cuda.current_stream(device), 1.0 / max(int(y.shape[0]), 1)
         a, first = x, local.first_active
         with torch.no_grad():
             for layer in local.layers[:first]:
@@ -188,6 +190,6 @@ def train_simultaneous(layers: Sequence[MFLayer], train: BatchSource, val: Batch
     outputs. Layers still training when the epochs run out keep their last weights (restoring
     them would invalidate the layers trained on top). A layer's fate therefore never depends on
     the layers after it, which keeps hot-plugging exact."""
-    device = device or resolve_device(config.device)
-    return run_epochs(MonoForward(layers, val, config, device), train, config, device,
+    ctx = RunContext.enter(device or config.device)
+    return run_epochs(MonoForward(layers, val, config, ctx), train, config, ctx,
                       keep_best=False, callback=callback)

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from mfstore.block import LayerBlock
-from mfstore.devices import resolve_device
 from mfstore.errors import IntegrityError
 from mfstore.evaluation import stack_metrics
 from mfstore.fixes import Fix, RepairFix
@@ -24,6 +21,7 @@ from mfstore.integrity import (
 )
 from mfstore.manifest import stream_id
 from mfstore.registry import DatasetRecord, LayerVersion, NetworkVersion
+from mfstore.run_context import RunContext
 from mfstore.stream import StreamBatches
 from mfstore.stream_chain import chain_stream
 from mfstore.usage import Snapshot, first_by_digest
@@ -31,11 +29,11 @@ from mfstore.workspace import Workspace
 
 
 def layer_accuracy(ws: Workspace, block: LayerBlock, dataset: DatasetRecord,
-                   upstream: Sequence[LayerVersion], device: torch.device) -> float:
+                   upstream: Sequence[LayerVersion], ctx: RunContext) -> float:
     """Test accuracy of one layer on its own, fed by the stream of `upstream`."""
-    manifest = chain_stream(ws, dataset, upstream, device)
+    manifest = chain_stream(ws, dataset, upstream, ctx)
     source = StreamBatches(ws.store, manifest, "test", options=ws.stream_options)
-    return stack_metrics([block.to_layer()], source, device).accuracies[0]
+    return stack_metrics([block.to_layer()], source, ctx).accuracies[0]
 
 
 def _layer_fix(snap: Snapshot, layer: LayerVersion, network: NetworkVersion | None,
@@ -63,7 +61,7 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
     the streams they depend on; with a dataset, compare each layer's test accuracy on it with
     the accuracy recorded at training time."""
     check_tolerance(tolerance)
-    dev = resolve_device(device)
+    ctx = RunContext.alone(device)  # verifying: this process, whatever launched it
     ws.store  # noqa: B018 - a store that is not there is an error, even with nothing to check
     network, layers = _scope(ws, ref)
     dataset = ws.registry.dataset(dataset_name) if dataset_name else None
@@ -83,7 +81,7 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
         if dataset is not None and stored.data is not None and stored.header is not None:
             block = LayerBlock.from_bytes(stored.data, layer.ref)
             _check_accuracy(ws, check, block, dataset, by_digest, intact, broken, tolerance,
-                            dev)
+                            ctx)
         if not check.ok and check.repaired_by is None:
             check.fixes.append(_layer_fix(snap, layer, network, check.position))
         checks.append(check)
@@ -102,7 +100,7 @@ def _record(ws: Workspace, checks: list[LayerCheck], streams: list[StreamCheck])
 
 def _check_accuracy(ws: Workspace, check: LayerCheck, block: LayerBlock, dataset: DatasetRecord,
                     by_digest: dict[str, LayerVersion], intact: dict[str, bool],
-                    broken: set[str], tolerance: float, device: torch.device) -> None:
+                    broken: set[str], tolerance: float, ctx: RunContext) -> None:
     chain = check.layer.signature.chain
     if not all(d in by_digest and intact.get(d, True) for d in chain):
         check.note = "accuracy not checked: an upstream layer is damaged or unknown"
@@ -111,7 +109,7 @@ def _check_accuracy(ws: Workspace, check: LayerCheck, block: LayerBlock, dataset
     if any(stream_id(dataset.fingerprint, chain[:k]) in broken for k in range(len(chain) + 1)):
         check.note = "accuracy not checked: its input stream is damaged"
         return
-    check.accuracy = layer_accuracy(ws, block, dataset, upstream, device)
+    check.accuracy = layer_accuracy(ws, block, dataset, upstream, ctx)
     check.recorded = check.layer.metrics.get("test_accuracy")
     if check.recorded is not None and check.recorded - check.accuracy > tolerance:
         check.problems.append(

@@ -101,6 +101,7 @@ def test_bp_mode_uses_the_last_goodness_and_ff_mode_their_sum(digits):
 
 def test_evaluation_counts_layer_ff_and_bp_predictions_by_hand(digits):
     from mfstore.evaluation import evaluate, stack_metrics
+    from mfstore.run_context import RunContext
 
     specs = build_specs(parse_arch("dense:8,dense:8"), digits.input_shape, digits.classes)
     layers = build_layers(specs, seed=0)
@@ -113,7 +114,7 @@ def test_evaluation_counts_layer_ff_and_bp_predictions_by_hand(digits):
     assert accuracy.per_layer == [right[0] / 50, right[1] / 50]
     assert (accuracy.ff, accuracy.bp, accuracy.examples) == (right[2] / 50, right[1] / 50, 50)
     losses = stack_metrics(layers, TensorBatches(x, y, eval_batch_size=7),
-                           torch.device("cpu")).losses
+                           RunContext.alone("cpu")).losses
     for got, g in zip(losses, (g1, g2), strict=True):
         assert got == pytest.approx(F.cross_entropy(g, y).item(), rel=1e-6)
 

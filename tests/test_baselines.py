@@ -24,6 +24,7 @@ from mfstore.forward_forward import (
     label_goodness,
 )
 from mfstore.modules import MFLayer
+from mfstore.run_context import RunContext
 from mfstore.spec import LayerSpec
 
 CPU = torch.device("cpu")
@@ -104,7 +105,8 @@ def test_one_feedback_alignment_step_by_hand():
     grads = {"m2": dg.T @ a2, "w2": dz2.T @ a1, "b2": dz2.sum(0), "w1": dz1.T @ X,
              "b1": dz1.sum(0)}
     _step(layers, _weights(layers, head=True),
-          lambda x, y, opt: fa_step(FeedbackAlignment(layers, feedback), x, y, opt))
+          lambda x, y, opt: fa_step(FeedbackAlignment(layers, feedback), x, y, opt,
+                                    1.0 / len(y)))
     _check(layers, grads, 0.01)
     bp_dz1 = ((dg @ START["m2"]) * (z2 > 0) @ START["w2"]) * (z1 > 0)
     assert not np.allclose(bp_dz1.T @ X, grads["w1"])  # it is not backprop
@@ -123,7 +125,7 @@ def test_one_direct_feedback_alignment_step_by_hand():
     _step(layers, _weights(layers, head=True),
           lambda x, y, opt: dfa_step(DirectFeedback(layers, [
               torch.tensor(d1, dtype=torch.float32), torch.tensor(d2, dtype=torch.float32)]),
-              x, y, opt))
+              x, y, opt, 1.0 / len(y)))
     _check(layers, grads, 0.01)
 
 
@@ -157,7 +159,7 @@ def test_one_forward_forward_step_by_hand():
     gw1, gb1, a1 = _ff_layer(u1, START["w1"], START["b1"], len(Y), theta=4.0)  # θ = n_1
     gw2, gb2, _ = _ff_layer(_rms_scaled(a1), START["w2"], START["b2"], len(Y), theta=3.0)
     _step(layers, _weights(layers, head=False),
-          lambda x, y, opt: ff_step(ForwardForward(layers), x, y, opt,
+          lambda x, y, opt: ff_step(ForwardForward(layers), x, y, opt, 1.0 / len(y),
                                     lambda labels: (labels + 1) % 2, classes=2))
     _check(layers, {"w1": gw1, "b1": gb1, "w2": gw2, "b2": gb2}, 0.01)
 
@@ -177,7 +179,8 @@ def test_forward_forward_predicts_the_label_with_the_most_goodness():
     np.testing.assert_allclose(g.numpy(), np.array(by_hand).transpose(1, 2, 0), rtol=1e-5)
     from mfstore.batches import TensorBatches
 
-    accuracy = evaluate_forward_forward(layers, TensorBatches(x, torch.tensor(Y)), CPU)
+    accuracy = evaluate_forward_forward(layers, TensorBatches(x, torch.tensor(Y)),
+                                        RunContext.alone(CPU))
     total = np.array(by_hand).sum(1).T  # (B, classes)
     assert accuracy.ff == pytest.approx((total.argmax(1) == Y).mean())
     assert accuracy.per_layer[0] == pytest.approx((np.array(by_hand)[:, 0].T.argmax(1)

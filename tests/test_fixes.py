@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from cli.fixes import render_fix
 from mfstore.config import TrainConfig, TrainingRun
@@ -21,6 +20,7 @@ from mfstore.errors import LineageError
 from mfstore.lineage import retrain_fix
 from mfstore.registry import LayerVersion
 from mfstore.registry.schema import HEAD
+from mfstore.run_context import RunContext
 from mfstore.store_training import train_registered_layer
 from mfstore.usage import first_by_digest
 from mfstore.workspace import Workspace, block_path
@@ -69,7 +69,8 @@ def replaced_by_other_weights(ws: Workspace, layer: LayerVersion) -> None:
     config = TrainConfig.from_dict({**layer.config, "seed": layer.config["seed"] + 1})
     other = train_registered_layer(
         ws, layer.name, ws.registry.dataset(layer.dataset),
-        [producers[d] for d in layer.signature.chain], layer.spec, config, torch.device("cpu"),
+        [producers[d] for d in layer.signature.chain], layer.spec, config,
+        RunContext.alone("cpu"),
         repairs=layer.version, note=f"repairs {layer.ref} with other weights")
     assert other.digest != layer.digest
     ws.store.delete(block_path(layer.block_sha256))
@@ -162,7 +163,7 @@ def test_what_no_option_sets_is_named_rather_than_dropped(home):
     layer = ws.registry.layer("net.l1", "1")
     config = TrainConfig.from_dict({**layer.config, "betas": [0.8, 0.99], "min_delta": 0.001})
     train_registered_layer(ws, "odd", ws.registry.dataset("digits"), [], layer.spec, config,
-                           torch.device("cpu"))
+                           RunContext.alone("cpu"))
     train(home, "above", "--data", "digits", "--on", "odd@1", *ONE_EPOCH, "--device", "cpu")
     replaced_by_other_weights(ws, ws.registry.layer("odd", "1"))
     ws.store.delete(block_path(ws.registry.layer("above", "1").block_sha256))

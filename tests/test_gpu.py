@@ -11,7 +11,6 @@ ONNX Runtime CUDA vs PyTorch CUDA: 1e-4 absolute on goodness (different kernels)
 
 from __future__ import annotations
 
-import functools
 import json
 import urllib.request
 
@@ -22,7 +21,7 @@ import torch
 from mfstore.config import TrainConfig
 from mfstore.devices import make_optimizer
 from mfstore.feeding import on_device
-from mfstore.graphs import WARMUP, GraphedStep
+from mfstore.graphs import WARMUP, GraphedStep, Step
 from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.spec import build_specs, parse_arch
@@ -99,6 +98,11 @@ def test_a_graphed_layer_trains_to_the_eager_numbers(digits, schedule, captures)
     assert np.allclose(results[0][1], results[1][1], atol=1e-5)
 
 
+def _one_process_step(objective: LocalLosses) -> Step:
+    """`mf_step` as one process runs it (the loss of a batch of B scaled by 1/B)."""
+    return lambda x, y, opt: mf_step(objective, x, y, opt, 1.0 / len(y))
+
+
 def test_the_step_is_captured_and_replayed(digits):
     config = TrainConfig(batch_size=64)
     outs = []
@@ -107,7 +111,7 @@ def test_the_step_is_captured_and_replayed(digits):
         objective = LocalLosses(layers)
         opt = make_optimizer([p for layer in layers for p in layer.parameters()], config, CUDA,
                              capturable=graphs)
-        step = GraphedStep(functools.partial(mf_step, objective), CUDA, graphs)
+        step = GraphedStep(_one_process_step(objective), CUDA, graphs)
         batches = list(_batches(digits.train, config).batches(0))
         sums = [step(x, y, opt) for x, y in batches[:WARMUP + 4]]
         assert step.captured == graphs

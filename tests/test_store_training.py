@@ -11,6 +11,7 @@ from mfstore.importing import import_dataset
 from mfstore.inputs import split_batches
 from mfstore.modules import build_layers
 from mfstore.network import evaluate_network, load_layers
+from mfstore.run_context import RunContext
 from mfstore.spec import build_specs, parse_arch
 from mfstore.stack import train_sequential
 from mfstore.store_training import train_network
@@ -76,8 +77,9 @@ def test_streams_are_written_when_read_and_reused(tmp_path):
 
     dataset = ws.registry.dataset("digits")
     layers = [ws.registry.layer("n.l1"), ws.registry.layer("n.l2")]
-    chain_stream(ws, dataset, layers, CPU)  # asked for: the last layer's output, written once
+    # asked for: the last layer's output, written once
+    chain_stream(ws, dataset, layers, RunContext.alone(CPU))
     files = {p: ws.store.modified(p) for p in ws.store.list("streams")}
-    chain_stream(ws, dataset, layers, CPU)
+    chain_stream(ws, dataset, layers, RunContext.alone(CPU))
     assert {p: ws.store.modified(p) for p in ws.store.list("streams")} == files
     assert len(ws.registry.streams()) == 3
