@@ -10,6 +10,17 @@ from mfstore.dataset import Dataset, load_dataset
 from tests.cli_run import QUICK, in_home
 from tests.services import S3, Postgres
 
+SPREAD = {"tests/test_readme.py"}  # long, independent sessions: each may go to either worker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `--dist loadgroup`, the tests of one file run on one worker (they share its
+    module fixtures), except the files in SPREAD, whose tests are spread over the workers."""
+    for item in items:
+        where = item.nodeid.split("::")[0]
+        if where not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(where))
+
 
 @pytest.fixture(scope="session")
 def digits() -> Dataset:
