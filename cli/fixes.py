@@ -21,6 +21,7 @@ from cli.flags import flag, option_flag
 from mfstore import errors
 from mfstore.config import DatasetOptions, TrainConfig
 from mfstore.fixes import (
+    AliasFix,
     DeleteFix,
     Fix,
     ImportFix,
@@ -197,6 +198,8 @@ def render_fix(fix: Fix, call: Call = NO_CALL) -> str:
             return "run " + command("verify", *[network] if network else [], call=call)
         case RepairFix():
             return _repair(fix, call)
+        case AliasFix(network=network, alias=alias):
+            return "move it with " + command("nets", "alias", network, alias, call=call)
         case ImportFix():
             return _import(fix, call)
         case DeleteFix():

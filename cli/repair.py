@@ -41,7 +41,12 @@ def _report_dict(report: VerifyReport, call: Call) -> dict:
                        for c in report.checks],
             "streams": [{"id": s.id, "dataset": s.dataset, "chain": s.chain, "ok": s.ok,
                          "problems": s.problems, "repair": _fixes(s.fixes, call)}
-                        for s in report.streams]}
+                        for s in report.streams],
+            "damaged_networks": len(report.damaged_networks),
+            "networks": [{"network": n.network.ref, "ok": not n.needs_mending,
+                          "problems": n.problems, "repaired_by": n.repaired_by,
+                          "aliases": n.aliases, "repair": _fixes(n.fixes, call)}
+                         for n in report.networks]}
 
 
 def _print_layer(c: LayerCheck, call: Call) -> None:
@@ -68,9 +73,21 @@ def _print_report(report: VerifyReport, call: Call) -> None:
             stdout.print(f"        {problem}", highlight=False)
         if st.fixes:
             stdout.print(f"        repair: {_fixes(st.fixes, call)}", highlight=False)
+    for n in report.networks:
+        state = "DAMAGED" if n.needs_mending else "REPAIRED"
+        named = f" (named by {', '.join(n.network.name + '@' + a for a in n.aliases)})" \
+            if n.aliases else ""
+        stdout.print(f"{state} network {n.network.ref}{named}"
+                     + (f"  (by {n.repaired_by})" if n.repaired_by else ""), highlight=False)
+        for problem in n.problems:
+            stdout.print(f"        {problem}", highlight=False)
+        if n.fixes:
+            stdout.print(f"        repair: {_fixes(n.fixes, call)}", highlight=False)
+    damaged = [f"{len(report.damaged)} layers", f"{len(report.damaged_streams)} streams"]
+    if report.network is None:  # the whole store: its networks too
+        damaged.append(f"{len(report.damaged_networks)} networks")
     stdout.print(f"{len(report.checks)} layers and {len(report.streams)} streams checked, "
-                 f"{len(report.damaged)} layers and {len(report.damaged_streams)} streams "
-                 "damaged")
+                 f"{', '.join(damaged[:-1])} and {damaged[-1]} damaged")
 
 
 def verify(
@@ -133,11 +150,14 @@ def repair(
     track_layers(ctx, mlflow, [r.new for r in result.repaired] + result.retrained_downstream)
     if as_json:
         print_json({"network": None if result.network is None else record_dict(result.network),
+                    "networks": [n.ref for n in result.networks],
                     "repaired": [{"old": r.old.ref, "new": r.new.ref, "identical": r.identical}
                                  for r in result.repaired],
                     "retrained_downstream": [v.ref for v in result.retrained_downstream],
                     "kept_downstream": result.kept_downstream, "streams": result.streams,
                     "left": {k: _why(v, call_of(ctx)) for k, v in result.left.items()}})
+        if result.left:  # as without --json: something was not mended
+            raise typer.Exit(DAMAGE_EXIT_CODE)
         return
     if result.nothing:
         stdout.print("nothing to repair")
@@ -150,8 +170,8 @@ def repair(
                      f"{r.new.metrics['test_accuracy']:.2%}")
     for v in result.retrained_downstream:
         stdout.print(f"retrained downstream {v.ref}")
-    if result.network is not None:
-        stdout.print(f"registered {result.network.ref}")
+    for network in result.networks:
+        stdout.print(f"registered {network.ref}")
     for what, why in result.left.items():
         stderr.print(f"not repaired: {what}: {_why(why, call_of(ctx))}", highlight=False)
     if result.left:

@@ -11,6 +11,7 @@ processes as `to_dict`/`from_dict`, and a Python caller reads `err.fixes` (or `d
     RepairFix    mend a network's layer, or everything    ImportFix   import a dataset
     DeleteFix    delete what needs it first              LaunchFix   start under torchrun
     RetrainFix   train a layer again from its whole recipe
+    AliasFix     point a network's alias at another version
 """
 
 from __future__ import annotations
@@ -197,3 +198,14 @@ class RetrainFix(Fix):
                 + (f" (other weights: {self.other_weights})" if self.other_weights else "")
                 + (f" in {self.processes} processes" if self.processes > 1 else "")
                 + (f", then {self.then.describe()}" if self.then is not None else ""))
+
+
+@dataclass(frozen=True)
+class AliasFix(Fix):
+    """Point alias `alias` of a network at version `network` (NET@N)."""
+
+    network: str
+    alias: str
+
+    def describe(self) -> str:
+        return f"point {self.alias} at {self.network}"

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_arrays
 
 from mfstore.errors import ConfigError
-from mfstore.fixes import Fix, RepairFix
+from mfstore.fixes import AliasFix, Fix, RepairFix
 from mfstore.manifest import stream_id, stream_problems
 from mfstore.registry import (
     DatasetRecord,
@@ -58,11 +58,28 @@ class StreamCheck:
 
 
 @dataclass
+class NetworkCheck:
+    """A network version that names a damaged layer (whole-store verify)."""
+
+    network: NetworkVersion
+    problems: list[str]  # one per damaged layer it names
+    repaired_by: str | None = None  # a newer intact version of the same network
+    aliases: list[str] = field(default_factory=list)  # its aliases (they still name it)
+    fixes: list[Fix] = field(default_factory=list)
+
+    @property
+    def needs_mending(self) -> bool:
+        """Unless a newer intact version replaces it and no alias still names it."""
+        return self.repaired_by is None or bool(self.aliases)
+
+
+@dataclass
 class VerifyReport:
     network: NetworkVersion | None
     checks: list[LayerCheck]
     dataset: str | None
     streams: list[StreamCheck] = field(default_factory=list)
+    networks: list[NetworkCheck] = field(default_factory=list)  # whole store: broken ones
 
     @property
     def damaged(self) -> list[LayerCheck]:
@@ -76,8 +93,34 @@ class VerifyReport:
         return [s for s in self.streams if not s.ok]
 
     @property
+    def damaged_networks(self) -> list[NetworkCheck]:
+        return [n for n in self.networks if n.needs_mending]
+
+    @property
     def ok(self) -> bool:
-        return not self.damaged and not self.damaged_streams
+        return not self.damaged and not self.damaged_streams and not self.damaged_networks
+
+
+def network_checks(networks: list[NetworkVersion], checks: list[LayerCheck],
+                   aliases: dict[str, dict[str, int]]) -> list[NetworkCheck]:
+    """Every live network version that names a damaged layer version (`checks`), whether a
+    newer intact version of it exists, and its aliases: what `verify NET@VERSION` and
+    `verify NET@ALIAS` would fail on."""
+    damaged = {(c.layer.name, c.layer.version): c.layer.ref for c in checks if not c.ok}
+    out: list[NetworkCheck] = []
+    for net in networks:
+        problems = [f"its layer {k} {damaged[pair]} is damaged"
+                    for k, pair in enumerate(net.layers, 1) if pair in damaged]
+        if not problems:
+            continue
+        newer = [n for n in networks if n.name == net.name and n.version > net.version
+                 and not any(pair in damaged for pair in n.layers)]
+        by = max(newer, key=lambda n: n.version) if newer else None
+        names = sorted(a for a, v in aliases.get(net.name, {}).items() if v == net.version)
+        fixes: list[Fix] = ([AliasFix(by.ref, a) for a in names] if by is not None
+                            else [RepairFix(net.ref, auto=True)])
+        out.append(NetworkCheck(net, problems, by.ref if by else None, names, fixes))
+    return out
 
 
 def check_tolerance(tolerance: float) -> float:

@@ -10,7 +10,9 @@
   the same examples.
 
 With a network, its layers and streams are mended and a new network version registered; with
-none (`auto`), every damaged stream and layer version of the store.
+none (`auto`), every damaged stream and layer version of the store, then a new version of
+every network whose latest version names a damaged layer (its repaired versions in their
+place, the layers above re-checked), so that no network is left broken.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Repaired:
 @dataclass
 class RepairResult:
     network: NetworkVersion | None  # the new network version; None when none was registered
+    networks: list[NetworkVersion] = field(default_factory=list)  # every one registered
     repaired: list[Repaired] = field(default_factory=list)
     retrained_downstream: list[LayerVersion] = field(default_factory=list)
     kept_downstream: list[str] = field(default_factory=list)
@@ -55,7 +58,7 @@ class RepairResult:
 
     @property
     def nothing(self) -> bool:
-        return not self.repaired and not self.streams and not self.left
+        return not (self.repaired or self.streams or self.left or self.networks)
 
 
 def intact_by_digest(ws: Workspace) -> dict[str, LayerVersion]:
@@ -134,6 +137,7 @@ class RepairJob:
         if targets:
             result.network = _repair_layers(ws, network, chain, targets, self.tolerance, ctx,
                                             callback, result)
+            result.networks.append(result.network)
         return result
 
 
@@ -177,10 +181,16 @@ def _repair_layers(ws: Workspace, network: NetworkVersion, chain: list[LayerVers
         if not result.repaired[-1].identical:
             _recheck_downstream(ws, chain, k, set(targets), dataset, tolerance, ctx, callback,
                                 result)
+    return _register_mended(ws, network, chain, dataset, result.repaired)
+
+
+def _register_mended(ws: Workspace, network: NetworkVersion, chain: list[LayerVersion],
+                     dataset: DatasetRecord, repaired: list[Repaired]) -> NetworkVersion:
+    """The next version of `network`: `chain`, its damaged layers replaced by `repaired`."""
     remaining = lineage_problems(ws.registry, dataset, chain)
     note = f"{network.ref} repaired: " + ", ".join(
         f"{r.old.ref} → {r.new.ref}" + (" (bit-identical)" if r.identical else "")
-        for r in result.repaired)
+        for r in repaired)
     return ws.registry.add_network(network.name, [(v.name, v.version) for v in chain],
                                    network.mode, dataset.name, forced=bool(remaining),
                                    note=note)
@@ -206,7 +216,57 @@ def repair_store(ws: Workspace, tolerance: float = 0.02, ctx: RunContext | None 
                       repairs=old.version, note=f"repairs {old.ref}", ctx=ctx)
         result.repaired.append(Repaired(old, new))
         by_digest.setdefault(new.digest, new)
+    _mend_networks(ws, tolerance, ctx, callback, result)
     return result
+
+
+def _repairing_versions(layers: list[LayerVersion]) -> dict[tuple[str, int], LayerVersion]:
+    """(name, version) of a layer -> its newest intact version that repairs it."""
+    out: dict[tuple[str, int], LayerVersion] = {}
+    for v in sorted(layers, key=lambda v: v.version):
+        if v.repairs is not None and v.status == "ok":
+            out[(v.name, v.repairs)] = v
+    return out
+
+
+def _mend_networks(ws: Workspace, tolerance: float, ctx: RunContext | None,
+                   callback: ProgressCallback | None, result: RepairResult) -> None:
+    """A new version of every network whose latest version names a damaged layer: each
+    damaged layer replaced by the version that repairs it (following repairs of repairs),
+    the layers above kept or retrained as `repair NET --layer K` does; a network that
+    cannot be mended goes in `result.left`, naming the layer."""
+    snap = Snapshot.read(ws.registry)
+    repairs = _repairing_versions(snap.layers)
+    latest: dict[str, NetworkVersion] = {}
+    for net in snap.networks:
+        if net.name not in latest or net.version > latest[net.name].version:
+            latest[net.name] = net
+    for network in sorted(latest.values(), key=lambda n: n.name):
+        chain = ws.registry.network_layers(network)
+        targets = [k for k, v in enumerate(chain, 1) if v.status == "damaged"]
+        if not targets:
+            continue
+        mended: list[Repaired] = []
+        for k in targets:
+            old, new = chain[k - 1], chain[k - 1]
+            for _ in range(len(snap.layers)):  # a repair that was itself repaired, and so on
+                if new.status != "damaged" or (new.name, new.version) not in repairs:
+                    break
+                new = repairs[(new.name, new.version)]
+            if new.status == "damaged":
+                why = ("was not repaired (said above)" if old.ref in result.left
+                       else "is damaged and was not repaired")
+                result.left[network.ref] = IntegrityError(f"its layer {k} {old.ref} {why}")
+                break
+            chain[k - 1] = new
+            mended.append(Repaired(old, new))
+        else:
+            dataset = ws.registry.dataset(network.dataset)
+            for k, r in zip(targets, mended, strict=True):
+                if not r.identical:
+                    _recheck_downstream(ws, chain, k, set(targets), dataset, tolerance, ctx,
+                                        callback, result)
+            result.networks.append(_register_mended(ws, network, chain, dataset, mended))
 
 
 def lost_upstream(ws: Workspace, layer: LayerVersion,

@@ -1,6 +1,8 @@
 """`verify`: is every block readable, unchanged (sha256) and finite, is every stream a network
 depends on complete and unchanged, and does every layer still reach the accuracy recorded when
-it was trained? Damaged layer versions and streams are marked in the registry."""
+it was trained? Damaged layer versions and streams are marked in the registry. Over the whole
+store, every network version that names a damaged layer is reported too (unless a newer intact
+version replaces it and no alias still names it)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from mfstore.integrity import (
     block_problems,
     check_streams,
     check_tolerance,
+    network_checks,
     stored_problems,
 )
 from mfstore.manifest import stream_id
@@ -86,7 +89,10 @@ def verify(ws: Workspace, ref: str | None = None, dataset_name: str | None = Non
             check.fixes.append(_layer_fix(snap, layer, network, check.position))
         checks.append(check)
     _record(ws, checks, stream_checks)
-    return VerifyReport(network, checks, dataset.name if dataset else None, stream_checks)
+    networks = [] if network is not None else network_checks(
+        snap.networks, checks, ws.registry.all_aliases("network"))
+    return VerifyReport(network, checks, dataset.name if dataset else None, stream_checks,
+                        networks)
 
 
 def _record(ws: Workspace, checks: list[LayerCheck], streams: list[StreamCheck]) -> None:

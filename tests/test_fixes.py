@@ -86,12 +86,17 @@ def recovered_from_the_suggestion(home: Path, lost_ref: str, above_ref: str,
     replaced_by_other_weights(ws, lost)
     ws.store.delete(block_path(above.block_sha256))
     before = [v["ref"] for v in json_of(home, "layers", "list")]
+    holding = [(n["ref"], n["layers"].index([above.name, above.version]) + 1)
+               for n in json_of(home, "nets", "list")
+               if [above.name, above.version] in n["layers"]]  # networks it leaves broken
     out = in_home(home, "repair", "--auto")
     assert out.returncode == 8
-    assert out.stderr.strip() == (
+    assert out.stderr.strip().splitlines() == [
         f"not repaired: {above_ref}: no intact version of {lost_ref}, which it was trained "
         "over, is left (that layer was retrained with other weights, or lost); retrain "
-        f"{lost_ref} with `{command}`, then run `mfstore repair --auto`")
+        f"{lost_ref} with `{command}`, then run `mfstore repair --auto`",
+        *[f"not repaired: {net}: its layer {k} {above_ref} was not repaired (said above)"
+          for net, k in holding]]
     assert [v["ref"] for v in json_of(home, "layers", "list")] == before  # nothing registered
     retrain, repair = suggested(out.stderr)
     again = json_of(home, *retrain[1:])
@@ -225,12 +230,13 @@ def test_a_lost_layer_trained_beside_others_is_retrained_with_the_layer_above_it
     beside = ("(it was trained beside the other layers of its network (simultaneous schedule): "
               "its weights may differ)")
     recipe = "--kind dense --width 32 --epochs 3 --batch-size 64 --lr 0.01 --seed 7 --device cpu"
-    assert out.stderr.strip() == (
+    assert out.stderr.strip().splitlines() == [
         "not repaired: sim.l2@1: no intact version of sim.l1@1, which it was trained over, is "
         "left (that layer was retrained with other weights, or lost); retrain sim.l1@1 with "
         f"`mfstore train-layer sim.l1 --data digits {recipe}` {beside}, then "
         f"retrain sim.l2@1 with `mfstore train-layer sim.l2 --data digits --on "
-        f"sim.l1@3 {recipe}` {beside}")
+        f"sim.l1@3 {recipe}` {beside}",
+        "not repaired: sim@1: its layer 2 sim.l2@1 was not repaired (said above)"]
     assert [v["ref"] for v in json_of(home, "layers", "list")] == before  # nothing registered
     retrain, then = suggested(out.stderr)
     assert run_suggested(home, retrain).returncode == 0
@@ -324,8 +330,9 @@ def test_verify_and_repair_the_suggested_verify_finds_the_damage_and_its_repair_
     (verify,) = suggested(refused.stderr)
     found = run_suggested(home, verify)
     assert found.returncode == 8
-    (line,) = [x for x in found.stdout.splitlines() if "repair: " in x]
-    assert line.strip() == "repair: run `mfstore repair net@1 --layer 2`"
+    line, network_line = [x for x in found.stdout.splitlines() if "repair: " in x]
+    assert line.strip() == "repair: run `mfstore repair net@1 --layer 2`"  # the layer's
+    assert network_line.strip() == "repair: run `mfstore repair net@1 --auto`"  # net@1's
     (repair,) = suggested(line)
     mended = json_of(home, *repair[1:])
     assert mended["repaired"] == [{"old": "net.l2@1", "new": "net.l2@2", "identical": True}]
@@ -416,7 +423,7 @@ def test_every_kind_of_fix_travels_as_plain_data_and_comes_back_equal():
                 f.SettingFix("store"), f.ListFix("layers"), f.VerifyFix("net@1"),
                 f.RepairFix("net@1", 2), f.RepairFix(auto=True),
                 f.ImportFix("d", None, {"val_fraction": 0.2}), f.DeleteFix(("n@1",), ("l@2",)),
-                f.LaunchFix(3),
+                f.LaunchFix(3), f.AliasFix("net@2", "prod"),
                 f.RetrainFix("l@1", "l", "digits", ("a@1",), {"kind": "dense", "width": 8},
                              {"seed": 3}, 2, "why", f.RepairFix(auto=True))]
     assert {type(x) for x in examples} == set(f.Fix.kinds.values())
