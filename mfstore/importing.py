@@ -46,12 +46,13 @@ def import_dataset(ws: Workspace, name: str, url: str,
     check_name(name, "dataset")
     dataset = load_dataset(url, options)
     sid = stream_id(dataset.fingerprint, [])
-    if stream_problems(ws.store, sid):
+    counts = {s: len(getattr(dataset, s)) for s in SPLITS}
+    if stream_problems(ws.store, sid, counts):
         write_examples(ws, dataset, replace=read_manifest_quietly(ws, sid))
     return ws.registry.add_dataset(DatasetRecord(
         name=name, fingerprint=dataset.fingerprint, source=canonical(url), format=dataset.format,
         input_shape=dataset.input_shape, classes=dataset.classes,
-        counts={s: len(getattr(dataset, s)) for s in SPLITS},
+        counts=counts,
         normalizer=dataset.normalizer.to_dict(), stream_id=sid,
         options=dict(vars(dataset.options)), class_names=dataset.class_names))
 

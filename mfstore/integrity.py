@@ -193,18 +193,20 @@ def _every_stream(ws: Workspace, recorded: Recorded) -> dict[str, tuple[str, lis
 
 
 def check_streams(ws: Workspace, network: NetworkVersion | None, layers: list[LayerVersion],
-                  problems: Callable[[str], list[str]] | None = None,
+                  problems: Callable[[str, dict[str, int] | None], list[str]] | None = None,
                   recorded: Recorded | None = None) -> list[StreamCheck]:
     """The streams network `network` reads (every stream without one), each with what is
-    wrong with it: `problems(stream id)`, by default every shard read now."""
-    find = problems or (lambda sid: stream_problems(ws.store, sid))
+    wrong with it: `problems(stream id, its dataset's counts)`, by default every shard read
+    now."""
+    find = problems or (lambda sid, counts: stream_problems(ws.store, sid, counts))
     recorded = recorded or Recorded.read(ws.registry)
+    counts = {d.name: d.counts for d in recorded.datasets}
     scope = (streams_in_scope(recorded, network, layers) if network is not None
              else _every_stream(ws, recorded))
     fix = RepairFix(network.ref if network else None, auto=True)
     checks = []
     for sid, (dataset, chain) in scope.items():
-        check = StreamCheck(sid, dataset, chain, find(sid))
+        check = StreamCheck(sid, dataset, chain, find(sid, counts.get(dataset)))
         if not check.ok:
             check.fixes.append(fix)
         checks.append(check)

@@ -119,6 +119,10 @@ def load_shard(store: Store, shard: Shard, pin: bool = False) -> tuple[torch.Ten
         sid = shard.path.split("/")[1]
         raise IntegrityError(f"stream {sid[:12]} is damaged: {err.message}", REPAIR) from err
     x, y = tensors["x"], tensors["y"]  # (n, *example_shape), (n,)
+    if len(x) != shard.count or len(y) != shard.count:
+        sid = shard.path.split("/")[1]
+        raise IntegrityError(f"stream {sid[:12]} is damaged: shard {shard.path} holds "
+                             f"{len(x)} examples, its manifest says {shard.count}", REPAIR)
     return (x.pin_memory(), y.pin_memory()) if pin else (x, y)
 
 

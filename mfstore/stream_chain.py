@@ -19,7 +19,14 @@ from mfstore.block import layer_tensors, load_block, weights_digest
 from mfstore.config import TrainConfig
 from mfstore.errors import IntegrityError
 from mfstore.fixes import ImportFix, RepairFix
-from mfstore.manifest import SPLITS, Manifest, merge_splits, read_manifest, stream_id
+from mfstore.manifest import (
+    SPLITS,
+    Manifest,
+    count_problems,
+    merge_splits,
+    read_manifest,
+    stream_id,
+)
 from mfstore.modules import MFLayer
 from mfstore.registry import DatasetRecord, LayerVersion, StreamRecord
 from mfstore.run_context import RunContext
@@ -36,6 +43,16 @@ def dataset_stream(ws: Workspace, dataset: DatasetRecord) -> Manifest:
                              f"{dataset.stream_id[:12]}) are missing from the store",
                              RepairFix(auto=True),
                              ImportFix(dataset.name, dataset.source, dict(dataset.options)))
+    return check_counts(manifest, dataset)
+
+
+def check_counts(manifest: Manifest, dataset: DatasetRecord) -> Manifest:
+    """`manifest`, unless a split does not hold every example of `dataset` (a stream whose
+    manifest was edited, say): then the stream is damaged."""
+    problems = count_problems(manifest, dataset.counts)
+    if problems:
+        raise IntegrityError(f"stream {manifest.id[:12]} of dataset {dataset.name!r} is damaged "
+                             f"({'; '.join(problems)})", RepairFix(auto=True))
     return manifest
 
 
@@ -69,6 +86,8 @@ def next_stream(ws: Workspace, dataset: DatasetRecord, source: Manifest, digest:
     chain = [*source.chain, digest]
     sid = stream_id(dataset.fingerprint, chain)
     found = None if rewrite else ctx.on_main(lambda: read_manifest(ws.store, sid))
+    if found is not None:
+        check_counts(found, dataset)
     if found is None:
         if module is None:
             assert version is not None

@@ -86,15 +86,16 @@ class Checks:
         marked = ["marked damaged by an earlier verify"] if layer.status == "damaged" else []
         return [*block_problems(self.ws, layer), *marked]
 
-    def stream_problems(self, sid: str) -> list[str]:
-        """What is wrong with one stream (its manifest, every shard's sha256)."""
+    def stream_problems(self, sid: str, counts: dict[str, int] | None = None) -> list[str]:
+        """What is wrong with one stream (its manifest against itself and its dataset's
+        `counts`, every shard's sha256 and shapes)."""
         try:
             state = self._state(self.ws.store.list(f"streams/{sid}"))
         except MFStoreError:
             state = None
         found = self._remembered(("stream", sid), state, self.stream_seconds)
         if found is None:
-            found = stream_problems(self.ws.store, sid)
+            found = stream_problems(self.ws.store, sid, counts)
             self._remember(("stream", sid), state, found)
         return list(found)
 

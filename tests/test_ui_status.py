@@ -164,9 +164,9 @@ class CountingChecks(Checks):
         self.read.append(layer.ref)
         return super().layer_problems(layer)
 
-    def stream_problems(self, sid):
+    def stream_problems(self, sid, counts=None):
         self.streams_read.append(sid)
-        return super().stream_problems(sid)
+        return super().stream_problems(sid, counts)
 
 
 def test_a_page_checks_what_it_draws_once_and_reads_aliases_once(store, monkeypatch):

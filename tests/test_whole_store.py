@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from mfstore.compose import retrain
 from mfstore.workspace import Workspace, block_path
 from tests.cli_run import in_home, json_of
@@ -104,7 +106,72 @@ def test_a_network_whose_layer_cannot_be_mended_is_named(home):
     result = json.loads(out.stdout)
     assert result["repaired"] == [{"old": "net.l1@1", "new": "net.l1@2", "identical": False}]
     assert result["networks"] == []
-    assert result["left"]["net@1"] == "its layer 2 net.l2@1 is damaged and was not repaired"
+    assert result["left"]["net@1"] == "its layer 2 net.l2@1 was not repaired (said above)"
     assert "net.l2@1" in result["left"]
     code, report = _verify(home)
     assert code == 8 and [n["network"] for n in report["networks"]] == ["net@1"]
+
+
+# A stream's manifest against its shards and its dataset -------------------------------------
+
+def _edit_manifest(home, edit) -> str:
+    """Apply `edit` to the JSON of digits' own stream's manifest; the stream id."""
+    ws = Workspace.open(home=str(home))
+    sid = ws.registry.dataset("digits").stream_id
+    path = home / "store" / "streams" / sid / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    return sid
+
+
+def _lower_split(manifest) -> None:
+    manifest["splits"]["train"]["count"] -= 5
+
+
+def _lower_split_and_shard(manifest) -> None:
+    manifest["splits"]["train"]["count"] -= 5
+    manifest["splits"]["train"]["shards"][-1]["count"] -= 5
+
+
+def _drop_a_shard(manifest) -> None:
+    train = manifest["splits"]["train"]
+    gone = train["shards"].pop()
+    train["count"] -= gone["count"]
+
+
+@pytest.mark.parametrize("edit,problem", [
+    (_lower_split, "split train says {n} examples, its shards hold {m}"),
+    (_lower_split_and_shard, "holds x [{k}, 1, 8, 8] and y [{k}], its manifest says {j} examples"),
+    (_drop_a_shard, "split train holds {d} examples, its dataset {m}"),
+], ids=["split-count", "shard-count", "shard-dropped"])
+def test_a_manifest_that_lies_about_its_examples_is_damaged(home, edit, problem):
+    ws = Workspace.open(home=str(home))
+    m = ws.registry.dataset("digits").counts["train"]
+    sid = ws.registry.dataset("digits").stream_id
+    before = json.loads((home / "store" / "streams" / sid / "manifest.json").read_text())
+    shards = before["splits"]["train"]["shards"]
+    k = shards[-1]["count"]
+    expected = problem.format(n=m - 5, m=m, k=k, j=k - 5, d=m - k)
+    _edit_manifest(home, edit)
+    layers = json_of(home, "layers", "list")
+
+    code, report = _verify(home)
+    assert code == 8
+    (stream,) = [s for s in report["streams"] if s["id"] == sid]
+    assert not stream["ok"] and any(expected in p for p in stream["problems"]), stream
+    out = in_home(home, "train-layer", "more", "--data", "digits", "--kind", "dense",
+                  "--width", "8", "--epochs", "1", "--device", "cpu")
+    assert out.returncode == 8 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "damaged" in out.stderr and "Traceback" not in out.stderr
+    assert json_of(home, "layers", "list") == layers  # nothing trained on the short stream
+
+    assert in_home(home, "repair", "--auto").returncode == 0  # read again from its source
+    assert _verify(home)[0] == 0
+    after = json.loads((home / "store" / "streams" / sid / "manifest.json").read_text())
+    assert _contents(after) == _contents(before)  # the same examples, every one
+
+
+def _contents(manifest) -> dict:
+    return {name: (split["count"], [s["sha256"] for s in split["shards"]])
+            for name, split in manifest["splits"].items()}
