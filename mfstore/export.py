@@ -22,6 +22,7 @@ from mfstore.errors import ConfigError, ConflictError, ExportError
 from mfstore.modules import MODES, MFLayer, MFNet
 from mfstore.names import check_name, class_name_problem
 from mfstore.network import load_layers
+from mfstore.numbers import INT32
 from mfstore.onnx_graph import GOODNESS, INPUT, LABEL, build_model, takes_tokens
 from mfstore.onnx_runtime import ort
 from mfstore.registry import DatasetRecord, ExportRecord, LayerVersion, NetworkVersion
@@ -293,8 +294,9 @@ def plan_network_export(ws: Workspace, ref: str, mode: str | None = None,
     """Export to `out` and/or a Triton repository, checked and ready to build and write."""
     if out is None and triton_repo is None:
         raise ConfigError("say where to export: an ONNX file, a Triton repository or both")
-    if max_batch_size < 1:
-        raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    if not 1 <= max_batch_size <= INT32:
+        raise ConfigError(f"max_batch_size must lie in 1..{INT32} (Triton's int32), got "
+                          f"{max_batch_size}")
     if model_name is not None:
         check_name(model_name, "model")
     return ExportJob(plan_export(ws, ref, mode, upto), out, triton_repo, model_name,

@@ -24,6 +24,7 @@ from typing import Any
 
 from mfstore.config import MAX_VOCAB
 from mfstore.errors import SpecError
+from mfstore.numbers import INT32, NumberError, shown, whole_number
 
 KINDS = ("dense", "conv", "local", "embed")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "identity")
@@ -175,6 +176,8 @@ class LayerPlan:
         if self.kind != "embed" and tokens is not None:
             raise SpecError(f"token-id data needs an embed first layer (embed:WIDTH), not "
                             f"{self.kind}")
+        if self.pool is not None and self.kind not in ("conv", "local"):
+            raise SpecError(f"pool= applies to conv and local layers, not {self.kind}")
         if tokens is not None and self.vocab is not None and self.vocab < tokens:
             raise SpecError(f"embed vocab={self.vocab} is smaller than the data's vocabulary "
                             f"of {tokens} token ids")
@@ -211,9 +214,10 @@ def _parse_option(plan: LayerPlan, option: str, item: str) -> LayerPlan:
             raise SpecError(f"bias must be true or false in {item!r}")
         return replace(plan, bias=value == "true")
     if key in INT_OPTIONS:
-        if not value.isdigit():
-            raise SpecError(f"{key} must be a whole number in {item!r}")
-        changes: dict[str, Any] = {key: int(value)}
+        try:
+            changes: dict[str, Any] = {key: whole_number(value, 0, INT32)}
+        except NumberError as err:
+            raise SpecError(f"{key} {err} in {shown(item)}") from None
         return replace(plan, **changes)
     raise SpecError(f"unknown option {key!r} in {item!r}; use act=, pool=, bias=, kernel=, "
                     "stride= or vocab=")
@@ -239,12 +243,18 @@ def parse_arch(arch: str) -> list[LayerPlan]:
     plans = []
     for item in _items(arch):
         fields = item.split(":")
-        if len(fields) < 2 or not fields[1].isdigit():
+        width = None
+        if len(fields) >= 2 and fields[1].isascii() and fields[1].isdigit():
+            try:
+                width = whole_number(fields[1], 0, INT32)
+            except NumberError as err:
+                raise SpecError(f"the width of layer {shown(item)} {err}") from None
+        if width is None:
             raise SpecError(
-                f"cannot read layer {item!r}; write KIND:WIDTH[:key=value…], e.g. dense:1000 "
-                "or conv:64:pool=max"
+                f"cannot read layer {shown(item)}; write KIND:WIDTH[:key=value…], e.g. "
+                "dense:1000 or conv:64:pool=max"
             )
-        plan = LayerPlan(fields[0], int(fields[1]))
+        plan = LayerPlan(fields[0], width)
         for option in fields[2:]:
             plan = _parse_option(plan, option, item)
         plan.probe()  # validate names and options early

@@ -18,6 +18,7 @@ from mfstore.block_header import BlockHeader
 from mfstore.config import StreamOptions
 from mfstore.errors import IntegrityError, StoreError
 from mfstore.fixes import SettingFix
+from mfstore.numbers import env_number
 from mfstore.registry import LayerVersion, Registry
 from mfstore.store import Store, sha256
 from mfstore.urls import mask_credentials
@@ -74,10 +75,18 @@ class StoredBlock:
         return self.header.history if self.header is not None and self.intact else None
 
 
+SHARD_BYTES = (1 << 10, 1 << 40)  # a shard: at least 1 KiB (not a file per example)
+RAM_BUDGET = (0, 1 << 50)  # 0: every split is streamed
+
+
 def stream_options_from_env() -> StreamOptions:
+    """`MFSTORE_SHARD_BYTES` and `MFSTORE_RAM_BUDGET`, each a whole number of bytes within its
+    bounds (else one line naming the variable)."""
     return StreamOptions(
-        shard_bytes=int(os.environ.get("MFSTORE_SHARD_BYTES", StreamOptions.shard_bytes)),
-        ram_budget=int(os.environ.get("MFSTORE_RAM_BUDGET", StreamOptions.ram_budget)))
+        shard_bytes=env_number("MFSTORE_SHARD_BYTES", StreamOptions.shard_bytes, *SHARD_BYTES,
+                               "bytes"),
+        ram_budget=env_number("MFSTORE_RAM_BUDGET", StreamOptions.ram_budget, *RAM_BUDGET,
+                              "bytes"))
 
 
 class Workspace:

@@ -13,6 +13,7 @@ from mfstore.block_header import BlockHeader
 from mfstore.errors import ConfigError
 from mfstore.fixes import Fix, RepairFix
 from mfstore.integrity import StreamCheck
+from mfstore.numbers import INT32, NumberError, whole_number
 from mfstore.registry import (
     DatasetRecord,
     ExportRecord,
@@ -48,9 +49,10 @@ def page_number(text: str | None) -> int:
     """`?page=` as a page number (1 when absent); anything else is a 400."""
     if text is None or text == "":
         return 1
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"page must be a whole number from 1, got {text!r}")
-    return int(text)
+    try:
+        return whole_number(text, 1, INT32)
+    except NumberError as err:
+        raise ConfigError(f"page {err}") from None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from tritonclient.grpc import model_config_pb2 as mc
 
 from mfstore.errors import ConfigError, DataFormatError
+from mfstore.numbers import INT32
 from serving.tensors import ONNX_TYPES, TensorSpec
 
 CONFIG_FILE = "config.pbtxt"
@@ -34,8 +35,8 @@ class BatchingOptions:
     max_queue_delay_us: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise ConfigError(f"the max batch size must be at least 1, got "
+        if self.max_batch_size is not None and not 1 <= self.max_batch_size <= INT32:
+            raise ConfigError(f"the max batch size must lie in 1..{INT32} (Triton's int32), got "
                               f"{self.max_batch_size}")
         if self.max_queue_delay_us is not None and not 0 <= self.max_queue_delay_us <= 10**8:
             raise ConfigError(f"the max queue delay must lie in 0..100000000 microseconds, got "

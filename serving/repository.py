@@ -106,7 +106,8 @@ class RegistryModel:
 
     def __init__(self, ws: Workspace, name: str, selector: str | None) -> None:
         self.ws, self.name, self.selector = ws, name, selector
-        self.follows = None if selector is None or selector.isdigit() else selector
+        self.follows = None if selector is None or (
+            selector.isascii() and selector.isdigit()) else selector  # an alias it follows
 
     def scan(self) -> tuple[dict[int, str], int | None]:
         network = self.ws.registry.network(self.name, self.selector)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from mfstore.errors import MFStoreError
+from mfstore.numbers import NumberError, whole_number
 from serving.errors import CLIENT_GONE, RequestError, request_error
 from serving.rest_protocol import HEADER_LENGTH, encode_response, parse_infer
 from serving.server import InferenceServer
@@ -28,10 +29,14 @@ JSON = {"content-type": "application/json"}
 
 async def read_body(receive: Receive, length: str | None, limit: int) -> bytes:
     """A request's body, at most `limit` bytes (413 beyond)."""
-    if length is not None and not length.isdigit():
-        raise RequestError(400, "Content-Length must be a whole number")
-    if length is not None and int(length) > limit:
-        raise RequestError(413, f"request of {length} bytes exceeds the limit of {limit} bytes")
+    if length is not None:
+        try:
+            declared = whole_number(length)
+        except NumberError as err:
+            raise RequestError(400, f"Content-Length {err}") from None
+        if declared > limit:
+            raise RequestError(413, f"request of {declared} bytes exceeds the limit of {limit} "
+                                    "bytes")
     chunks, size = [], 0
     while True:
         message = await receive()

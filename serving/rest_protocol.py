@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mfstore.numbers import NumberError, whole_number
 from serving.errors import RequestError
 from serving.models import ModelVersion
 from serving.requests import InferRequest, RequestedOutput, batch_rows, requested_output
@@ -54,10 +55,10 @@ def read_json(data: bytes | str, what: str = "the request") -> dict[str, Any]:
 def _header(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
     if header_length is None:
         return read_json(body), memoryview(b"")
-    if not header_length.isdigit():
-        raise RequestError(400, f"Inference-Header-Content-Length must be a whole number, got "
-                                f"{clip(header_length)!r}")
-    size = int(header_length)
+    try:
+        size = whole_number(header_length)
+    except NumberError as err:
+        raise RequestError(400, f"Inference-Header-Content-Length {err}") from None
     if not 0 < size <= len(body):
         raise RequestError(400, f"Inference-Header-Content-Length is {size} but the body holds "
                                 f"{len(body)} bytes")

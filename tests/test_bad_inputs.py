@@ -35,6 +35,22 @@ def _one_line(out) -> str:
      4, "error: the train split is empty (val_fraction 0.999, test_fraction 0.5)"),
     (["data", "add", "x", "sklearn:iris", "--test-fraction", "0.9"], 4,
      "error: the validation split is empty (val_fraction 0.1, test_fraction 0.9)"),
+    # digits that are not ASCII digits, numbers Python would not convert, pool on dense
+    (["train", "--data", "digits", "--arch", "dense:\u00b2"], 2,
+     "error: cannot read layer 'dense:\u00b2'; write KIND:WIDTH"),
+    (["train", "--data", "digits", "--arch", "local:4:kernel=\u00b2"], 2,
+     "error: kernel must be a whole number, got '\u00b2' in 'local:4:kernel=\u00b2'"),
+    (["train", "--data", "digits", "--arch", "dense:" + "9" * 5000], 2,
+     "error: the width of layer 'dense:" + "9" * 34 + "…' must lie in 0..2147483647, got a "
+     "5000-digit number"),
+    (["train", "--data", "digits", "--arch", "local:4:stride=" + "9" * 30], 2,
+     "error: stride must lie in 0..2147483647, got 999999999999999999999999999999 in"),
+    (["train", "--data", "digits", "--arch", "dense:32:pool=max"], 2,
+     "error: pool= applies to conv and local layers, not dense"),
+    (["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "8", "--pool",
+      "max"], 2, "error: pool= applies to conv and local layers, not dense"),
+    (["export", "net@1", "--out", "m.onnx", "--max-batch-size", str(2**31)], 2,
+     "error: max_batch_size must lie in 1..2147483647 (Triton's int32), got 2147483648"),
 ])
 def test_bad_options_are_one_line(home, args, code, start):
     before = json_of(home, "layers", "list"), json_of(home, "data", "list")
@@ -74,6 +90,37 @@ def test_bad_data_is_one_line_and_nothing_is_imported(home, tmp_path, make, mess
     assert out.returncode == 4
     assert _one_line(out) == f"error: {message}"
     assert [d["name"] for d in json_of(home, "data", "list")] == ["digits"]
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("MFSTORE_SHARD_BYTES", "abc", "MFSTORE_SHARD_BYTES must be a whole number, got 'abc' "
+                                   "(bytes)"),
+    ("MFSTORE_SHARD_BYTES", "0", "MFSTORE_SHARD_BYTES must lie in 1024..1099511627776, got 0 "
+                                 "(bytes)"),
+    ("MFSTORE_SHARD_BYTES", "-1", "MFSTORE_SHARD_BYTES must be a whole number, got '-1' "
+                                  "(bytes)"),
+    ("MFSTORE_RAM_BUDGET", "lots", "MFSTORE_RAM_BUDGET must be a whole number, got 'lots' "
+                                   "(bytes)"),
+    ("MFSTORE_RAM_BUDGET", "\u00b2", "MFSTORE_RAM_BUDGET must be a whole number, got "
+                                      "'\u00b2' (bytes)"),
+    ("MFSTORE_MAX_READ_BYTES", "abc", "MFSTORE_MAX_READ_BYTES must be a whole number, got "
+                                      "'abc' (bytes)"),
+    ("MFSTORE_MAX_READ_BYTES", "-5", "MFSTORE_MAX_READ_BYTES must be a whole number, got '-5' "
+                                     "(bytes)"),
+    ("MFSTORE_MAX_READ_BYTES", "9" * 5000, "MFSTORE_MAX_READ_BYTES must lie in "
+                                           "1..1125899906842624, got a 5000-digit number "
+                                           "(bytes)"),
+])
+def test_a_bad_environment_variable_is_one_line_naming_it(home, tmp_path, monkeypatch,
+                                                          variable, value, message):
+    np.savez(tmp_path / "d.npz", x=np.ones((40, 3)), y=np.arange(40) % 2)
+    before = json_of(home, "data", "list")
+    monkeypatch.setenv(variable, value)
+    out = in_home(home, "data", "add", "d", str(tmp_path / "d.npz"))
+    assert out.returncode == 2
+    assert _one_line(out) == f"error: {message}"
+    monkeypatch.delenv(variable)
+    assert json_of(home, "data", "list") == before  # nothing imported
 
 
 def test_one_feature_per_example_is_a_column(home, tmp_path):

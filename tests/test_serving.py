@@ -333,6 +333,11 @@ INFER = "/v2/models/digits-mlp/infer"
      400, "Inference-Header-Content-Length is 99 but the body holds 14 bytes"),
     (INFER, b'{"inputs": []}', {"Inference-Header-Content-Length": "x"},
      400, "Inference-Header-Content-Length must be a whole number, got 'x'"),
+    (INFER, b'{"inputs": []}', {"Inference-Header-Content-Length": "\u00b2"},
+     400, "Inference-Header-Content-Length must be a whole number, got '\u00b2'"),
+    (INFER, b'{"inputs": []}', {"Inference-Header-Content-Length": "9" * 5000},
+     400, "Inference-Header-Content-Length must lie in 0..9223372036854775807, got a "
+          "5000-digit number"),
     (INFER, json.dumps({"inputs": [{
         "name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32",
         "parameters": {"binary_data_size": 100}}]}).encode(), {}, 400,

@@ -213,8 +213,11 @@ def test_long_lists_come_a_page_at_a_time(tmp_path):
         damaged = get(url + "/layers?status=damaged&page=2")[1]
         assert list(refs(damaged, "layer")) == [f"x{k:03d}@1" for k in range(100, 120)]
         assert "page 2 of 2 (120 in all)" in damaged
-        for bad in ("0", "x", "-1"):
+        for bad, why in (("0", "must lie in 1..2147483647, got 0"),
+                         ("x", "must be a whole number, got &#39;x&#39;"),
+                         ("-1", "must be a whole number, got &#39;-1&#39;"),
+                         ("%C2%B2", "must be a whole number, got &#39;\u00b2&#39;"),
+                         ("9" * 5000, "must lie in 1..2147483647, got a 5000-digit number")):
             status, body = get(url + f"/layers?page={bad}")
             assert status == 400
-            assert (f'<p class="error-message">page must be a whole number from 1, got '
-                    f"&#39;{bad}&#39;</p>") in body
+            assert f'<p class="error-message">page {why}</p>' in body

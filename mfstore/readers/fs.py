@@ -13,6 +13,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from mfstore.errors import DataFormatError, DataSourceError, one_line, transport_error
+from mfstore.numbers import env_number
 
 
 def resolve(url: str) -> tuple[AbstractFileSystem, str]:
@@ -75,7 +76,7 @@ def join(url: str, name: str) -> str:
 def max_read_bytes() -> int:
     """The most bytes a data file may hold (or unpack to): `MFSTORE_MAX_READ_BYTES`, 16 GiB
     by default, so a device, a pipe or a runaway archive cannot exhaust memory."""
-    return int(os.environ.get("MFSTORE_MAX_READ_BYTES", 16 << 30))
+    return env_number("MFSTORE_MAX_READ_BYTES", 16 << 30, 1, 1 << 50, "bytes")
 
 
 def _check_regular(fs: AbstractFileSystem, path: str, url: str, cap: int) -> None:
