@@ -51,6 +51,17 @@ def reach(uri: str | None, run: RunContext | None = None) -> None:
         raise failed
 
 
+def _refs(refs: list[str]) -> str:
+    return (f"{refs[0]} is" if len(refs) == 1
+            else f"{', '.join(refs[:-1])} and {refs[-1]} are")
+
+
+def _after(err: MFStoreError, done: str) -> MFStoreError:
+    """`err` (its kind, so its exit code, and its fixes) saying first what was done before
+    logging failed, so that nobody repeats it."""
+    return type(err)(f"{done}, but logging to MLflow failed: {err.message}", *err.fixes)
+
+
 def _shown(uri: str) -> str:
     # start-up: SQLAlchemy only when a command opens the registry
     from mfstore.registry.engine import display_url
@@ -89,7 +100,11 @@ def track_layers(ctx: typer.Context, uri: str | None, layers: Sequence[LayerVers
         return
     from mfstore.tracking import log_layers  # start-up: torch, onnx only when this command runs
 
-    runs = log_layers(workspace(ctx), layers, uri or None)
+    try:
+        runs = log_layers(workspace(ctx), layers, uri or None)
+    except MFStoreError as err:
+        raise _after(err, f"{_refs([v.ref for v in layers])} registered (training again would "
+                          "register another version)") from err
     stderr.print(f"logged {len(runs)} MLflow run{'s' if len(runs) != 1 else ''} to "
                  f"{_shown(uri)}: "
                  + ", ".join(f"{v.ref} ({r})" for v, r in zip(layers, runs, strict=True)),
@@ -102,7 +117,12 @@ def track_export(uri: str | None, export: Export) -> None:
         return
     from mfstore.tracking import log_export  # start-up: torch, onnx only when this command runs
 
-    run = log_export(export, uri or None)
+    try:
+        run = log_export(export, uri or None)
+    except MFStoreError as err:
+        written = " and ".join(export.targets) or "the store"
+        raise _after(err, f"the ONNX model of {export.network.ref} is written to "
+                          f"{written}") from err
     stderr.print(f"logged the ONNX model of {export.network.ref} to MLflow run {run} at "
                  f"{_shown(uri)}",
                  highlight=False, soft_wrap=True)

@@ -9,6 +9,8 @@ command-line syntax, never prints and never exits.
 
 from __future__ import annotations
 
+import unicodedata
+
 from mfstore.fixes import Fix
 
 
@@ -16,6 +18,7 @@ class MFStoreError(Exception):
     """Base class of every error mfstore raises on purpose."""
 
     def __init__(self, message: str, *fixes: Fix) -> None:
+        message = printable(message)
         super().__init__(message)
         self.message, self.fixes = message, fixes
 
@@ -80,6 +83,17 @@ class LineageError(MFStoreError):
 
 class ExportError(MFStoreError):
     """An export failed its checks (ONNX checker, or parity with PyTorch)."""
+
+
+def printable(text: str) -> str:
+    """`text` with every control character (a terminal's escape sequences, form feeds, bytes
+    of a binary file) and every invisible format character (bidirectional overrides) written
+    as its escape, `\\x1b` or `\\u202e`: what a data file holds never acts on the terminal,
+    log or page a message reaches."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " or unicodedata.category(c) not in (
+        "Cc", "Cf", "Cs", "Zl", "Zp") else repr(c)[1:-1] for c in text)
 
 
 def one_line(err: BaseException) -> str:

@@ -126,3 +126,16 @@ def test_a_bad_environment_variable_is_one_line_naming_it(home, tmp_path, monkey
 def test_one_feature_per_example_is_a_column(home, tmp_path):
     path = _npz(tmp_path / "x1.npz", x=np.arange(40.0), y=np.arange(40) % 2)
     assert json_of(home, "data", "add", "x1", path)["input_shape"] == [1]
+
+
+def test_what_a_data_file_holds_never_acts_on_the_terminal(home, tmp_path):
+    """Control characters from a file's name or its cells (an OSC title sequence, a form
+    feed, a bidirectional override) are written as escapes in the one error line."""
+    name = tmp_path / "x\x1b]0;pwned\x07\u202e.csv"
+    name.write_text("a\x1b[2J\x0c,b\n1,0\n2,1\n")
+    out = in_home(home, "data", "add", "d", str(name))
+    assert out.returncode == 4
+    line = _one_line(out)
+    assert all(c.isprintable() for c in line), repr(line)
+    assert "x\\x1b]0;pwned\\x07\\u202e.csv" in line and "a\\x1b[2J\\x0c" in line
+    assert [d["name"] for d in json_of(home, "data", "list")] == ["digits"]

@@ -277,3 +277,24 @@ def test_under_torchrun_rank_0_alone_reaches_mlflow_and_logs(home, tracking, exp
     assert out.returncode != 0
     assert out.stderr.count(f"error: MLflow at '{unreachable}' failed: ") == 2  # each rank
     assert _registered(home) == before
+
+
+def test_logging_that_fails_after_registration_says_what_was_registered(home, tracking,
+                                                                       tmp_path, monkeypatch):
+    """The experiment's artifact folder is a file: MLflow is reachable (checked first), the
+    layer trains and is registered, then logging its block fails. The one line says the
+    version is registered, so nobody trains it again for nothing."""
+    from mlflow.tracking import MlflowClient
+
+    blocked = tmp_path / "artifacts"
+    blocked.write_text("not a folder")
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    MlflowClient(tracking["uri"]).create_experiment(name, artifact_location=str(blocked))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", name)
+    out = in_home(home, "train-layer", "logged", "--data", "digits", "--kind", "dense",
+                  "--width", "8", *QUICK, "--mlflow", tracking["uri"])
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    (line,) = [x for x in out.stderr.strip().splitlines() if not x.startswith("MF layer")]
+    assert line.startswith("error: logged@1 is registered (training again would register "
+                           "another version), but logging to MLflow failed: MLflow at "), line
+    assert Workspace.open(str(home)).registry.layer("logged", "1").version == 1
