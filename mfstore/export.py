@@ -4,8 +4,11 @@ ONNX Runtime on fresh random inputs before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +21,15 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from mfstore import __version__
 from mfstore.config import DEFAULT_MAX_BATCH_SIZE
-from mfstore.errors import ConfigError, ConflictError, ExportError
+from mfstore.errors import (
+    ConfigError,
+    ConflictError,
+    ExportError,
+    StoreError,
+    one_line,
+    transport_error,
+)
+from mfstore.fixes import option
 from mfstore.modules import MODES, MFLayer, MFNet
 from mfstore.names import check_name, class_name_problem
 from mfstore.network import load_layers
@@ -220,56 +231,81 @@ def triton_files(repo: str, name: str, export: Export,
     return [*files, (f"{folder}/{export.network.version}/model.onnx", export.data)]
 
 
-def _existing(target: str) -> bytes | None:
-    """The bytes at a path or fsspec URL, None when nothing is there."""
-    fs, path = fsspec.core.url_to_fs(target)
-    if fs.isdir(path):
-        raise ConfigError(f"cannot write {target}: it is a folder; name a file")
-    return fs.cat_file(path) if fs.isfile(path) else None
+@dataclass(frozen=True)
+class Target:
+    """One file an export writes: where (a path or fsspec URL), its bytes, whether other
+    bytes there may be replaced, and the option that named it (for the way out of a failure)."""
+
+    path: str
+    data: bytes
+    replaceable: bool
+    option: str  # "out" or "triton_repo"
+
+    @contextmanager
+    def reaching(self, doing: str) -> Iterator[None]:
+        """A file system's or its client's errors as one line naming this target's option."""
+        try:
+            yield
+        except (ConfigError, ConflictError):
+            raise
+        except StoreError as err:  # the store's own line, with this export's way out
+            raise StoreError(err.message, option(self.option)) from None
+        except Exception as err:
+            if not (transport_error(err) or isinstance(err, ValueError)):
+                raise
+            raise StoreError(f"cannot {doing} {self.path}: {one_line(err)}",
+                             option(self.option)) from None
+
+    def existing(self) -> bytes | None:
+        """The bytes there now, None when nothing is there."""
+        with self.reaching("read"):
+            fs, path = fsspec.core.url_to_fs(self.path)
+            if fs.isdir(path):
+                raise ConfigError(f"cannot write {self.path}: it is a folder; name a file",
+                                  option(self.option))
+            return fs.cat_file(path) if fs.isfile(path) else None
+
+    def plan(self) -> str:
+        """"same" when it holds these bytes already, "new" when it holds nothing, else
+        "replace"; replacing is refused in a Triton repository (a version, its configuration
+        and labels are what a running server serves)."""
+        current = self.existing()
+        if current is None:
+            return "new"
+        if current == self.data:
+            return "same"
+        if not self.replaceable:
+            raise ConflictError(f"{self.path} already exists with other content (another "
+                                "mode, layer count or batch size); export under another model "
+                                "name")
+        return "replace"
+
+    def write(self) -> None:
+        """Atomically: a temporary file beside it, renamed (removed again on failure)."""
+        folder, name = posixpath.split(self.path.rstrip("/"))
+        with self.reaching("write"):
+            Store(folder or ".").put(name, self.data)
+
+    def remove(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: the write's own error is raised
+            fs, path = fsspec.core.url_to_fs(self.path)
+            if fs.isfile(path):
+                fs.rm(path)
 
 
-def _plan(target: str, data: bytes, replaceable: bool) -> str:
-    """"same" when `target` holds `data` already, "new" when it holds nothing, else "replace";
-    replacing is refused in a Triton repository (a version, its configuration and labels are
-    what a running server serves)."""
-    current = _existing(target)
-    if current is None:
-        return "new"
-    if current == data:
-        return "same"
-    if not replaceable:
-        raise ConflictError(f"{target} already exists with other content (another mode, "
-                            "layer count or batch size); export under another model name")
-    return "replace"
-
-
-def _write(target: str, data: bytes) -> None:
-    """Write a file at a path or fsspec URL atomically."""
-    folder, name = posixpath.split(target.rstrip("/"))
-    Store(folder or ".").put(name, data)
-
-
-def _remove(target: str) -> None:
-    fs, path = fsspec.core.url_to_fs(target)
-    if fs.isfile(path):
-        fs.rm(path)
-
-
-def write_all(files: list[tuple[str, bytes, bool]]) -> None:
-    """Write (target, bytes, replaceable) files: every target is checked before the first is
-    written, and the files this call created are removed again if a later write fails."""
-    plans = [(target, data, _plan(target, data, replaceable))
-             for target, data, replaceable in files]
-    created: list[str] = []
+def write_all(plans: list[tuple[Target, str]]) -> None:
+    """Write every target as planned (`Target.plan`, every one checked before the first is
+    written); the files this call created are removed again if a later write fails."""
+    created: list[Target] = []
     try:
-        for target, data, plan in plans:
+        for target, plan in plans:
             if plan != "same":
-                _write(target, data)
+                target.write()
             if plan == "new":
                 created.append(target)
     except BaseException:
         for target in created:
-            _remove(target)
+            target.remove()
         raise
 
 
@@ -318,23 +354,24 @@ def _write_export(job: ExportJob) -> Export:
     ws, out, triton_repo = job.plan.ws, job.out, job.triton_repo
     model_name, max_batch_size = job.model_name, job.max_batch_size
     export = job.plan.build()
-    files: list[tuple[str, bytes, bool]] = []
+    targets: list[Target] = []
     if out is not None:
-        files.append((out, export.data, True))
+        targets.append(Target(out, export.data, True, "out"))
         export.targets.append(out)
     if triton_repo is not None:
         name = model_name or export.network.name
-        files += [(path, data, False)
-                  for path, data in triton_files(triton_repo, name, export, max_batch_size)]
-        export.targets.append(files[-1][0])
-    write_all(files)
+        targets += [Target(path, data, False, "triton_repo")
+                    for path, data in triton_files(triton_repo, name, export, max_batch_size)]
+        export.targets.append(targets[-1].path)
+    plans = [(t, t.plan()) for t in targets]  # each reachable and free before any write
     stored = f"exports/{export.sha256}.onnx"
-    if not ws.store.exists(stored):
+    if not ws.store.exists(stored):  # the store's copy first: a full store writes no target
         ws.store.put(stored, export.data)
-    for target in export.targets:
+    write_all(plans)
+    for where in export.targets:
         ws.registry.add_export(ExportRecord(export.network.name, export.network.version,
                                             export.mode, export.upto, export.sha256, stored,
-                                            target))
+                                            where))
     return export
 
 

@@ -45,6 +45,7 @@ def import_dataset(ws: Workspace, name: str, url: str,
     that a missing or damaged stream(0) is written anew."""
     check_name(name, "dataset")
     dataset = load_dataset(url, options)
+    ws.registry.check_dataset_name(name, dataset.fingerprint)  # before a stream is written
     sid = stream_id(dataset.fingerprint, [])
     counts = {s: len(getattr(dataset, s)) for s in SPLITS}
     if stream_problems(ws.store, sid, counts):

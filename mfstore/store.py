@@ -160,8 +160,13 @@ class Store:
                 return _put_local(tmp, final, data, exclusive)
             if exclusive and self.fs.exists(final):
                 return False
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, final)
+            try:
+                self.fs.pipe_file(tmp, data)
+                self.fs.mv(tmp, final)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the failure's own error is raised
+                    self.fs.rm(tmp)
+                raise
             return True
 
     def _put_object(self, final: str, data: bytes, exclusive: bool) -> bool:
@@ -245,10 +250,15 @@ class Store:
 
 
 def _put_local(tmp: str, final: str, data: bytes, exclusive: bool) -> bool:
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk, say: no half-written temporary file is left
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     if exclusive:
         try:
             os.link(tmp, final)  # fails where a file is already in place

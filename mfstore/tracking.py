@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ import onnx
 from mfstore.errors import ConfigError, IntegrityError, MFStoreError
 from mfstore.export import Export
 from mfstore.fixes import VerifyFix, option
+from mfstore.numbers import shown
 from mfstore.registry import LayerVersion
 from mfstore.registry.engine import display_url as display
 from mfstore.usage import first_by_digest
@@ -78,6 +80,12 @@ def tracking_uri(uri: str | None) -> str:
         raise ConfigError("say where MLflow runs go: give a tracking URI (e.g. "
                           "sqlite:///mlflow.db or http://mlflow:5000) or set "
                           "MLFLOW_TRACKING_URI", option("mlflow"))
+    try:
+        urllib.parse.urlsplit(found)
+    except ValueError as err:
+        raise ConfigError(f"the MLflow tracking URI {shown(found)} cannot be read ({err}); give "
+                          "one such as sqlite:///mlflow.db or http://mlflow:5000",
+                          option("mlflow")) from None
     return found
 
 
@@ -90,7 +98,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        with reaching(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri)
         self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
         self._experiment_id: str | None = None
 

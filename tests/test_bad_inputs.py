@@ -139,3 +139,11 @@ def test_what_a_data_file_holds_never_acts_on_the_terminal(home, tmp_path):
     assert all(c.isprintable() for c in line), repr(line)
     assert "x\\x1b]0;pwned\\x07\\u202e.csv" in line and "a\\x1b[2J\\x0c" in line
     assert [d["name"] for d in json_of(home, "data", "list")] == ["digits"]
+
+
+def test_a_dataset_name_taken_is_refused_before_anything_is_written(home):
+    streams = sorted(p.name for p in (home / "store" / "streams").iterdir())
+    out = in_home(home, "data", "add", "digits", "sklearn:wine")
+    assert out.returncode == 10
+    assert _one_line(out).startswith("error: dataset 'digits' already exists with other content")
+    assert sorted(p.name for p in (home / "store" / "streams").iterdir()) == streams

@@ -138,6 +138,48 @@ def test_a_failed_write_leaves_no_out_file(ws, tmp_path):
         export_network(ws, "mlp@1", "bp", out=str(tmp_path))
 
 
+def test_a_full_disk_leaves_nothing_and_names_the_option_that_chose_the_file(ws, tmp_path,
+                                                                            monkeypatch):
+    """The disk holding --out fills while the file is written: one error naming --out (not
+    the store), no temporary file, no half-written model, no export recorded."""
+    import errno
+    import os
+
+    import mfstore.store
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(mfstore.store.os, "fsync", fsync)
+    before = len(ws.registry.exports())
+    with pytest.raises(MFStoreError) as caught:
+        export_network(ws, "mlp@1", "bp", out=str(folder / "m.onnx"))
+    assert str(caught.value) == (f"cannot write {folder}/m.onnx: [Errno 28] No space left on "
+                                 "device; set 'out'")
+    assert list(folder.iterdir()) == [] and len(ws.registry.exports()) == before
+
+
+@pytest.mark.parametrize("target,option,message", [
+    ("nosuch://x/y.onnx", "out", "cannot read nosuch://x/y.onnx: Protocol not known: nosuch"),
+    ("nosuch://x/repo", "triton_repo",
+     "cannot read nosuch://x/repo/mlp/config.pbtxt: Protocol not known: nosuch"),
+])
+def test_a_target_no_file_system_knows_is_one_line_naming_its_option(ws, target, option,
+                                                                     message):
+    before = len(ws.registry.exports())
+    with pytest.raises(MFStoreError) as caught:
+        export_network(ws, "mlp@1", "bp", **{option: target})
+    assert caught.value.message == message
+    assert [f.name for f in caught.value.fixes] == [option]
+    assert len(ws.registry.exports()) == before
+
+
 def test_a_failed_parity_check_is_an_error_and_writes_nothing(ws, tmp_path, monkeypatch):
     import mfstore.export
 

@@ -224,6 +224,9 @@ def test_a_wrong_argument_is_reported_before_mlflow_is_reached(home, tracking, u
      "error: say where MLflow runs go: give a tracking URI (e.g. sqlite:///mlflow.db or "
      "http://mlflow:5000) or set MLFLOW_TRACKING_URI; pass --mlflow"),
     (["--mlflow", "nosuch://x"], {}, 1, "error: MLflow at 'nosuch://x' failed: "),
+    (["--mlflow", "http://[::1"], {}, 2,
+     "error: the MLflow tracking URI 'http://[::1' cannot be read (Invalid IPv6 URL); give one "
+     "such as sqlite:///mlflow.db or http://mlflow:5000; pass --mlflow"),
 ])
 def test_a_wrong_tracking_uri_fails_before_training(home, args, env, code, message,
                                                     monkeypatch):

@@ -124,9 +124,7 @@ class Registry:
             row = s.get(r.DatasetRow, record.name)
             if row is not None:
                 if row.fingerprint != record.fingerprint:
-                    raise ConflictError(
-                        f"dataset {record.name!r} already exists with other content "
-                        f"(fingerprint {row.fingerprint[:12]}); choose another name")
+                    raise _dataset_taken(record.name, row.fingerprint)
                 return dataset_record(row)
             row = r.DatasetRow(
                 name=record.name, fingerprint=record.fingerprint, source=record.source,
@@ -138,6 +136,14 @@ class Registry:
             s.flush()
             return dataset_record(row)
         return self._write(attempt)
+
+    def check_dataset_name(self, name: str, fingerprint: str) -> None:
+        """Refuse `name` for content `fingerprint` when a dataset of other content holds it
+        (before anything is written for it; `add_dataset` checks again)."""
+        with self._read() as s:
+            row = s.get(r.DatasetRow, name)
+            if row is not None and row.fingerprint != fingerprint:
+                raise _dataset_taken(name, row.fingerprint)
 
     def dataset(self, name: str) -> DatasetRecord:
         with self._read() as s:
@@ -353,3 +359,8 @@ def _next_version(s: Session, table: Any, name: str) -> int:
 
 def _missing(message: str, listing: str, *more: Fix) -> NotFoundError:
     return NotFoundError(message, ListFix(listing), *more)
+
+
+def _dataset_taken(name: str, fingerprint: str) -> ConflictError:
+    return ConflictError(f"dataset {name!r} already exists with other content (fingerprint "
+                         f"{fingerprint[:12]}); choose another name")
