@@ -102,7 +102,7 @@ def train_baseline(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Trai
         raise ConfigError("the baseline is evaluated on a test and a validation split")
     (name,) = parse_baselines([algorithm])
     chosen = algorithms()[name]
-    layers = build_layers(specs, config.seed)
+    layers = build_layers(specs, config.seed, batch_size=config.batch_size)
     history = chosen.train(layers, inputs.train, inputs.val, config, ctx, callback)
     return BaselineResult(name, layers, history, chosen.evaluate(layers, inputs.test, ctx),
                           chosen.evaluate(layers, inputs.val, ctx))

@@ -24,6 +24,7 @@ STORE_SCHEDULE = "sequential"  # registering layers: each block then depends on 
 # stream alone, so that repair retrains a damaged one bit for bit
 DEFAULT_BASELINE = "bp"  # trained beside MF unless told otherwise (none when layer-parallel)
 MAX_SEED = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: weights, learning rates
 FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn", "tokens")  # data readers
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")  # what --device accepts
 DEFAULT_MAX_BATCH_SIZE = 1024  # of an exported Triton model and of the server's batches
@@ -113,6 +114,9 @@ class TrainConfig:
             (self.eval_batch_size >= 1, "the evaluation batch size must be at least 1"),
             (math.isfinite(self.lr) and self.lr > 0,
              f"learning rate must be a positive number, got {self.lr}"),
+            (self.lr <= FLOAT32_MAX or not math.isfinite(self.lr),
+             f"learning rate must be at most {FLOAT32_MAX:.4g} (what float32 weights hold), "
+             f"got {self.lr:g}"),
             (all(0 <= b < 1 for b in self.betas), f"betas must lie in [0, 1), got {self.betas}"),
             (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
              f"weight decay must be >= 0, got {self.weight_decay}"),

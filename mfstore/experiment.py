@@ -68,7 +68,7 @@ def run_experiment(dataset: Dataset, arch: str | Sequence[LayerPlan], config: Tr
     plans = parse_arch(arch) if isinstance(arch, str) else list(arch)
     specs = build_specs(plans, dataset.input_shape, dataset.classes, dataset.options.vocab)
     inputs = MemoryInputs.of_dataset(dataset, config, ctx)
-    layers = build_layers(specs, config.seed)
+    layers = build_layers(specs, config.seed, batch_size=config.batch_size)
     trained = train_stack(layers, inputs, config, ctx, schedule=schedule, callback=callback)
     assert inputs.test is not None and inputs.val is not None
     result = ExperimentResult(specs, schedule, config, layers, [t.history for t in trained],

@@ -84,22 +84,40 @@ def available_memory() -> int | None:
     return None
 
 
-def check_fits(specs: Sequence[LayerSpec]) -> None:
+def activation_elements(spec: LayerSpec) -> int:
+    """Values one example's activation holds in a layer (conv and local: before pooling)."""
+    unpooled = math.prod(spec.unpooled_shape()) if spec.kind in ("conv", "local") else 0
+    return max(unpooled, math.prod(spec.out_shape))
+
+
+def check_fits(specs: Sequence[LayerSpec], batch_size: int = 0) -> None:
     """Refuse layers whose training state (weights, gradients and Adam's two moments, float32)
-    cannot fit in the memory this machine has free, before allocating any of it."""
+    or, for a batch of `batch_size`, activations (kept for backward, with their gradients and
+    the pooled output: about three copies) cannot fit in the memory this machine has free,
+    before allocating any of it."""
     free = available_memory()
     for k, spec in enumerate(specs, 1):
-        need = parameter_count(spec) * 4 * 4
-        if free is not None and need > free:
+        state = parameter_count(spec) * 4 * 4
+        need = state + batch_size * activation_elements(spec) * 4 * 3
+        if free is None or need <= free:
+            continue
+        layer = f"layer {k} ({spec.kind}:{spec.width} on input {spec.in_shape})"
+        if state > free:
             raise SpecError(
-                f"layer {k} ({spec.kind}:{spec.width} on input {spec.in_shape}) would hold "
-                f"{parameter_count(spec):,} parameters: {need / 2**30:,.1f} GiB to train, more "
-                f"than the {free / 2**30:,.1f} GiB free here; use a smaller width")
+                f"{layer} would hold {parameter_count(spec):,} parameters: "
+                f"{state / 2**30:,.1f} GiB to train, more than the {free / 2**30:,.1f} GiB "
+                "free here; use a smaller width")
+        raise SpecError(
+            f"{layer} would need {need / 2**30:,.1f} GiB to train on batches of {batch_size} "
+            f"({activation_elements(spec):,} activations an example), more than the "
+            f"{free / 2**30:,.1f} GiB free here; use a smaller width or batch size")
 
 
-def build_layers(specs: Sequence[LayerSpec], seed: int, first_index: int = 0) -> list[MFLayer]:
-    """Fresh layers; layer i is initialised from `layer_generator(seed, first_index + i)`."""
-    check_fits(specs)
+def build_layers(specs: Sequence[LayerSpec], seed: int, first_index: int = 0,
+                 batch_size: int = 0) -> list[MFLayer]:
+    """Fresh layers; layer i is initialised from `layer_generator(seed, first_index + i)`.
+    Refused first where they (and a batch of `batch_size` through them) would not fit."""
+    check_fits(specs, batch_size)
     return [MFLayer(s, layer_generator(seed, first_index + i)) for i, s in enumerate(specs)]
 
 

@@ -239,7 +239,8 @@ def train_this_rank(specs: Sequence[LayerSpec], inputs: LayerInputs, config: Tra
     (rank 0 reads `inputs` and alone reports progress)."""
     cluster = check_pipeline(specs, "simultaneous", ctx)
     rank = cluster.rank
-    (layer,) = build_layers([specs[rank]], config.seed, first_index=first_index + rank)
+    (layer,) = build_layers([specs[rank]], config.seed, first_index=first_index + rank,
+                            batch_size=config.batch_size)
     stage = Stage(layer.to(ctx.device).train(), Link(rank, cluster.world), ctx.device, config)
     trainee = LayerParallel(stage, len(specs), inputs.val if rank == 0 else None, ctx,
                             first_index)

@@ -75,10 +75,10 @@ class LayerSpec:
                     f"a {self.kind} layer needs (channels, height, width) input, got shape "
                     f"{self.in_shape}; put {self.kind} layers before dense ones"
                 )
-            if self.pool != "none" and min(self._unpooled()[1:]) < 2:
+            if self.pool != "none" and min(self.unpooled_shape()[1:]) < 2:
                 raise SpecError(
                     f"a {self.kind} layer with 2x2 pooling needs inputs of at least 2x2, got "
-                    f"{self._unpooled()[1:]}; use fewer {self.kind} layers or pool=none"
+                    f"{self.unpooled_shape()[1:]}; use fewer {self.kind} layers or pool=none"
                 )
         if self.kind == "embed" and len(self.in_shape) != 1:
             raise SpecError(f"an embed layer reads sequences of token ids, shape (length,); "
@@ -103,7 +103,7 @@ class LayerSpec:
             raise SpecError(f"an embed layer needs a vocabulary of 2..{MAX_VOCAB} token ids, "
                             f"got {self.vocab}")
 
-    def _unpooled(self) -> tuple[int, int, int]:
+    def unpooled_shape(self) -> tuple[int, int, int]:
         """conv and local: the activation's shape before pooling."""
         _, h, w = self.in_shape
         if self.kind == "local":
@@ -120,7 +120,7 @@ class LayerSpec:
         """One example's activation shape."""
         if self.kind in ("dense", "embed"):
             return (self.width,)
-        _, h, w = self._unpooled()
+        _, h, w = self.unpooled_shape()
         if self.pool != "none":
             h, w = h // 2, w // 2
         return (self.width, h, w)

@@ -72,7 +72,8 @@ def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
     """Train `spec` on the stream of `upstream` and register it as the next version of
     `name`, on the device and processes of `ctx`."""
     inputs = StreamInputs.of_chain(ws, dataset, upstream, config, ctx)
-    (layer,) = build_layers([spec], config.seed, first_index=len(upstream))
+    (layer,) = build_layers([spec], config.seed, first_index=len(upstream),
+                            batch_size=config.batch_size)
     (trained,) = train_stack([layer], inputs, config, ctx, schedule="sequential",
                              first_index=len(upstream), callback=callback)
     return register(ws, ctx, name, trained, dataset, [u.digest for u in upstream], config,
@@ -173,7 +174,8 @@ class NetworkJob:
             for trained in train_pipelined(self.specs, inputs, config, ctx, callback)[0]:
                 registered(trained)
         else:
-            train_stack(build_layers(self.specs, config.seed), inputs, config, ctx,
+            train_stack(build_layers(self.specs, config.seed, batch_size=config.batch_size),
+                        inputs, config, ctx,
                         schedule=self.schedule, callback=callback, on_trained=registered)
         network = ctx.on_main(lambda: ws.registry.add_network(
             self.net, [(v.name, v.version) for v in versions], self.mode, self.dataset.name,

@@ -49,6 +49,11 @@ def _one_line(out) -> str:
      "error: pool= applies to conv and local layers, not dense"),
     (["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "8", "--pool",
       "max"], 2, "error: pool= applies to conv and local layers, not dense"),
+    (["train", "--data", "digits", "--arch", "conv:1000000"], 2,
+     "error: layer 1 (conv:1000000 on input (1, 8, 8)) would need "),
+    (["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "8", "--lr",
+      "1e39"], 2, "error: learning rate must be at most 3.403e+38 (what float32 weights hold), "
+                  "got 1e+39"),
     (["export", "net@1", "--out", "m.onnx", "--max-batch-size", str(2**31)], 2,
      "error: max_batch_size must lie in 1..2147483647 (Triton's int32), got 2147483648"),
 ])
