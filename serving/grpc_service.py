@@ -2,16 +2,19 @@
 served by `grpc.aio` on the same event loop as REST: one set of models, batchers, token and
 limits. Failures carry the REST status's gRPC code (serving.errors.GRPC_CODES) and the same
 message. Streaming inference, shared memory, tracing and logging are not offered
-(UNIMPLEMENTED).
+(UNIMPLEMENTED, said once, nothing logged); bytes that are not the message a method takes are
+INVALID_ARGUMENT (never a logged traceback).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
@@ -24,10 +27,32 @@ Context = Any  # grpc.aio.ServicerContext
 Method = Callable[[Any, Any, Context], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are not the protobuf message its method takes."""
+
+    method: str
+
+
+def tolerant(deserialize: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    """`deserialize`, giving an `Undecodable` for bytes it cannot read (raising there would
+    end the call UNKNOWN, with a traceback in the log)."""
+    def read(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return Undecodable(method)
+    return read
+
+
 def guarded(method: Method) -> Method:
-    """Check the token, then answer; a failure ends the call with its code and message."""
+    """Check the request and the token, then answer; a failure ends the call with its code
+    and message."""
     @functools.wraps(method)
     async def wrapped(self: InferenceService, request: Any, context: Context) -> Any:
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"the request is not a valid {request.method} message")
         metadata = dict(context.invocation_metadata() or ())
         if not self.server.authorized(metadata.get("authorization")):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
@@ -119,6 +144,41 @@ def grpc_server(server: InferenceServer, reuse_port: bool = False) -> grpc.aio.S
     service = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
                                        ("grpc.max_send_message_length", -1),
                                        ("grpc.so_reuseport", int(reuse_port))])
+    capture = _Handlers()
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(server),
-                                                                service)
+                                                                capture)
+    handlers = {name: _handler(name, h) for name, h in capture.handlers.items()}
+    service.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(capture.name, handlers),))
+    service.add_registered_method_handlers(capture.name, handlers)
     return service
+
+
+class _Handlers:
+    """Receives the method handlers the generated code registers, to adjust them first."""
+
+    def __init__(self) -> None:
+        self.name, self.handlers = "", dict[str, Any]()
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, name: str, handlers: dict[str, Any]) -> None:
+        self.name, self.handlers = name, handlers
+
+
+def _handler(name: str, handler: Any) -> Any:
+    """`handler` reading its request tolerantly; a method the service does not offer ends
+    the call UNIMPLEMENTED without raising (the generated default raises, which is logged)."""
+    handler = handler._replace(request_deserializer=tolerant(handler.request_deserializer,
+                                                             name))
+    if getattr(InferenceService, name) is not getattr(
+            service_pb2_grpc.GRPCInferenceServiceServicer, name):
+        return handler
+
+    async def unimplemented(request: Any, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{name} is not offered by this server")
+
+    kind = "stream_stream" if handler.request_streaming else "unary_unary"
+    return handler._replace(**{kind: unimplemented})

@@ -182,3 +182,28 @@ def test_a_message_over_the_request_limit_is_refused_by_the_server(setup):
         setup["client"].infer("digits-mlp", [infer_input(big)])
     assert err.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
     assert err.value.message() == "SERVER: Received message larger than max (1310754 vs. 1048576)"
+
+
+def test_bytes_that_are_not_the_message_are_invalid_argument_and_nothing_is_logged(setup):
+    """A client sending junk (or another method's message) gets INVALID_ARGUMENT naming the
+    method; a method the server does not offer is UNIMPLEMENTED; the log shows no traceback."""
+    server = setup["server"]
+    with grpc.insecure_channel(server.grpc) as channel:
+        for junk in (b"\xff\xff\xff\xff", b"\x0a\x05abc"):  # not a message; a truncated one
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.RpcError) as caught:
+                call(junk, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert caught.value.details() == "the request is not a valid ModelInfer message"
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stream(iter([pb.ModelInferRequest().SerializeToString()]), timeout=10))
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert caught.value.details() == "ModelStreamInfer is not offered by this server"
+        shm = channel.unary_unary("/inference.GRPCInferenceService/SystemSharedMemoryStatus")
+        with pytest.raises(grpc.RpcError) as caught:
+            shm(b"", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert setup["client"].is_server_live()  # still answering
+    log = server.log.read_text()
+    assert "Traceback" not in log and "NotImplementedError" not in log, log[-2000:]
