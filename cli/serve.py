@@ -45,6 +45,9 @@ def serve(
     poll_seconds: Annotated[float, typer.Option(
         help="Look for new versions (repository folders, moved aliases) this often; "
              "0: never.")] = 10.0,
+    header_timeout: Annotated[float, typer.Option(
+        help="Close a REST connection whose request headers are not complete within this "
+             "many seconds (slow clients).")] = 30.0,
     workers: Annotated[int, typer.Option(
         help="Server processes sharing the port(s), each with its own models (statistics "
              "and repository control span them all).")] = 1,
@@ -71,7 +74,8 @@ def serve(
     check_workers(workers)
     where = locations(ctx)
     spec = ServeSpec(
-        Listen(host, port, grpc_port, poll_seconds), model_repo, tuple(networks or ()),
+        Listen(host, port, grpc_port, poll_seconds, header_timeout), model_repo,
+        tuple(networks or ()),
         (where.home, where.registry, where.store),
         RuntimeOptions(device, threads, tf32, require_gpu),
         BatchingOptions(batching, max_batch_size, max_queue_delay_us),

@@ -94,6 +94,10 @@ def _check_pair(x: np.ndarray, y: np.ndarray, split: str) -> None:
         )
     if len(x) == 0:
         raise DataValidationError(f"{split}: no examples")
+    if 0 in x.shape[1:]:
+        raise DataValidationError(
+            f"{split}: the features have shape {x.shape}: each example holds no value; give "
+            "at least one feature per example")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataValidationError(f"{split}: features must be real numbers, found {x.dtype}")
     if np.issubdtype(x.dtype, np.floating):

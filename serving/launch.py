@@ -21,6 +21,8 @@ from mfstore.errors import ConfigError
 from mfstore.workspace import Workspace
 from serving.app import create_app
 from serving.grpc_service import grpc_server
+from serving.header_timeout import DEFAULT_SECONDS as DEFAULT_HEADER_SECONDS
+from serving.header_timeout import header_deadline
 from serving.listening import BACKLOG, bind, check_port
 from serving.model_config import BatchingOptions
 from serving.repository import Repository, model_sources
@@ -34,8 +36,12 @@ class Listen:
     port: int = 8000  # 0: any free port
     grpc_port: int | None = None  # None: no gRPC; 0: any free port
     poll_seconds: float = 0.0  # 0: never look for new versions
+    header_timeout: float = DEFAULT_HEADER_SECONDS  # a REST request's headers, at most
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.header_timeout) and 0 < self.header_timeout <= 3600):
+            raise ConfigError(f"the header timeout must lie in (0, 3600] seconds, got "
+                              f"{self.header_timeout}")
         check_port(self.port)
         if self.grpc_port is not None:
             check_port(self.grpc_port, "gRPC port")
@@ -125,7 +131,8 @@ async def serve(server: InferenceServer, listen: Listen,
         grpc_address = _bind_grpc(grpc_service, listen.host, listen.grpc_port)
     if server.siblings is not None:
         await server.siblings.start()
-    web = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning", access_log=False,
+    web = _Uvicorn(uvicorn.Config(create_app(server), http=header_deadline(listen.header_timeout),
+                                  log_level="warning", access_log=False,
                                   lifespan="off", proxy_headers=False, server_header=False,
                                   date_header=False, timeout_graceful_shutdown=10))
     poller = asyncio.create_task(server.repository.poll(listen.poll_seconds)) \

@@ -86,6 +86,9 @@ def _csv(path, text):
                     + "1,1000000000\n"),
      "labels go up to 1000000000, which would make 1000000001 classes (at most 100000); "
      "relabel them 0..C-1"),
+    (lambda d: _npz(d / "empty.npz", x=np.zeros((200, 0)), y=np.arange(200) % 2),
+     "train: the features have shape (200, 0): each example holds no value; give at least one "
+     "feature per example"),
     (lambda d: _csv(d / "one.csv", "a,label\n" + "".join(f"{i},1\n" for i in range(20))),
      "a classifier needs at least 2 classes among its training examples (every training "
      "label is 1)"),
@@ -126,6 +129,14 @@ def test_a_bad_environment_variable_is_one_line_naming_it(home, tmp_path, monkey
     assert _one_line(out) == f"error: {message}"
     monkeypatch.delenv(variable)
     assert json_of(home, "data", "list") == before  # nothing imported
+
+
+def test_a_device_is_refused_before_its_format_is_guessed(home):
+    out = in_home(home, "data", "add", "z", "/dev/zero")
+    assert out.returncode == 3
+    assert _one_line(out) == ("error: '/dev/zero' is not a regular file (a device, pipe or "
+                              "socket); give a data file")
+    assert [d["name"] for d in json_of(home, "data", "list")] == ["digits"]
 
 
 def test_one_feature_per_example_is_a_column(home, tmp_path):

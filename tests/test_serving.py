@@ -4,11 +4,13 @@ bad request answered with a 4xx while the server goes on serving."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
 import re
 import socket
+import subprocess
 import threading
 from urllib.parse import urlparse
 
@@ -20,6 +22,7 @@ from google.protobuf import json_format, text_format
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tests.cli_run import MFSTORE
 from tests.server_run import running_server, wait_for
 from tests.serving_setup import SHAPE, digits_repository, pytorch_goodness
 
@@ -461,3 +464,44 @@ def test_require_gpu_refuses_to_start_without_cuda(setup):
         "on CPUExecutionProvider: ONNX Runtime could not use CUDA; check the CUDA libraries, or "
         "serve on the CPU")
     assert "listening" not in out.stderr
+
+
+def test_a_client_too_slow_with_its_headers_is_cut_off_and_others_are_served(setup):
+    """slowloris: connections that trickle their headers (or send nothing) are closed once
+    --header-timeout passes; a prompt client on a kept-alive connection is served meanwhile,
+    however long it stays connected between requests."""
+    import time
+
+    home, repo = setup["home"], setup["repo"]
+    with running_server("--home", str(home), "serve", "--model-repo", str(repo),
+                        "--header-timeout", "1", "--poll-seconds", "0") as server:
+        host, port = server.address.split(":")
+        slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(20)]
+        silent = socket.create_connection((host, int(port)), timeout=10)
+        for s in slow:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        prompt = http.client.HTTPConnection(host, int(port), timeout=10)  # one kept-alive
+        started = time.monotonic()
+        for _ in range(4):  # 2 s of trickled headers, longer than the timeout
+            for s in slow:
+                with contextlib.suppress(OSError):  # once cut off, sending may fail
+                    s.sendall(b"X-Slow: 1\r\n")
+            prompt.request("GET", "/v2/health/live")
+            answer = prompt.getresponse()
+            assert (answer.status, answer.read()) == (200, b'{"live":true}')
+            time.sleep(0.5)
+        for s in [*slow, silent]:
+            s.settimeout(5)
+            rest = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := s.recv(4096):
+                    rest += chunk
+            assert rest == b""  # closed, never answered
+        assert time.monotonic() - started < 8
+        prompt.close()
+        for s in [*slow, silent]:
+            s.close()
+    bad = subprocess.run([MFSTORE, "--home", str(home), "serve", "--model-repo", str(repo),
+                          "--header-timeout", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: the header timeout must lie in (0, 3600] seconds, got 0.0"

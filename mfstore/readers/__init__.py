@@ -54,6 +54,7 @@ def detect_format(url: str) -> str:
         return fmt
     if not fs.exists(url):
         raise DataSourceError(f"cannot reach {url!r}: no such file or folder; check the path")
+    fs.check_not_special(url)
     fmt = _format_from_folder(url) if fs.is_dir(url) else None
     if fmt is None:
         raise DataFormatError(f"cannot tell the format of {url!r}",

@@ -53,6 +53,17 @@ def is_dir(url: str) -> bool:
         return bool(fs.isdir(path))
 
 
+def check_not_special(url: str) -> None:
+    """Refuse a device, pipe or socket (what is neither a file nor a folder), before anything
+    reads it."""
+    fs, path = resolve(url)
+    with reaching(url):
+        kind = fs.info(path).get("type")
+    if kind not in ("file", "directory"):
+        raise DataSourceError(f"{url!r} is not a regular file (a device, pipe or socket); "
+                              "give a data file")
+
+
 def list_names(url: str) -> list[str]:
     """Base names of the entries of the directory `url`."""
     fs, path = resolve(url)
