@@ -3,6 +3,11 @@ one line (`cli.fixes.render_error`) and its exit code."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -48,8 +53,21 @@ class MFStoreGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except errors.MFStoreError as err:
-            typer.echo(render_error(err, call_of(ctx)), err=True)
+            line = render_error(err, call_of(ctx))
+            typer.echo(line, err=True)
+            if "TORCHELASTIC_ERROR_FILE" in os.environ:  # started by torchrun
+                _for_torchrun(line)
             raise typer.Exit(exit_code(err)) from err
+
+
+def _for_torchrun(line: str) -> None:
+    """The error's one line where torchrun's summary reads each rank's failure (the file
+    `torch.distributed.elastic`'s `@record` writes, without a Python traceback: ours is an
+    error of the command, not of the program)."""
+    with contextlib.suppress(OSError):
+        Path(os.environ["TORCHELASTIC_ERROR_FILE"]).write_text(json.dumps({"message": {
+            "message": line, "extraInfo": {"py_callstack": line,
+                                           "timestamp": str(int(time.time()))}}}))
 
 
 GLOBAL_OPTIONS = ("home", "registry", "store")  # the root command's, repeated by a fix

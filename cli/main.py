@@ -45,8 +45,6 @@ app.command()(demo)
 
 
 def main() -> None:
-
-
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
         quiet()
     try:

@@ -24,12 +24,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from mfstore.batches import BatchSource
+from mfstore.checkpoints import Checkpoint
 from mfstore.config import TrainConfig
 from mfstore.devices import deterministic_mode, make_schedule
 from mfstore.feeding import on_device
@@ -139,23 +141,28 @@ class _Phases:
 
 
 def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, ctx: RunContext,
-               *, keep_best: bool, callback: ProgressCallback | None = None
-               ) -> list[LayerHistory]:
+               *, keep_best: bool, callback: ProgressCallback | None = None,
+               checkpoint: Checkpoint | None = None) -> list[LayerHistory]:
     """Train `trainee` for up to `config.epochs` epochs (see the module's picture) on the
-    device and processes of `ctx`."""
+    device and processes of `ctx`. With `checkpoint`, the whole state is saved after every
+    epoch, and a state saved before (a run that was killed) is where training goes on."""
     units = list(trainee.units)
     modules = [u.module for u in units]
     histories = [LayerHistory() for _ in units]
     stoppers = [EarlyStopping(config.patience, config.min_delta, config.monitor) for _ in units]
-    first_active, start = 0, time.perf_counter()
+    first_active, start, begun, before = 0, time.perf_counter(), 0, 0.0
     device = ctx.device
     n = int(ctx.all_reduce_sum(torch.tensor([len(train)], device=device)).item())  # all of it
     graphed = config.cuda_graphs and trainee.capturable and ctx.graphs_allowed
     with deterministic_mode(config.deterministic):
         opts = trainee.optimizers(config, graphed)
         schedules = [s for s in (make_schedule(opt, config) for opt in opts) if s is not None]
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None:
+            first_active, begun, before = _resume(saved, modules, opts, schedules, stoppers,
+                                                  histories)
         phases = _Phases(trainee, opts, device, graphed)
-        for epoch in range(config.epochs):
+        for epoch in range(begun, config.epochs):
             if first_active == len(units):
                 break
             sums = _epoch(phases.step(first_active), len(units), first_active, train, epoch,
@@ -168,7 +175,42 @@ def run_epochs(trainee: Trainee, train: BatchSource, config: TrainConfig, ctx: R
                 schedule.step()
             first_active = _after_epoch(trainee, units, stoppers, histories, first_active,
                                         epoch, losses, config, callback)
-    return _finish(units, stoppers, histories, keep_best, time.perf_counter() - start)
+            if checkpoint is not None:
+                checkpoint.save(_state(epoch + 1, first_active, modules, opts, schedules,
+                                       stoppers, histories, before + time.perf_counter() - start))
+    return _finish(units, stoppers, histories, keep_best, before + time.perf_counter() - start)
+
+
+def _state(epochs: int, first_active: int, modules: Sequence[nn.Module | None],
+           opts: list[torch.optim.Optimizer], schedules: list[LRScheduler],
+           stoppers: list[EarlyStopping], histories: list[LayerHistory],
+           seconds: float) -> dict[str, Any]:
+    """Everything the next epoch depends on, as a checkpoint keeps it."""
+    return {"epochs": epochs, "first_active": first_active, "seconds": seconds,
+            "modules": [None if m is None else m.state_dict() for m in modules],
+            "optimizers": [o.state_dict() for o in opts],
+            "schedules": [s.state_dict() for s in schedules],
+            "stoppers": [s.state() for s in stoppers],
+            "histories": [h.to_dict() for h in histories]}
+
+
+def _resume(state: dict[str, Any], modules: Sequence[nn.Module | None],
+            opts: list[torch.optim.Optimizer], schedules: list[LRScheduler],
+            stoppers: list[EarlyStopping], histories: list[LayerHistory]
+            ) -> tuple[int, int, float]:
+    """Put a checkpoint's state back; (first active unit, epochs done, seconds spent)."""
+    for module, weights in zip(modules, state["modules"], strict=True):
+        if module is not None:
+            module.load_state_dict(weights)
+    for opt, saved in zip(opts, state["optimizers"], strict=True):
+        opt.load_state_dict(saved)
+    for schedule, saved in zip(schedules, state["schedules"], strict=True):
+        schedule.load_state_dict(saved)
+    for stopper, saved in zip(stoppers, state["stoppers"], strict=True):
+        stopper.load(saved)
+    for k, saved in enumerate(state["histories"]):
+        histories[k] = LayerHistory(**saved)
+    return int(state["first_active"]), int(state["epochs"]), float(state["seconds"])
 
 
 def _after_epoch(trainee: Trainee, units: list[Unit], stoppers: list[EarlyStopping],

@@ -8,7 +8,9 @@ repair replaced) are stale. Anything unreferenced, a derived stream marked damag
 included, is garbage once every file of it is older than the grace period, which protects
 writes in progress (a repair rewriting it, say). A dataset's own stream(0) is never collected
 while its dataset exists, even damaged: it is the only copy of the examples (repair it).
-Several collectors at once are fine: a file another one removed first is simply gone.
+A checkpoint of a training (`checkpoints/`) is removed once it is older than the grace
+period: its training was registered (which removes it) or abandoned. Several collectors at once
+are fine: a file another one removed first is simply gone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mfstore.fixes import option
 from mfstore.manifest import manifest_path, read_manifest
 from mfstore.registry import StreamRecord
 from mfstore.usage import Snapshot
-from mfstore.workspace import Workspace
+from mfstore.workspace import CHECKPOINTS, Workspace
 
 
 @dataclass
@@ -87,6 +89,9 @@ def collect(ws: Workspace, dry_run: bool = False, grace_seconds: float = 600,
             out.temporary.append((path, ws.store.size_or_zero(path)))
         elif not name.startswith(".tmp-") and name.split(".")[0] not in live_blocks and old(path):
             out.blocks.append((path, ws.store.size_or_zero(path)))
+    for path in ws.store.list(CHECKPOINTS):  # checkpoints of trainings nobody came back to
+        if old(path):
+            out.temporary.append((path, ws.store.size_or_zero(path)))
     roots = {d.stream_id for d in ws.registry.datasets()}
     for sid, stream_files in sorted(by_stream.items()):
         if sid in live_streams:

@@ -112,6 +112,15 @@ class EarlyStopping:
         self.bad_epochs += 1
         return False
 
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of it (`load` restores it)."""
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "best_state": self._best_state}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.best_loss, self.best_epoch = state["best_loss"], state["best_epoch"]
+        self.bad_epochs, self._best_state = state["bad_epochs"], state["best_state"]
+
     @property
     def should_stop(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience

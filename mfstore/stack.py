@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from mfstore.batches import TensorBatches
+from mfstore.checkpoints import Checkpoint
 from mfstore.config import SCHEDULES, TrainConfig
 from mfstore.epochs import run_epochs
 from mfstore.errors import ConfigError
@@ -66,27 +67,37 @@ def layer_metrics(layers: Sequence[MFLayer], inputs: LayerInputs,
 def train_stack(layers: Sequence[MFLayer], inputs: LayerInputs, config: TrainConfig,
                 ctx: RunContext, *, schedule: str, first_index: int = 0,
                 callback: ProgressCallback | None = None,
-                on_trained: OnTrained | None = None) -> list[Trained]:
+                on_trained: OnTrained | None = None,
+                checkpoint: Checkpoint | None = None) -> list[Trained]:
     """Train `layers` (layer k sits at `first_index + k` of its network) on `inputs`, on
-    the device and processes of `ctx`."""
+    the device and processes of `ctx`. With `checkpoint`, each epoch is saved (sequential:
+    each layer's in a part of its own, `Checkpoint.part(first_index + k)`) and a killed run
+    goes on from there; a checkpoint goes once `on_trained` has taken what it trained."""
     check_schedule(schedule)
     ctx.check_batch(config.batch_size)
     if schedule == "simultaneous":
         histories = run_epochs(MonoForward(layers, inputs.val, config, ctx, first_index),
-                               inputs.train, config, ctx, keep_best=False, callback=callback)
+                               inputs.train, config, ctx, keep_best=False, callback=callback,
+                               checkpoint=checkpoint)
         metrics = layer_metrics(layers, inputs, ctx)
         done = [Trained(k, layer, histories[k], metrics[k]) for k, layer in enumerate(layers)]
         for trained in done:
             if on_trained is not None:
                 on_trained(trained)
+        if checkpoint is not None and on_trained is not None:
+            checkpoint.remove()
         return done
     done = []
     for k, layer in enumerate(layers):
+        part = checkpoint.part(first_index + k) if checkpoint is not None else None
         (history,) = run_epochs(MonoForward([layer], inputs.val, config, ctx, first_index + k),
-                                inputs.train, config, ctx, keep_best=True, callback=callback)
+                                inputs.train, config, ctx, keep_best=True, callback=callback,
+                                checkpoint=part)
         done.append(Trained(k, layer, history, layer_metrics([layer], inputs, ctx)[0]))
         if on_trained is not None:
             on_trained(done[-1])
+            if part is not None:
+                part.remove()
         if k + 1 < len(layers):
             inputs = inputs.after(layer)
     return done

@@ -19,6 +19,7 @@ from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_
 from mfstore.batches import WHOLE
 from mfstore.block import LayerBlock, store_block
 from mfstore.block_header import InputSignature
+from mfstore.checkpoints import Checkpoint, job_key
 from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
 from mfstore.errors import ConfigError
 from mfstore.fixes import option
@@ -74,10 +75,16 @@ def train_registered_layer(ws: Workspace, name: str, dataset: DatasetRecord,
     inputs = StreamInputs.of_chain(ws, dataset, upstream, config, ctx)
     (layer,) = build_layers([spec], config.seed, first_index=len(upstream),
                             batch_size=config.batch_size)
-    (trained,) = train_stack([layer], inputs, config, ctx, schedule="sequential",
-                             first_index=len(upstream), callback=callback)
-    return register(ws, ctx, name, trained, dataset, [u.digest for u in upstream], config,
-                    training_run("sequential", ctx), repairs, note)
+    chain = [u.digest for u in upstream]
+    key = job_key("layer", name=name, dataset=dataset.fingerprint, chain=chain,
+                  spec=spec.to_dict(), config=config.to_dict(), processes=ctx.processes)
+    registered: list[LayerVersion] = []
+    train_stack([layer], inputs, config, ctx, schedule="sequential", first_index=len(upstream),
+                callback=callback, checkpoint=Checkpoint(ws, key, ctx),
+                on_trained=lambda trained: registered.append(register(
+                    ws, ctx, name, trained, dataset, chain, config,
+                    training_run("sequential", ctx), repairs, note)))
+    return registered[0]
 
 
 @dataclass(frozen=True)
@@ -161,25 +168,39 @@ class NetworkJob:
         ws, config, ctx = self.ws, self.config, self.ctx
         inputs = StreamInputs.of_chain(ws, self.dataset, [], config, ctx,
                                        WHOLE if self.layer_parallel else None)
-        versions: list[LayerVersion] = []
         note = f"trained {self.schedule}" + (" layer-parallel" if self.layer_parallel else "")
         run = training_run("layer-parallel" if self.layer_parallel else self.schedule, ctx)
+        checkpoint = Checkpoint(ws, job_key(
+            "network", net=self.net, dataset=self.dataset.fingerprint,
+            specs=[s.to_dict() for s in self.specs], config=config.to_dict(),
+            schedule=self.schedule, processes=ctx.processes), ctx)
+        versions = [ws.registry.layer(name, str(version))  # registered before a kill
+                    for name, version in checkpoint.progress()]
+        already = len(versions)
 
         def registered(trained: Trained) -> None:
-            versions.append(register(ws, ctx, f"{self.net}.l{trained.position + 1}", trained,
+            if self.schedule == "simultaneous" and trained.position < already:
+                return  # trained all at once again, registered before the kill
+            versions.append(register(ws, ctx, f"{self.net}.l{len(versions) + 1}", trained,
                                      self.dataset, [v.digest for v in versions], config, run,
                                      note=note))
+            checkpoint.record([(v.name, v.version) for v in versions])
 
-        if self.layer_parallel:
+        if self.layer_parallel:  # not checkpointed: each rank holds one layer
             for trained in train_pipelined(self.specs, inputs, config, ctx, callback)[0]:
                 registered(trained)
         else:
-            train_stack(build_layers(self.specs, config.seed, batch_size=config.batch_size),
-                        inputs, config, ctx,
-                        schedule=self.schedule, callback=callback, on_trained=registered)
+            layers = build_layers(self.specs, config.seed, batch_size=config.batch_size)
+            done = len(versions) if self.schedule == "sequential" else 0
+            if done:  # the layers registered before the kill feed the next one
+                inputs = StreamInputs.of_chain(ws, self.dataset, versions, config, ctx)
+            train_stack(layers[done:], inputs, config, ctx, schedule=self.schedule,
+                        first_index=done, callback=callback, on_trained=registered,
+                        checkpoint=checkpoint)
         network = ctx.on_main(lambda: ws.registry.add_network(
             self.net, [(v.name, v.version) for v in versions], self.mode, self.dataset.name,
             note=note))
+        checkpoint.remove()
         baselines = train_baselines(
             self.specs, StreamInputs.of_chain(ws, self.dataset, [], config, ctx), config,
             ctx, self.baselines, callback) if self.baselines else []

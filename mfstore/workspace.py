@@ -75,6 +75,7 @@ class StoredBlock:
         return self.header.history if self.header is not None and self.intact else None
 
 
+CHECKPOINTS = "checkpoints"  # in the store: trainings in progress (`checkpoints.py`)
 SHARD_BYTES = (1 << 10, 1 << 40)  # a shard: at least 1 KiB (not a file per example)
 RAM_BUDGET = (0, 1 << 50)  # 0: every split is streamed
 

@@ -172,8 +172,11 @@ def test_a_batch_size_that_does_not_split_over_the_processes(digits_home):
                    "--kind", "dense", "--width", "8", "--epochs", "1", "--batch-size", "65",
                    "--device", "cpu")
     assert out.returncode != 0
-    assert ("error: the batch size (65) must be a multiple of the number of processes (2): "
-            "each takes an equal part of a batch") in out.stderr
+    line = ("error: the batch size (65) must be a multiple of the number of processes (2): "
+            "each takes an equal part of a batch")
+    assert line in out.stderr
+    # each rank's error reaches torchrun's summary, as one line rather than a traceback
+    assert out.stderr.count(f"traceback : {line}") == 2, out.stderr[-3000:]
     assert Workspace.open(home=str(digits_home)).registry.layers("odd") == []
 
 

@@ -1,0 +1,88 @@
+"""Checkpoints of a training in progress, so that a killed run goes on where it stopped.
+
+At the end of every epoch the epoch loop (`epochs.run_epochs`) hands its whole state to a
+`Checkpoint`: every unit's weights, the optimizers', the learning-rate schedules', early
+stopping's (best weights included), the histories, the first active unit and the epoch. The
+data order depends on (seed, epoch) alone, so a run resumed from the state after epoch k
+computes what the uninterrupted run computed from there, bit for bit on the CPU.
+
+A checkpoint lives in the store (`checkpoints/<key>.pt`, written atomically by rank 0), named
+after everything that decides the training (`job_key`): running the same command again finds
+it; a different command never does. It is removed once what it trains is registered; `gc`
+removes one nobody came back for once it is older than its grace period.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import torch
+
+from mfstore.run_context import RunContext
+from mfstore.workspace import CHECKPOINTS, Workspace
+
+
+def job_key(kind: str, **parts: Any) -> str:
+    """A stable name for a training: `kind` and a digest of everything that decides it."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+class Checkpoint:
+    """The state of one epoch loop, saved each epoch and read back on a new start."""
+
+    def __init__(self, ws: Workspace, key: str, ctx: RunContext) -> None:
+        self.ws, self.key, self.ctx = ws, key, ctx
+
+    @property
+    def path(self) -> str:
+        return f"{CHECKPOINTS}/{self.key}.pt"
+
+    def load(self) -> dict[str, Any] | None:
+        """The state saved last, or None (every process reads the same file)."""
+        try:
+            data = self.ws.store.get_optional(self.path)
+        except FileNotFoundError:
+            return None
+        state: dict[str, Any] = torch.load(io.BytesIO(data), map_location=self.ctx.device,
+                                           weights_only=True)
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the saved state (rank 0 alone writes; the file is replaced atomically)."""
+        if not self.ctx.main:
+            return
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.ws.store.put(self.path, buffer.getvalue())
+
+    def remove(self) -> None:
+        """The saved state and the progress, once what was trained is registered."""
+        if self.ctx.main:
+            self.ws.store.delete(self.path)
+            self.ws.store.delete(self._progress_path)
+
+    @property
+    def _progress_path(self) -> str:
+        return f"{CHECKPOINTS}/{self.key}.progress.json"
+
+    def progress(self) -> list[tuple[str, int]]:
+        """The layer versions this training registered before it was stopped (in order)."""
+        try:
+            data = self.ws.store.get_optional(self._progress_path)
+        except FileNotFoundError:
+            return []
+        return [(str(name), int(version)) for name, version in json.loads(data)]
+
+    def record(self, registered: list[tuple[str, int]]) -> None:
+        """Note the layer versions registered so far (a layer-by-layer training of a
+        network: a rerun takes them up rather than training them again)."""
+        if self.ctx.main:
+            self.ws.store.put(self._progress_path, json.dumps(registered).encode())
+
+    def part(self, position: int) -> Checkpoint:
+        """The checkpoint of the layer at `position` of a training of several in turn."""
+        return Checkpoint(self.ws, f"{self.key}-l{position}", self.ctx)

@@ -1,0 +1,129 @@
+"""Long training survives a kill: `train-layer` and `train` (either schedule) keep a checkpoint
+in the store after every epoch; a run killed with SIGKILL at any epoch and started again with
+the same command goes on from its last epoch and registers blocks bit-identical to an
+uninterrupted run's (on the CPU). Checkpoints go once their training is registered."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfstore.workspace import Workspace
+from tests.cli_run import MFSTORE_COMMAND, in_home, json_of
+
+pytestmark = pytest.mark.slow
+
+SLOW = ["--epochs", "8", "--batch-size", "16", "--lr", "0.003", "--device", "cpu",
+        "--patience", "3"]  # ~0.1 s an epoch: a kill lands between epochs or inside one
+
+
+def _epochs_saved(home: Path) -> int:
+    """The most epochs any checkpoint in the store holds now (0: none yet)."""
+    most = 0
+    for path in (home / "store" / "checkpoints").glob("*.pt"):
+        try:
+            state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+        except (OSError, RuntimeError, EOFError):
+            continue  # replaced while read
+        most = max(most, int(state["epochs"]))
+    return most
+
+
+def _killed_after(home: Path, epochs: int, *args: str) -> None:
+    """`mfstore ARGS…` killed with SIGKILL once a checkpoint holds `epochs` epochs."""
+    process = subprocess.Popen([*MFSTORE_COMMAND, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE,
+                               env={**os.environ, "MFSTORE_HOME": str(home)})
+    deadline = time.monotonic() + 120
+    while _epochs_saved(home) < epochs:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint came"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _digests(home: Path, *names: str) -> list[str]:
+    ws = Workspace.open(home=str(home))
+    return [ws.registry.layer(name).digest for name in names]
+
+
+@pytest.mark.parametrize("kill_after", [1, 4])
+def test_a_layer_killed_mid_training_resumes_to_the_same_block(home, kill_after):
+    args = ["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "256", *SLOW]
+    _killed_after(home, kill_after, *args)
+    assert [v.ref for v in Workspace.open(home=str(home)).registry.layers("x")] == []
+    (saved,) = (home / "store" / "checkpoints").glob("*.pt")
+    state = torch.load(io.BytesIO(saved.read_bytes()), weights_only=True)
+    assert state["epochs"] >= kill_after
+    state["seconds"] = 1e6  # a mark: the rerun's recorded time goes on from the checkpoint's
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    saved.write_bytes(buffer.getvalue())
+    out = in_home(home, *args)
+    assert out.returncode == 0, out.stderr
+    history = json_of(home, "layers", "show", "x@1")["history"]
+    assert history["seconds"] >= 1e6  # resumed, not trained again from the start
+    assert in_home(home, "train-layer", "ref", *args[2:]).returncode == 0  # uninterrupted
+    assert _digests(home, "x") == _digests(home, "ref")
+    reference = json_of(home, "layers", "show", "ref@1")["history"]
+    assert history["epochs"] == reference["epochs"]  # every epoch's figures, before the kill too
+    assert history["best_epoch"] == reference["best_epoch"]
+    assert [v.ref for v in Workspace.open(home=str(home)).registry.layers("x")] == ["x@1"]
+    assert list((home / "store" / "checkpoints").iterdir()) == []  # gone once registered
+
+
+@pytest.mark.parametrize("schedule,kill_after", [("simultaneous", 3), ("sequential", 10)])
+def test_a_network_killed_mid_training_resumes_to_the_same_blocks(home, schedule, kill_after):
+    """sequential, 10 epochs saved: layer 1 (8 epochs) is registered and layer 2 is two
+    epochs in; the rerun takes layer 1 as registered rather than training it again."""
+    args = ["--data", "digits", "--arch", "dense:128,dense:128", "--schedule", schedule,
+            "--baseline", "none", *SLOW]
+    if schedule == "sequential":
+        _killed_after_layers(home, ["train", "net2", *args])
+    else:
+        _killed_after(home, kill_after, "train", "net2", *args)
+    out = in_home(home, "train", "net2", *args)
+    assert out.returncode == 0, out.stderr
+    assert in_home(home, "train", "ref2", *args).returncode == 0
+    assert _digests(home, "net2.l1", "net2.l2") == _digests(home, "ref2.l1", "ref2.l2")
+    ws = Workspace.open(home=str(home))
+    assert [v.ref for v in ws.registry.layers("net2.l1")] == ["net2.l1@1"]  # never twice
+    assert [n.ref for n in ws.registry.networks("net2")] == ["net2@1"]
+    assert list((home / "store" / "checkpoints").iterdir()) == []
+
+
+def _killed_after_layers(home: Path, args: list[str]) -> None:
+    """Killed once layer 1 is registered and layer 2 has saved two epochs."""
+    process = subprocess.Popen([*MFSTORE_COMMAND, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL,
+                               env={**os.environ, "MFSTORE_HOME": str(home)})
+    deadline = time.monotonic() + 120
+    folder = home / "store" / "checkpoints"
+    while not (any(folder.glob("*.progress.json")) and _epochs_saved(home) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert [v.ref for v in Workspace.open(home=str(home)).registry.layers("net2.l1")] == [
+        "net2.l1@1"]
+    assert Workspace.open(home=str(home)).registry.networks("net2") == []
+
+
+def test_gc_removes_a_checkpoint_nobody_came_back_for(home):
+    _killed_after(home, 1, "train-layer", "x", "--data", "digits", "--kind", "dense",
+                  "--width", "256", *SLOW)
+    left = list((home / "store" / "checkpoints").glob("*.pt"))
+    assert left
+    assert in_home(home, "gc", "--grace", "3600").returncode == 0
+    assert list((home / "store" / "checkpoints").glob("*.pt")) == left  # young: kept
+    assert in_home(home, "gc", "--grace", "0").returncode == 0
+    assert list((home / "store" / "checkpoints").glob("*.pt")) == []
+
