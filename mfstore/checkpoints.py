@@ -8,8 +8,11 @@ computes what the uninterrupted run computed from there, bit for bit on the CPU.
 
 A checkpoint lives in the store (`checkpoints/<key>.pt`, written atomically by rank 0), named
 after everything that decides the training (`job_key`): running the same command again finds
-it; a different command never does. It is removed once what it trains is registered; `gc`
-removes one nobody came back for once it is older than its grace period.
+it; a different command never does. It is written at the end of an epoch once
+`MFSTORE_CHECKPOINT_SECONDS` (default 30; 0: every epoch) have passed since the training began
+or was last saved, so a short training writes nothing at all and a long one loses at most that
+much. It is removed once what it trains is registered; `gc` removes one nobody came back for
+once it is older than its grace period.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from typing import Any
 
 import torch
 
+from mfstore.numbers import env_number
 from mfstore.run_context import RunContext
 from mfstore.workspace import CHECKPOINTS, Workspace
+
+EVERY = 30  # seconds between checkpoints, by default
 
 
 def job_key(kind: str, **parts: Any) -> str:
@@ -36,6 +43,9 @@ class Checkpoint:
 
     def __init__(self, ws: Workspace, key: str, ctx: RunContext) -> None:
         self.ws, self.key, self.ctx = ws, key, ctx
+        self.every = env_number("MFSTORE_CHECKPOINT_SECONDS", EVERY, 0, 10**7, "seconds")
+        self.begun = self.last = time.monotonic()
+        self.written = False  # a state or a progress record is in the store (to remove)
 
     @property
     def path(self) -> str:
@@ -47,21 +57,23 @@ class Checkpoint:
             data = self.ws.store.get_optional(self.path)
         except FileNotFoundError:
             return None
+        self.written = True
         state: dict[str, Any] = torch.load(io.BytesIO(data), map_location=self.ctx.device,
                                            weights_only=True)
         return state
 
     def save(self, state: dict[str, Any]) -> None:
         """Replace the saved state (rank 0 alone writes; the file is replaced atomically)."""
-        if not self.ctx.main:
+        if not self.ctx.main or time.monotonic() - self.last < self.every:
             return
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.ws.store.put(self.path, buffer.getvalue())
+        self.last, self.written = time.monotonic(), True
 
     def remove(self) -> None:
         """The saved state and the progress, once what was trained is registered."""
-        if self.ctx.main:
+        if self.ctx.main and self.written:
             self.ws.store.delete(self.path)
             self.ws.store.delete(self._progress_path)
 
@@ -75,14 +87,19 @@ class Checkpoint:
             data = self.ws.store.get_optional(self._progress_path)
         except FileNotFoundError:
             return []
+        self.written = True
         return [(str(name), int(version)) for name, version in json.loads(data)]
 
     def record(self, registered: list[tuple[str, int]]) -> None:
         """Note the layer versions registered so far (a layer-by-layer training of a
         network: a rerun takes them up rather than training them again)."""
-        if self.ctx.main:
+        if self.ctx.main and (self.written or time.monotonic() - self.begun >= self.every):
             self.ws.store.put(self._progress_path, json.dumps(registered).encode())
+            self.written = True
 
     def part(self, position: int) -> Checkpoint:
-        """The checkpoint of the layer at `position` of a training of several in turn."""
-        return Checkpoint(self.ws, f"{self.key}-l{position}", self.ctx)
+        """The checkpoint of the layer at `position` of a training of several in turn (its
+        time counted from the whole training's start)."""
+        part = Checkpoint(self.ws, f"{self.key}-l{position}", self.ctx)
+        part.begun = part.last = self.last
+        return part

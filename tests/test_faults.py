@@ -5,6 +5,7 @@ nothing is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -343,3 +344,47 @@ def test_a_network_name_whose_layer_names_would_be_too_long(home):
     assert out.returncode == 2
     assert _error(out).startswith(f"error: invalid layer name '{name}.l2'")
     assert not [v for v in json_of(home, "layers", "list") if v["name"].startswith("nnn")]
+
+
+# a full disk: reads still answer ---------------------------------------------------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 16 MiB file system of the test's own (tmpfs), to be filled."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small file system needs root (CI runs as root)")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_still_answers_reads_and_says_why_writes_fail(full_disk):
+    """Each command a process of its own, as a user runs them: on a full disk SQLite cannot
+    make the shared-memory file a reader needs ("disk I/O error"); reads then open the file
+    immutable, and a write says the disk is full."""
+    from tests.cli_run import mfstore
+
+    home = full_disk / "home"
+    env = {"MFSTORE_HOME": str(home)}
+    for args in (["init"], ["data", "add", "iris", "sklearn:iris"],
+                 ["train-layer", "l", "--data", "iris", "--kind", "dense", "--width", "4",
+                  "--epochs", "1", "--device", "cpu"]):
+        assert mfstore(*args, env=env).returncode == 0
+    with open(full_disk / "filler", "wb", buffering=0) as f, \
+            contextlib.suppress(OSError):  # every byte left
+        while True:
+            f.write(b"\0" * 4096)
+    listed = mfstore("layers", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [v["ref"] for v in json.loads(listed.stdout)] == ["l@1"]
+    assert mfstore("data", "list", env=env).returncode == 0
+    alias = mfstore("layers", "alias", "l@1", "prod", env=env)  # a registry write
+    assert alias.returncode == 9
+    assert _error(alias) == (f"error: cannot write to registry 'sqlite:///{home}/registry.db': "
+                             "the disk holding it is full; free some space")
+    wrote = mfstore("data", "add", "wine", "sklearn:wine", env=env)  # the store's write first
+    assert wrote.returncode == 9 and "No space left on device" in _error(wrote)

@@ -20,6 +20,12 @@ from tests.cli_run import MFSTORE_COMMAND, in_home, json_of
 
 pytestmark = pytest.mark.slow
 
+@pytest.fixture(autouse=True)
+def every_epoch(monkeypatch):
+    """A checkpoint at every epoch (by default one waits 30 s: these trainings are short)."""
+    monkeypatch.setenv("MFSTORE_CHECKPOINT_SECONDS", "0")
+
+
 SLOW = ["--epochs", "8", "--batch-size", "16", "--lr", "0.003", "--device", "cpu",
         "--patience", "3"]  # ~0.1 s an epoch: a kill lands between epochs or inside one
 
@@ -27,7 +33,7 @@ SLOW = ["--epochs", "8", "--batch-size", "16", "--lr", "0.003", "--device", "cpu
 def _epochs_saved(home: Path) -> int:
     """The most epochs any checkpoint in the store holds now (0: none yet)."""
     most = 0
-    for path in (home / "store" / "checkpoints").glob("*.pt"):
+    for path in (home / "store" / "checkpoints").glob("[!.]*.pt"):  # not a write under way
         try:
             state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
         except (OSError, RuntimeError, EOFError):
@@ -48,6 +54,14 @@ def _killed_after(home: Path, epochs: int, *args: str) -> None:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+def _left(home: Path) -> list[str]:
+    """Checkpoints left in the store (a write the kill interrupted leaves a temporary file,
+    which gc collects like any other)."""
+    folder = home / "store" / "checkpoints"
+    return [] if not folder.exists() else sorted(
+        p.name for p in folder.iterdir() if not p.name.startswith(".tmp-"))
 
 
 def _digests(home: Path, *names: str) -> list[str]:
@@ -77,7 +91,7 @@ def test_a_layer_killed_mid_training_resumes_to_the_same_block(home, kill_after)
     assert history["epochs"] == reference["epochs"]  # every epoch's figures, before the kill too
     assert history["best_epoch"] == reference["best_epoch"]
     assert [v.ref for v in Workspace.open(home=str(home)).registry.layers("x")] == ["x@1"]
-    assert list((home / "store" / "checkpoints").iterdir()) == []  # gone once registered
+    assert _left(home) == []  # gone once registered
 
 
 @pytest.mark.parametrize("schedule,kill_after", [("simultaneous", 3), ("sequential", 10)])
@@ -97,7 +111,7 @@ def test_a_network_killed_mid_training_resumes_to_the_same_blocks(home, schedule
     ws = Workspace.open(home=str(home))
     assert [v.ref for v in ws.registry.layers("net2.l1")] == ["net2.l1@1"]  # never twice
     assert [n.ref for n in ws.registry.networks("net2")] == ["net2@1"]
-    assert list((home / "store" / "checkpoints").iterdir()) == []
+    assert _left(home) == []
 
 
 def _killed_after_layers(home: Path, args: list[str]) -> None:
@@ -107,7 +121,8 @@ def _killed_after_layers(home: Path, args: list[str]) -> None:
                                env={**os.environ, "MFSTORE_HOME": str(home)})
     deadline = time.monotonic() + 120
     folder = home / "store" / "checkpoints"
-    while not (any(folder.glob("*.progress.json")) and _epochs_saved(home) >= 2):
+    while not (any(p for p in folder.glob("*.progress.json") if not p.name.startswith(".tmp-"))
+               and _epochs_saved(home) >= 2):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
@@ -127,3 +142,17 @@ def test_gc_removes_a_checkpoint_nobody_came_back_for(home):
     assert in_home(home, "gc", "--grace", "0").returncode == 0
     assert list((home / "store" / "checkpoints").glob("*.pt")) == []
 
+
+def test_a_short_training_writes_no_checkpoint(home, monkeypatch):
+    """By default a checkpoint waits MFSTORE_CHECKPOINT_SECONDS (30): a training shorter than
+    that costs no write (and no request to an object store); a bad value is one line."""
+    monkeypatch.delenv("MFSTORE_CHECKPOINT_SECONDS")
+    args = ["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "16",
+            "--epochs", "3", "--device", "cpu"]
+    assert in_home(home, *args).returncode == 0
+    assert not (home / "store" / "checkpoints").exists()
+    monkeypatch.setenv("MFSTORE_CHECKPOINT_SECONDS", "soon")
+    out = in_home(home, *args)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("error: MFSTORE_CHECKPOINT_SECONDS must be a whole number, "
+                                  "got 'soon' (seconds)")

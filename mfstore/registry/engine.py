@@ -62,15 +62,19 @@ def check_sqlite_file(path: str, shown: str, create: bool) -> None:
                             INIT, CHECK_URL)
 
 
-def _sqlite_settings(engine: Engine) -> None:
+def _sqlite_settings(engine: Engine, snapshot: bool = False) -> None:
     """WAL and a busy timeout; writers BEGIN IMMEDIATE so they queue instead of deadlocking,
-    readers BEGIN plainly (and work on a read-only file)."""
+    readers BEGIN plainly (and work on a read-only file). A `snapshot` (the file opened
+    immutable) changes nothing."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
+        if snapshot:
+            cursor.close()
+            return
         if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -100,6 +104,25 @@ def make_engine(url: str, create: bool = False) -> Engine:
     return engine
 
 
+def snapshot_engine(url: str) -> Engine | None:
+    """A read-only engine on a SQLite registry's file opened immutable (no journal, no
+    shared memory: nothing written), for reading where the disk is full; None for other
+    databases."""
+    path = sqlite_file(engine_url(url))
+    if path is None:
+        return None
+    engine = create_engine(f"sqlite:///file:{path}?immutable=1&uri=true")
+    _sqlite_settings(engine, snapshot=True)
+    return engine
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether a database error says its disk is full (SQLite says "disk I/O error" when it
+    cannot make the shared-memory file a reader needs)."""
+    text = str(getattr(err, "orig", None) or err)
+    return "disk I/O error" in text or "database or disk is full" in text
+
+
 def registry_error(url: str, err: SQLAlchemyError, doing: str = "open") -> RegistryError:
     """One line for a database error: the driver's first line, never the SQL or the password."""
     orig = getattr(err, "orig", None) or err
@@ -108,4 +131,7 @@ def registry_error(url: str, err: SQLAlchemyError, doing: str = "open") -> Regis
     if "readonly" in first or "read-only" in first:
         return RegistryError(f"cannot {doing} registry {shown!r}: it is read-only ({first})",
                              CHECK_URL)
+    if disk_full(err):
+        return RegistryError(f"cannot {doing} registry {shown!r}: the disk holding it is full "
+                             f"({first}); free some space")
     return RegistryError(f"cannot {doing} registry {shown!r}: {first}", CHECK_URL)

@@ -34,7 +34,14 @@ from mfstore.registry.convert import (
     resolve,
     stream_record,
 )
-from mfstore.registry.engine import WRITE, display_url, make_engine, registry_error
+from mfstore.registry.engine import (
+    WRITE,
+    disk_full,
+    display_url,
+    make_engine,
+    registry_error,
+    snapshot_engine,
+)
 from mfstore.registry.records import (
     LAYER_STATUSES,
     STREAM_STATUSES,
@@ -79,8 +86,15 @@ class Registry:
         """Open the registry at `url` (any SQLAlchemy URL). Only `create=True` makes one in an
         empty database; the schema is brought up to date under a lock."""
         self.url, self.shown = url, display_url(url)
-        self.engine = make_engine(url, create)
-        ensure_schema(self.engine, url, create)
+        self.engine, self.snapshot = make_engine(url, create), False
+        try:
+            ensure_schema(self.engine, url, create)
+        except RegistryError as err:
+            snapshot = None if create or not disk_full(err) else snapshot_engine(url)
+            if snapshot is None:
+                raise
+            self.engine, self.snapshot = snapshot, True  # a full disk: reads answer, writes
+            # say why not
         self._writer = self.engine.execution_options(**WRITE)
         with self._read() as s:
             self.id = str(s.scalar(select(r.MetaRow.value).where(r.MetaRow.key == "registry_id")))
@@ -96,6 +110,9 @@ class Registry:
     def _write(self, fn: Callable[[Session], T], lineage: bool = False) -> T:
         """Run `fn` in one write transaction, retried on conflicts and busy locks; with
         `lineage`, under the lock that orders registrations and deletions."""
+        if self.snapshot:
+            raise RegistryError(f"cannot write to registry {self.shown!r}: the disk holding it "
+                                "is full; free some space")
         for attempt in range(RETRIES):
             try:
                 with Session(self._writer, expire_on_commit=False) as s, s.begin():
