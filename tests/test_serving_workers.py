@@ -157,13 +157,21 @@ def test_a_killed_supervisor_takes_its_processes_with_it(setup):
         wait_for(lambda: not any(alive(pid) for pid in workers), 30, "the processes to stop")
 
 
-def test_ctrl_c_while_the_models_load_stops_everything_quietly(setup):
+def test_ctrl_c_while_the_models_load_stops_everything_quietly(setup, tmp_path):
+    """Ctrl-C half a second after the processes start: a repository of 40 models is still
+    loading then, however fast the machine (two models could already be served)."""
+    import shutil
     import subprocess
     import time
 
     from tests.cli_run import MFSTORE_COMMAND
 
-    process = subprocess.Popen([*MFSTORE_COMMAND, "serve", "--model-repo", str(setup["repo"]),
+    many = tmp_path / "many"
+    for k in range(40):
+        shutil.copytree(setup["repo"] / "digits-mlp", many / f"m{k}")
+        config = many / f"m{k}" / "config.pbtxt"
+        config.write_text(config.read_text().replace('name: "digits-mlp"', f'name: "m{k}"'))
+    process = subprocess.Popen([*MFSTORE_COMMAND, "serve", "--model-repo", str(many),
                                 "--workers", "2", "--port", "0"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: len(children(process.pid)) == 2, 30, "the processes to start")
