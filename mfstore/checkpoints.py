@@ -77,24 +77,39 @@ class Checkpoint:
             self.ws.store.delete(self.path)
             self.ws.store.delete(self._progress_path)
 
+    def clear(self) -> None:
+        """Every file of this training, its layers' parts included (once its network is
+        registered, a part a rerun did not need is left from the killed run)."""
+        if self.ctx.main and self.written:
+            for path in self.ws.store.list(CHECKPOINTS):
+                if path.split("/")[-1].startswith(self.key):
+                    self.ws.store.delete(path)
+
     @property
     def _progress_path(self) -> str:
         return f"{CHECKPOINTS}/{self.key}.progress.json"
 
-    def progress(self) -> list[tuple[str, int]]:
-        """The layer versions this training registered before it was stopped (in order)."""
+    def progress(self) -> tuple[list[tuple[str, int]], tuple[str, str] | None]:
+        """The layer versions this training registered before it was stopped (in order),
+        and the (name, weights digest) it was registering then, if any."""
         try:
-            data = self.ws.store.get_optional(self._progress_path)
+            data = json.loads(self.ws.store.get_optional(self._progress_path))
         except FileNotFoundError:
-            return []
+            return [], None
         self.written = True
-        return [(str(name), int(version)) for name, version in json.loads(data)]
+        pending = data.get("pending")
+        return ([(str(name), int(version)) for name, version in data["registered"]],
+                None if pending is None else (str(pending[0]), str(pending[1])))
 
-    def record(self, registered: list[tuple[str, int]]) -> None:
-        """Note the layer versions registered so far (a layer-by-layer training of a
-        network: a rerun takes them up rather than training them again)."""
+    def record(self, registered: list[tuple[str, int]],
+               pending: tuple[str, str] | None = None) -> None:
+        """Note the layer versions registered so far and, just before registering one, its
+        (name, weights digest): a rerun of a layer-by-layer training takes them up rather
+        than training (or registering) them again, even if the kill fell between the
+        registration and this record."""
         if self.ctx.main and (self.written or time.monotonic() - self.begun >= self.every):
-            self.ws.store.put(self._progress_path, json.dumps(registered).encode())
+            self.ws.store.put(self._progress_path, json.dumps(
+                {"registered": registered, "pending": pending}).encode())
             self.written = True
 
     def part(self, position: int) -> Checkpoint:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mfstore.baseline import BaselineResult, algorithms, parse_baselines, train_baselines
 from mfstore.batches import WHOLE
-from mfstore.block import LayerBlock, store_block
+from mfstore.block import LayerBlock, layer_tensors, store_block, weights_digest
 from mfstore.block_header import InputSignature
 from mfstore.checkpoints import Checkpoint, job_key
 from mfstore.config import STORE_SCHEDULE, TrainConfig, TrainingRun
@@ -174,17 +174,23 @@ class NetworkJob:
             "network", net=self.net, dataset=self.dataset.fingerprint,
             specs=[s.to_dict() for s in self.specs], config=config.to_dict(),
             schedule=self.schedule, processes=ctx.processes), ctx)
-        versions = [ws.registry.layer(name, str(version))  # registered before a kill
-                    for name, version in checkpoint.progress()]
+        done_before, pending = checkpoint.progress()  # what a killed run had registered
+        versions = [ws.registry.layer(name, str(version)) for name, version in done_before]
+        if pending is not None:  # killed while registering it: registered, or not at all
+            versions += [v for v in ws.registry.layers(pending[0])
+                         if v.digest == pending[1]][-1:]
         already = len(versions)
 
         def registered(trained: Trained) -> None:
             if self.schedule == "simultaneous" and trained.position < already:
                 return  # trained all at once again, registered before the kill
-            versions.append(register(ws, ctx, f"{self.net}.l{len(versions) + 1}", trained,
-                                     self.dataset, [v.digest for v in versions], config, run,
-                                     note=note))
-            checkpoint.record([(v.name, v.version) for v in versions])
+            name = f"{self.net}.l{len(versions) + 1}"
+            done = [(v.name, v.version) for v in versions]
+            checkpoint.record(done, (name, weights_digest(trained.layer.spec,
+                                                          layer_tensors(trained.layer))))
+            versions.append(register(ws, ctx, name, trained, self.dataset,
+                                     [v.digest for v in versions], config, run, note=note))
+            checkpoint.record([*done, (versions[-1].name, versions[-1].version)])
 
         if self.layer_parallel:  # not checkpointed: each rank holds one layer
             for trained in train_pipelined(self.specs, inputs, config, ctx, callback)[0]:
@@ -200,7 +206,7 @@ class NetworkJob:
         network = ctx.on_main(lambda: ws.registry.add_network(
             self.net, [(v.name, v.version) for v in versions], self.mode, self.dataset.name,
             note=note))
-        checkpoint.remove()
+        checkpoint.clear()
         baselines = train_baselines(
             self.specs, StreamInputs.of_chain(ws, self.dataset, [], config, ctx), config,
             ctx, self.baselines, callback) if self.baselines else []

@@ -5,7 +5,9 @@ uninterrupted run's (on the CPU). Checkpoints go once their training is register
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -30,10 +32,10 @@ SLOW = ["--epochs", "8", "--batch-size", "16", "--lr", "0.003", "--device", "cpu
         "--patience", "3"]  # ~0.1 s an epoch: a kill lands between epochs or inside one
 
 
-def _epochs_saved(home: Path) -> int:
-    """The most epochs any checkpoint in the store holds now (0: none yet)."""
+def _epochs_saved(home: Path, ending: str = ".pt") -> int:
+    """The most epochs any checkpoint (named `…ending`) in the store holds now (0: none)."""
     most = 0
-    for path in (home / "store" / "checkpoints").glob("[!.]*.pt"):  # not a write under way
+    for path in (home / "store" / "checkpoints").glob(f"[!.]*{ending}"):  # not a write under way
         try:
             state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
         except (OSError, RuntimeError, EOFError):
@@ -115,14 +117,12 @@ def test_a_network_killed_mid_training_resumes_to_the_same_blocks(home, schedule
 
 
 def _killed_after_layers(home: Path, args: list[str]) -> None:
-    """Killed once layer 1 is registered and layer 2 has saved two epochs."""
+    """Killed once layer 1 is registered (and noted) and layer 2 has saved two epochs."""
     process = subprocess.Popen([*MFSTORE_COMMAND, *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL,
                                env={**os.environ, "MFSTORE_HOME": str(home)})
     deadline = time.monotonic() + 120
-    folder = home / "store" / "checkpoints"
-    while not (any(p for p in folder.glob("*.progress.json") if not p.name.startswith(".tmp-"))
-               and _epochs_saved(home) >= 2):
+    while not (_layers_noted(home) and _epochs_saved(home, "-l1.pt") >= 2):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
@@ -130,6 +130,14 @@ def _killed_after_layers(home: Path, args: list[str]) -> None:
     assert [v.ref for v in Workspace.open(home=str(home)).registry.layers("net2.l1")] == [
         "net2.l1@1"]
     assert Workspace.open(home=str(home)).registry.networks("net2") == []
+
+
+def _layers_noted(home: Path) -> int:
+    """How many layers the network's progress note says are registered."""
+    for path in (home / "store" / "checkpoints").glob("[!.]*.progress.json"):
+        with contextlib.suppress(OSError, ValueError):
+            return len(json.loads(path.read_text())["registered"])
+    return 0
 
 
 def test_gc_removes_a_checkpoint_nobody_came_back_for(home):
@@ -156,3 +164,34 @@ def test_a_short_training_writes_no_checkpoint(home, monkeypatch):
     assert out.returncode == 2
     assert out.stderr.strip() == ("error: MFSTORE_CHECKPOINT_SECONDS must be a whole number, "
                                   "got 'soon' (seconds)")
+
+
+def test_a_kill_right_after_a_layer_is_registered_does_not_register_it_twice(home,
+                                                                           monkeypatch):
+    """The narrowest window: a layer-by-layer network dies after registering layer 1 and
+    before noting it. The note made just before (name and weights digest) lets the rerun
+    take that version up."""
+    from mfstore.checkpoints import Checkpoint
+
+    args = ["train", "net3", "--data", "digits", "--arch", "dense:32,dense:32", "--schedule",
+            "sequential", "--baseline", "none", "--epochs", "2", "--device", "cpu"]
+    record = Checkpoint.record
+
+    def dies_after_registering(self, registered, pending=None):
+        if registered and pending is None:  # the note after the registration
+            raise RuntimeError("killed")
+        record(self, registered, pending)
+
+    monkeypatch.setattr(Checkpoint, "record", dies_after_registering)
+    with pytest.raises(RuntimeError, match="killed"):
+        in_home(home, *args)
+    monkeypatch.setattr(Checkpoint, "record", record)
+    ws = Workspace.open(home=str(home))
+    assert [v.ref for v in ws.registry.layers("net3.l1")] == ["net3.l1@1"]
+    out = in_home(home, *args)
+    assert out.returncode == 0, out.stderr
+    ws = Workspace.open(home=str(home))
+    assert [v.ref for v in ws.registry.layers("net3.l1")] == ["net3.l1@1"]  # not twice
+    assert [n.layers for n in ws.registry.networks("net3")] == [
+        (("net3.l1", 1), ("net3.l2", 1))]
+    assert _left(home) == []
