@@ -6,7 +6,8 @@ stopping's (best weights included), the histories, the first active unit and the
 data order depends on (seed, epoch) alone, so a run resumed from the state after epoch k
 computes what the uninterrupted run computed from there, bit for bit on the CPU.
 
-A checkpoint lives in the store (`checkpoints/<key>.pt`, written atomically by rank 0), named
+A checkpoint lives in the store (`checkpoints/<key>.safetensors`: tensors as safetensors, the
+rest as JSON in its metadata, nothing pickled; written atomically by rank 0), named
 after everything that decides the training (`job_key`): running the same command again finds
 it; a different command never does. It is written at the end of an epoch once
 `MFSTORE_CHECKPOINT_SECONDS` (default 30; 0: every epoch) have passed since the training began
@@ -18,13 +19,16 @@ once it is older than its grace period.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
+from mfstore.errors import IntegrityError
 from mfstore.numbers import env_number
 from mfstore.run_context import RunContext
 from mfstore.workspace import CHECKPOINTS, Workspace
@@ -49,26 +53,27 @@ class Checkpoint:
 
     @property
     def path(self) -> str:
-        return f"{CHECKPOINTS}/{self.key}.pt"
+        return f"{CHECKPOINTS}/{self.key}.safetensors"
 
     def load(self) -> dict[str, Any] | None:
-        """The state saved last, or None (every process reads the same file)."""
+        """The state saved last, or None (every process reads the same file). Nothing is
+        unpickled: tensors are safetensors, the rest JSON."""
         try:
             data = self.ws.store.get_optional(self.path)
         except FileNotFoundError:
             return None
         self.written = True
-        state: dict[str, Any] = torch.load(io.BytesIO(data), map_location=self.ctx.device,
-                                           weights_only=True)
-        return state
+        try:
+            return read_state(data, self.ctx.device)
+        except (ValueError, KeyError, TypeError, SafetensorError) as err:
+            raise IntegrityError(f"the checkpoint {self.ws.store.url_of(self.path)} is damaged "
+                                 f"({err}); remove it to train from the start") from None
 
     def save(self, state: dict[str, Any]) -> None:
         """Replace the saved state (rank 0 alone writes; the file is replaced atomically)."""
         if not self.ctx.main or time.monotonic() - self.last < self.every:
             return
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.ws.store.put(self.path, buffer.getvalue())
+        self.ws.store.put(self.path, write_state(state))
         self.last, self.written = time.monotonic(), True
 
     def remove(self) -> None:
@@ -118,3 +123,42 @@ class Checkpoint:
         part = Checkpoint(self.ws, f"{self.key}-l{position}", self.ctx)
         part.begun = part.last = self.last
         return part
+
+
+def write_state(state: Any) -> bytes:
+    """`state` (nested dicts, lists, tuples, numbers, strings, None and tensors) as a
+    safetensors file: the tensors as its tensors, the rest as JSON in its metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            name = str(len(tensors))
+            tensors[name] = value.detach().cpu().contiguous().clone()
+            return {"tensor": name}
+        if isinstance(value, dict):  # keys kept with their type (an optimizer's are ints)
+            return {"dict": [[k, plain(v)] for k, v in value.items()]}
+        if isinstance(value, list | tuple):
+            return {"list": [plain(v) for v in value], "tuple": isinstance(value, tuple)}
+        return {"value": value}
+
+    skeleton = json.dumps(plain(state))
+    return bytes(save_tensors(tensors, metadata={"state": skeleton}))
+
+
+def read_state(data: bytes, device: torch.device) -> Any:
+    """What `write_state` wrote, its tensors on `device`."""
+    size = int.from_bytes(data[:8], "little")
+    skeleton = json.loads(json.loads(data[8:8 + size])["__metadata__"]["state"])
+    tensors = load_tensors(data)
+
+    def value(node: dict[str, Any]) -> Any:
+        if "tensor" in node:
+            return tensors[node["tensor"]].to(device)
+        if "dict" in node:
+            return {k: value(v) for k, v in node["dict"]}
+        if "list" in node:
+            items = [value(v) for v in node["list"]]
+            return tuple(items) if node["tuple"] else items
+        return node["value"]
+
+    return value(skeleton)

@@ -26,7 +26,7 @@ DEFAULT_BASELINE = "bp"  # trained beside MF unless told otherwise (none when la
 MAX_SEED = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: weights, learning rates
 FORMATS = ("idx", "cifar", "npz", "csv", "parquet", "sklearn", "tokens")  # data readers
-DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")  # what --device accepts
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")  # the device names a run may be given
 DEFAULT_MAX_BATCH_SIZE = 1024  # of an exported Triton model and of the server's batches
 
 

@@ -6,7 +6,6 @@ uninterrupted run's (on the CPU). Checkpoints go once their training is register
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -16,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import SafetensorError
 
+from mfstore.checkpoints import read_state, write_state
 from mfstore.workspace import Workspace
 from tests.cli_run import MFSTORE_COMMAND, in_home, json_of
 
@@ -32,13 +33,13 @@ SLOW = ["--epochs", "8", "--batch-size", "16", "--lr", "0.003", "--device", "cpu
         "--patience", "3"]  # ~0.1 s an epoch: a kill lands between epochs or inside one
 
 
-def _epochs_saved(home: Path, ending: str = ".pt") -> int:
+def _epochs_saved(home: Path, ending: str = ".safetensors") -> int:
     """The most epochs any checkpoint (named `…ending`) in the store holds now (0: none)."""
     most = 0
     for path in (home / "store" / "checkpoints").glob(f"[!.]*{ending}"):  # not a write under way
         try:
-            state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
-        except (OSError, RuntimeError, EOFError):
+            state = read_state(path.read_bytes(), torch.device("cpu"))
+        except (OSError, ValueError, SafetensorError):
             continue  # replaced while read
         most = max(most, int(state["epochs"]))
     return most
@@ -76,13 +77,11 @@ def test_a_layer_killed_mid_training_resumes_to_the_same_block(home, kill_after)
     args = ["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "256", *SLOW]
     _killed_after(home, kill_after, *args)
     assert [v.ref for v in Workspace.open(home=str(home)).registry.layers("x")] == []
-    (saved,) = (home / "store" / "checkpoints").glob("*.pt")
-    state = torch.load(io.BytesIO(saved.read_bytes()), weights_only=True)
+    (saved,) = (home / "store" / "checkpoints").glob("*.safetensors")
+    state = read_state(saved.read_bytes(), torch.device("cpu"))
     assert state["epochs"] >= kill_after
     state["seconds"] = 1e6  # a mark: the rerun's recorded time goes on from the checkpoint's
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    saved.write_bytes(buffer.getvalue())
+    saved.write_bytes(write_state(state))
     out = in_home(home, *args)
     assert out.returncode == 0, out.stderr
     history = json_of(home, "layers", "show", "x@1")["history"]
@@ -122,7 +121,7 @@ def _killed_after_layers(home: Path, args: list[str]) -> None:
                                stderr=subprocess.DEVNULL,
                                env={**os.environ, "MFSTORE_HOME": str(home)})
     deadline = time.monotonic() + 120
-    while not (_layers_noted(home) and _epochs_saved(home, "-l1.pt") >= 2):
+    while not (_layers_noted(home) and _epochs_saved(home, "-l1.safetensors") >= 2):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
@@ -143,12 +142,12 @@ def _layers_noted(home: Path) -> int:
 def test_gc_removes_a_checkpoint_nobody_came_back_for(home):
     _killed_after(home, 1, "train-layer", "x", "--data", "digits", "--kind", "dense",
                   "--width", "256", *SLOW)
-    left = list((home / "store" / "checkpoints").glob("*.pt"))
+    left = list((home / "store" / "checkpoints").glob("*.safetensors"))
     assert left
     assert in_home(home, "gc", "--grace", "3600").returncode == 0
-    assert list((home / "store" / "checkpoints").glob("*.pt")) == left  # young: kept
+    assert list((home / "store" / "checkpoints").glob("*.safetensors")) == left  # young: kept
     assert in_home(home, "gc", "--grace", "0").returncode == 0
-    assert list((home / "store" / "checkpoints").glob("*.pt")) == []
+    assert list((home / "store" / "checkpoints").glob("*.safetensors")) == []
 
 
 def test_a_short_training_writes_no_checkpoint(home, monkeypatch):
@@ -195,3 +194,17 @@ def test_a_kill_right_after_a_layer_is_registered_does_not_register_it_twice(hom
     assert [n.layers for n in ws.registry.networks("net3")] == [
         (("net3.l1", 1), ("net3.l2", 1))]
     assert _left(home) == []
+
+
+def test_a_damaged_checkpoint_is_one_line_and_is_never_unpickled(home):
+    """A checkpoint is safetensors and JSON: bytes that are neither (a pickle, say) are
+    refused in one line, and nothing in them runs."""
+    args = ["train-layer", "x", "--data", "digits", "--kind", "dense", "--width", "256", *SLOW]
+    _killed_after(home, 1, *args)
+    (saved,) = (home / "store" / "checkpoints").glob("*.safetensors")
+    saved.write_bytes(b"\x80\x04\x95cos\nsystem\n")  # the start of a pickle
+    out = in_home(home, *args)
+    assert out.returncode == 8 and "Traceback" not in out.stderr
+    line = [x for x in out.stderr.strip().splitlines() if not x.startswith("MF layer")]
+    assert len(line) == 1 and line[0].startswith(f"error: the checkpoint {saved} is damaged")
+    assert line[0].endswith("remove it to train from the start")
